@@ -1,0 +1,73 @@
+/**
+ * The libp2p host every memfabric peer runs: TCP, noise, yamux, identify, ping and a
+ * kad-dht in server mode on the fabric's private protocol id.
+ */
+import { createLibp2p } from 'libp2p'
+import type { Libp2p, PrivateKey, ServiceMap } from '@libp2p/interface'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import type { Identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import type { Ping } from '@libp2p/ping'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import type { KadDHT } from '@libp2p/kad-dht'
+import { bootstrap } from '@libp2p/bootstrap'
+
+/** Private kad protocol id: keeps the fabric's DHT apart from the public IPFS DHT. */
+export const DEFAULT_KAD_PROTOCOL = '/memfabric/kad/1.0.0'
+/** Listen address used when none is configured. */
+export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
+
+export interface HostServices {
+  identify: Identify
+  ping: Ping
+  dht: KadDHT
+}
+
+export interface CreateHostOptions<T extends ServiceMap = Record<string, never>> {
+  privateKey?: PrivateKey
+  listen?: string[]
+  bootstrap?: string[]
+  kadProtocol?: string
+  /** Extra services (memfabric protocols) to mount next to the built-in ones. */
+  services?: { [K in keyof T]: (components: any) => T[K] }
+}
+
+/** Create (and start) a libp2p host configured for the fabric. */
+export async function createHost<T extends ServiceMap = Record<string, never>> (options: CreateHostOptions<T> = {}): Promise<Libp2p<HostServices & T>> {
+  const peerDiscovery = (options.bootstrap != null && options.bootstrap.length > 0)
+    ? [bootstrap({ list: options.bootstrap })]
+    : []
+
+  const node = await createLibp2p({
+    privateKey: options.privateKey,
+    addresses: { listen: options.listen ?? DEFAULT_LISTEN },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    peerDiscovery,
+    connectionManager: {
+      // many peers of one site share a host address in tests and on NAT'd sites
+      inboundConnectionThreshold: 10_000,
+      maxIncomingPendingConnections: 1000,
+      maxConnections: 1000
+    },
+    connectionMonitor: {
+      // busy page transfers must not get a connection killed by a late ping
+      abortConnectionOnPingFailure: false
+    },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dht: kadDHT({
+        protocol: options.kadProtocol ?? DEFAULT_KAD_PROTOCOL,
+        clientMode: false,
+        peerInfoMapper: passthroughMapper
+      }),
+      ...(options.services ?? {})
+    } as any
+  })
+  return node as unknown as Libp2p<HostServices & T>
+}

@@ -1,0 +1,180 @@
+/**
+ * The content-addressed page store every memfabric host keeps.
+ *
+ * A repository directory holds the peer's config (identity, site, addresses) and a store of
+ * 4 KiB memory pages named by CID, the manifest blocks that list an image's pages, and the
+ * names and pins of images. Page bytes live in append-only pack files; level indexes them.
+ *
+ * @example
+ * ```ts
+ * const repo = await Repo.open('/var/lib/memfabric')
+ * const { root } = await repo.store.importImage('/dev/shm/vm1.ram', { name: 'vm1' })
+ * await repo.store.exportImage('vm1', '/tmp/vm1.ram')
+ * await repo.close()
+ * ```
+ */
+import type { CID } from 'multiformats/cid'
+import type { AbortOptions } from '@libp2p/interface'
+
+export * from './errors.ts'
+export * from './constants.ts'
+export * from './page.ts'
+
+/** A page and its name. */
+export interface Page {
+  cid: CID
+  bytes: Uint8Array
+}
+
+/** Pages by CID. Zero pages are implicit: `has` says true, `putMany` skips them. */
+export interface PageStore {
+  /** For each CID, whether its page is held (in order). */
+  has (cids: CID[], options?: AbortOptions): Promise<boolean[]>
+  /** Page bytes, verified against the CID; `undefined` when not held. */
+  get (cid: CID, options?: AbortOptions): Promise<Uint8Array | undefined>
+  /** Pages in the order asked; `bytes` is `undefined` for a page not held. Verified. */
+  getMany (cids: CID[], options?: AbortOptions): AsyncGenerator<{ cid: CID, bytes?: Uint8Array }>
+  /** Verify and store pages durably; returns how many were new. Throws PageVerificationError. */
+  putMany (pages: Page[], options?: AbortOptions): Promise<number>
+  /** Every stored page CID, in batches (for publishing provider records). */
+  allPages (options?: AbortOptions & { batchSize?: number }): AsyncGenerator<CID[]>
+}
+
+/** Manifest blocks (dag-cbor), verified against their CID. */
+export interface BlockStore {
+  getBlock (cid: CID, options?: AbortOptions): Promise<Uint8Array | undefined>
+  putBlock (cid: CID, bytes: Uint8Array, options?: AbortOptions): Promise<void>
+  hasBlock (cid: CID, options?: AbortOptions): Promise<boolean>
+}
+
+/** One contiguous byte range of an image, paged from its own start. */
+export interface Extent {
+  offset: number
+  length: number
+}
+
+/** The decoded manifest root of an image. */
+export interface Manifest {
+  root: CID
+  format: 'raw' | 'elf'
+  size: number
+  pageSize: number
+  /** Byte ranges that partition [0, size); each is paged from its own start. */
+  extents: Extent[]
+  /** Page slots in all extents (zero pages included). */
+  pages: number
+  /** Chunk blocks listing page CIDs in order, across extents. */
+  chunks: CID[]
+}
+
+/** One page slot of an image: `cid` is `null` for an all-zero page. */
+export interface PageSlot {
+  index: number
+  offset: number
+  length: number
+  cid: CID | null
+}
+
+export interface ImageInfo {
+  root: CID
+  names: string[]
+  format: 'raw' | 'elf'
+  size: number
+  pages: number
+  zeroPages: number
+  /** Distinct non-zero pages the image references. */
+  distinctPages: number
+  /** False while a migration into this repo is still fetching its pages. */
+  complete: boolean
+  createdAt: number
+}
+
+export interface ImportResult {
+  root: CID
+  size: number
+  pages: number
+  zeroPages: number
+  /** Pages that were not in the store before this import. */
+  newPages: number
+  format: 'raw' | 'elf'
+}
+
+export interface ProgressEvent {
+  done: number
+  total: number
+}
+
+export interface ImportOptions extends AbortOptions {
+  name?: string
+  onProgress?(evt: ProgressEvent): void
+}
+
+export interface ExportOptions extends AbortOptions {
+  onProgress?(evt: ProgressEvent): void
+}
+
+export interface PinOptions extends AbortOptions {
+  name?: string
+  /** Pin an image whose pages are still arriving (protects them from gc). */
+  partial?: boolean
+}
+
+export interface StoreStats {
+  images: number
+  /** Sum of image sizes. */
+  logicalBytes: number
+  zeroPages: number
+  distinctPages: number
+  /** Page bytes in pack files that are referenced by the index. */
+  storedBytes: number
+  /** Bytes of pack files on disk (live and dead). */
+  packBytes: number
+  /** logicalBytes / storedBytes. */
+  dedupRatio: number
+}
+
+export interface GcResult {
+  removedPages: number
+  reclaimedBytes: number
+}
+
+export interface VerifyResult {
+  ok: boolean
+  images: number
+  pagesChecked: number
+  problems: string[]
+}
+
+export interface StoreEvents {
+  'pages:added': CustomEvent<CID[]>
+  'pages:removed': CustomEvent<CID[]>
+}
+
+/** The whole store of a repository. */
+export interface Store extends PageStore, BlockStore, EventTarget {
+  importImage (path: string, options?: ImportOptions): Promise<ImportResult>
+  exportImage (ref: string | CID, outPath: string, options?: ExportOptions): Promise<void>
+  /** Resolve a name or CID string to a root CID. Throws RefNotFoundError / InvalidRefError. */
+  resolve (ref: string | CID, options?: AbortOptions): Promise<CID>
+  readManifest (root: CID, options?: AbortOptions): Promise<Manifest>
+  /** Every page slot of an image in order; reads manifest blocks from this store. */
+  pageSlots (root: CID, options?: AbortOptions): AsyncGenerator<PageSlot>
+  pin (root: CID, options?: PinOptions): Promise<void>
+  /** Remove a name, or (for a CID or the last name) the pin. */
+  remove (ref: string | CID, options?: AbortOptions): Promise<void>
+  list (options?: AbortOptions): Promise<ImageInfo[]>
+  inspect (ref: string | CID, options?: AbortOptions): Promise<ImageInfo>
+  gc (options?: AbortOptions): Promise<GcResult>
+  stats (options?: AbortOptions): Promise<StoreStats>
+  verify (options?: AbortOptions & { deep?: boolean }): Promise<VerifyResult>
+}
+
+export interface RepoConfig {
+  /** base64 protobuf of the libp2p private key (Ed25519). */
+  identity: { peerId: string, privateKey: string }
+  site: string
+  addresses: { listen: string[], api: string }
+  bootstrap: string[]
+}
+
+export { Repo } from './repo.ts'

@@ -1,0 +1,51 @@
+/**
+ * Page naming: a page is named by a CIDv1 with the raw codec and a sha2-256 multihash.
+ * The all-zero page is implicit: it is never stored, announced or sent.
+ */
+import { hash } from 'node:crypto'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import { sha256 } from 'multiformats/hashes/sha2'
+import * as raw from 'multiformats/codecs/raw'
+import { PAGE_SIZE } from './constants.ts'
+
+export const RAW_CODE = raw.code
+export const SHA256_CODE = sha256.code
+
+const ZERO_PAGE = new Uint8Array(PAGE_SIZE)
+
+/** SHA-256 of `bytes` as a 32-byte digest. */
+export function sha256Digest (bytes: Uint8Array): Uint8Array {
+  return hash('sha256', bytes, 'buffer')
+}
+
+/** CID of a 32-byte sha2-256 digest of raw content. */
+export function digestToCid (digest: Uint8Array): CID {
+  return CID.createV1(RAW_CODE, Digest.create(SHA256_CODE, digest))
+}
+
+/** CID of page content. */
+export function pageCid (bytes: Uint8Array): CID {
+  return digestToCid(sha256Digest(bytes))
+}
+
+/** True if every byte of `bytes` is zero (any length up to a page). */
+export function isZeroPage (bytes: Uint8Array): boolean {
+  if (bytes.byteLength === PAGE_SIZE) {
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).equals(ZERO_PAGE)
+  }
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).equals(ZERO_PAGE.subarray(0, bytes.byteLength))
+}
+
+/** True if `bytes` hash to `cid` (raw codec, sha2-256 only). */
+export function verifyPage (cid: CID, bytes: Uint8Array): boolean {
+  if (cid.code !== RAW_CODE || cid.multihash.code !== SHA256_CODE) {
+    return false
+  }
+  return Buffer.from(sha256Digest(bytes)).equals(cid.multihash.digest)
+}
+
+/** True if `cid` can name a page (CIDv1, raw codec, sha2-256). */
+export function isPageCid (cid: CID): boolean {
+  return cid.version === 1 && cid.code === RAW_CODE && cid.multihash.code === SHA256_CODE && cid.multihash.digest.byteLength === 32
+}
