@@ -14,6 +14,8 @@ import type { Ping } from '@libp2p/ping'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import type { KadDHT } from '@libp2p/kad-dht'
 import { bootstrap } from '@libp2p/bootstrap'
+import { tcpWithDialMap } from './transport/dial-map.ts'
+import type { DialMap } from './transport/dial-map.ts'
 
 /** Private kad protocol id: keeps the fabric's DHT apart from the public IPFS DHT. */
 export const DEFAULT_KAD_PROTOCOL = '/memfabric/kad/1.0.0'
@@ -31,6 +33,8 @@ export interface CreateHostOptions<T extends ServiceMap = Record<string, never>>
   listen?: string[]
   bootstrap?: string[]
   kadProtocol?: string
+  /** Rewrites of outgoing TCP dials (the test network's WAN emulator). */
+  dialMap?: DialMap
   /** Extra services (memfabric protocols) to mount next to the built-in ones. */
   services?: { [K in keyof T]: (components: any) => T[K] }
 }
@@ -44,7 +48,7 @@ export async function createHost<T extends ServiceMap = Record<string, never>> (
   const node = await createLibp2p({
     privateKey: options.privateKey,
     addresses: { listen: options.listen ?? DEFAULT_LISTEN },
-    transports: [tcp()],
+    transports: [options.dialMap != null ? tcpWithDialMap(options.dialMap) : tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery,
