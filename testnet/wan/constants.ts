@@ -20,7 +20,7 @@ export const DEFAULT_LINK_QUEUE_BYTES = 256 * 1024
  */
 export const DEFAULT_FLOW_WINDOW_BYTES = 8 * 1024 * 1024
 
-/** Chunks due within this many ms of each other are delivered by one timer tick. */
+/** Minimum gap between two delivery ticks of a link (ms): chunks due within it share one tick, never early. */
 export const DEFAULT_TIMER_SLACK_MS = 1
 
 /** Last octet of the proxy listeners' address in each site's range (127.0.<site>.254). */

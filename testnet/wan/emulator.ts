@@ -77,6 +77,8 @@ export interface WanLinkStats {
   /** Connections that ever used this direction */
   connections: number
   activeConnections: number
+  /** Bytes queued or in flight in this direction right now */
+  inFlightBytes: number
 }
 
 interface Exposure {
@@ -200,7 +202,8 @@ export class WanEmulator {
         mbit: s.bitsPerSecond / 1e6,
         bytes: s.bytes,
         connections: s.connections,
-        activeConnections: s.activeConnections
+        activeConnections: s.activeConnections,
+        inFlightBytes: s.inFlightBytes
       })
     }
     return out

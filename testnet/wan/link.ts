@@ -28,7 +28,7 @@ export interface LinkInit {
   queueBytes?: number
   /** Bytes one connection may have inside the link before its sender pauses (default DEFAULT_FLOW_WINDOW_BYTES) */
   flowWindowBytes?: number
-  /** Chunks due within this many ms are delivered by the same timer tick (default DEFAULT_TIMER_SLACK_MS) */
+  /** Minimum gap between two delivery ticks, ms: chunks due within it share a tick (default DEFAULT_TIMER_SLACK_MS) */
   timerSlackMs?: number
 }
 
@@ -216,10 +216,11 @@ export class Link {
     this.active--
   }
 
-  private armDelivery (now: number): void {
+  private armDelivery (now: number, minWait = 0): void {
     // the head is always the earliest packet, so an armed timer is never late for a new tail
     if (this.deliveryTimer != null || this.head >= this.line.length) return
-    const wait = Math.max(0, this.line[this.head].deliverAt - now)
+    // minWait batches chunks due in the next moment into one tick instead of one timer each
+    const wait = Math.max(minWait, this.line[this.head].deliverAt - now)
     this.deliveryTimer = setTimeout(() => { this.deliverDue() }, wait)
   }
 
@@ -244,7 +245,8 @@ export class Link {
     this.deliveryTimer = undefined
     const now = performance.now()
     const line = this.line
-    while (this.head < line.length && line[this.head].deliverAt <= now + this.timerSlackMs) {
+    // never early: a chunk not yet due waits for the next tick, at most timerSlackMs late
+    while (this.head < line.length && line[this.head].deliverAt <= now) {
       const packet = line[this.head]
       line[this.head++] = undefined as unknown as Packet
       this.deliver(packet)
@@ -254,7 +256,7 @@ export class Link {
       this.head = 0
     }
     this.resumePaused()
-    this.armDelivery(now)
+    this.armDelivery(now, this.timerSlackMs)
   }
 
   private deliver ({ flow, chunk }: Packet): void {
