@@ -1,0 +1,191 @@
+/**
+ * What goes over the wire of `/memfabric/pages/1.0.0`. Every frame is length-prefixed
+ * (unsigned varint, `lpStream`).
+ *
+ * Request (client → server): dag-cbor map
+ *   `{ id: uint32, cids: [CID link…] (1…maxCids), compress?: 'zstd' }`
+ *
+ * Response (server → client): a fixed binary layout, because page frames are the hot path
+ * and dag-cbor would copy every page twice (big-endian integers):
+ *
+ * ```
+ * 0      u8   type = 0x01 (pages)
+ * 1      u8   flags: bit 0 = last frame of this request; other bits zero
+ * 2      u32  id of the request
+ * 6      u32  start: index in the request's cids of the first entry
+ * 10     u32  count of entries
+ * 14     entries, each: u8 kind (0 missing, 1 raw, 2 zstd) | u32 length | length bytes
+ * ```
+ * A missing entry has length 0. A frame must be consumed exactly.
+ */
+import { encode as cborEncode, decode as cborDecode } from '@ipld/dag-cbor'
+import { CID } from 'multiformats/cid'
+import type { Uint8ArrayList } from 'uint8arraylist'
+import { isPageCid } from '../../store/page.ts'
+import { InvalidMessageError } from './errors.ts'
+import { DEFAULT_MAX_CIDS_PER_REQUEST, MAX_PAGE_BYTES, RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER } from './constants.ts'
+
+export const FRAME_PAGES = 0x01
+export const FLAG_LAST = 0x01
+
+export const PAGE_MISSING = 0
+export const PAGE_RAW = 1
+export const PAGE_ZSTD = 2
+export type PageKind = typeof PAGE_MISSING | typeof PAGE_RAW | typeof PAGE_ZSTD
+
+export type Compression = 'zstd'
+
+export interface PageRequest {
+  id: number
+  cids: CID[]
+  compress?: Compression
+}
+
+export interface PageEntry {
+  kind: PageKind
+  /** Empty for a missing page; compressed bytes for PAGE_ZSTD. */
+  bytes: Uint8Array
+}
+
+export interface PageResponse {
+  id: number
+  start: number
+  last: boolean
+  entries: PageEntry[]
+}
+
+const MAX_U32 = 0xffffffff
+
+function flat (data: Uint8Array | Uint8ArrayList): Uint8Array {
+  return data instanceof Uint8Array ? data : data.subarray()
+}
+
+function isU32 (n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_U32
+}
+
+export function encodeRequest (req: PageRequest): Uint8Array {
+  const msg: Record<string, unknown> = { id: req.id, cids: req.cids }
+  if (req.compress != null) {
+    msg.compress = req.compress
+  }
+  return cborEncode(msg)
+}
+
+/** Decode and validate a request frame. Throws InvalidMessageError. */
+export function decodeRequest (data: Uint8Array | Uint8ArrayList, maxCids = DEFAULT_MAX_CIDS_PER_REQUEST): PageRequest {
+  let msg: unknown
+  try {
+    msg = cborDecode(flat(data))
+  } catch (err: any) {
+    throw new InvalidMessageError(`request is not dag-cbor: ${err?.message}`, { cause: err })
+  }
+  if (msg == null || typeof msg !== 'object' || Array.isArray(msg) || msg instanceof Uint8Array || CID.asCID(msg) != null) {
+    throw new InvalidMessageError('request is not a map')
+  }
+  const m = msg as Record<string, unknown>
+  for (const key of Object.keys(m)) {
+    if (key !== 'id' && key !== 'cids' && key !== 'compress') {
+      throw new InvalidMessageError(`request has unknown field ${JSON.stringify(key.slice(0, 32))}`)
+    }
+  }
+  if (!isU32(m.id)) {
+    throw new InvalidMessageError('request id is not a uint32')
+  }
+  if (!Array.isArray(m.cids) || m.cids.length === 0 || m.cids.length > maxCids) {
+    throw new InvalidMessageError(`request cids must be an array of 1…${maxCids}`)
+  }
+  const cids: CID[] = []
+  for (const c of m.cids) {
+    const cid = CID.asCID(c)
+    if (cid == null || !isPageCid(cid)) {
+      throw new InvalidMessageError('request holds a CID that cannot name a page')
+    }
+    cids.push(cid)
+  }
+  if (m.compress !== undefined && m.compress !== 'zstd') {
+    throw new InvalidMessageError('request compress must be "zstd" or absent')
+  }
+  return m.compress === 'zstd' ? { id: m.id, cids, compress: 'zstd' } : { id: m.id, cids }
+}
+
+/** Bytes a response frame will take for these entries. */
+export function responseFrameLength (entries: PageEntry[]): number {
+  let n = RESPONSE_FRAME_HEADER
+  for (const e of entries) {
+    n += RESPONSE_ENTRY_HEADER + e.bytes.byteLength
+  }
+  return n
+}
+
+export function encodeResponse (res: PageResponse): Uint8Array {
+  const buf = Buffer.allocUnsafe(responseFrameLength(res.entries))
+  buf[0] = FRAME_PAGES
+  buf[1] = res.last ? FLAG_LAST : 0
+  buf.writeUInt32BE(res.id, 2)
+  buf.writeUInt32BE(res.start, 6)
+  buf.writeUInt32BE(res.entries.length, 10)
+  let pos = RESPONSE_FRAME_HEADER
+  for (const e of res.entries) {
+    buf[pos] = e.kind
+    buf.writeUInt32BE(e.bytes.byteLength, pos + 1)
+    buf.set(e.bytes, pos + RESPONSE_ENTRY_HEADER)
+    pos += RESPONSE_ENTRY_HEADER + e.bytes.byteLength
+  }
+  return buf
+}
+
+/**
+ * Decode and validate a response frame. Page bytes are views into `data` (no copy).
+ * Throws InvalidMessageError.
+ */
+export function decodeResponse (data: Uint8Array | Uint8ArrayList, maxEntries = DEFAULT_MAX_CIDS_PER_REQUEST): PageResponse {
+  const bytes = flat(data)
+  if (bytes.byteLength < RESPONSE_FRAME_HEADER) {
+    throw new InvalidMessageError(`response frame too short (${bytes.byteLength} bytes)`)
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  if (bytes[0] !== FRAME_PAGES) {
+    throw new InvalidMessageError(`unknown response frame type ${bytes[0]}`)
+  }
+  const flags = bytes[1]
+  if ((flags & ~FLAG_LAST) !== 0) {
+    throw new InvalidMessageError(`unknown response flags ${flags}`)
+  }
+  const id = view.getUint32(2)
+  const start = view.getUint32(6)
+  const count = view.getUint32(10)
+  if (count > maxEntries) {
+    throw new InvalidMessageError(`response holds ${count} entries, more than ${maxEntries}`)
+  }
+  const entries: PageEntry[] = new Array(count)
+  let pos = RESPONSE_FRAME_HEADER
+  for (let i = 0; i < count; i++) {
+    if (pos + RESPONSE_ENTRY_HEADER > bytes.byteLength) {
+      throw new InvalidMessageError('response frame truncated in an entry header')
+    }
+    const kind = bytes[pos]
+    const length = view.getUint32(pos + 1)
+    pos += RESPONSE_ENTRY_HEADER
+    if (kind === PAGE_MISSING) {
+      if (length !== 0) {
+        throw new InvalidMessageError('missing entry carries bytes')
+      }
+    } else if (kind === PAGE_RAW || kind === PAGE_ZSTD) {
+      if (length === 0 || length > MAX_PAGE_BYTES) {
+        throw new InvalidMessageError(`page entry of ${length} bytes (1…${MAX_PAGE_BYTES})`)
+      }
+    } else {
+      throw new InvalidMessageError(`unknown entry kind ${kind}`)
+    }
+    if (pos + length > bytes.byteLength) {
+      throw new InvalidMessageError('response frame truncated in page bytes')
+    }
+    entries[i] = { kind, bytes: bytes.subarray(pos, pos + length) }
+    pos += length
+  }
+  if (pos !== bytes.byteLength) {
+    throw new InvalidMessageError(`response frame has ${bytes.byteLength - pos} trailing bytes`)
+  }
+  return { id, start, last: (flags & FLAG_LAST) !== 0, entries }
+}

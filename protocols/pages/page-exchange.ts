@@ -1,0 +1,489 @@
+/**
+ * The page exchange service: serves pages from a PageStore and fetches verified pages
+ * from peers over `/memfabric/pages/1.0.0` (wire format in codec.ts).
+ */
+import { zstdCompressSync, zstdDecompressSync, constants as zlibConstants } from 'node:zlib'
+import { logger } from '@libp2p/logger'
+import { lpStream } from '@libp2p/utils'
+import type { LengthPrefixedStream } from '@libp2p/utils'
+import { isPeerId } from '@libp2p/interface'
+import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { CID } from 'multiformats/cid'
+import { PAGE_SIZE } from '../../store/constants.ts'
+import { isPageCid, pageCid, verifyPage } from '../../store/page.ts'
+import type { Page, PageStore } from '../../store/index.ts'
+import {
+  DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CIDS_PER_REQUEST, DEFAULT_MAX_INBOUND_STREAMS,
+  DEFAULT_MAX_INFLIGHT_PER_STREAM, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_MAX_REQUEST_FRAME_LENGTH,
+  DEFAULT_MAX_RESPONSE_FRAME_LENGTH, DEFAULT_MAX_STREAMS_PER_PEER, DEFAULT_RESPONSE_FRAME_BYTES,
+  DEFAULT_SINK_BATCH, DEFAULT_STREAMS, DEFAULT_WINDOW, DEFAULT_ZSTD_LEVEL, PAGES_PROTOCOL,
+  RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER, ZSTD_MIN_SAVING
+} from './constants.ts'
+import {
+  decodeRequest, decodeResponse, encodeRequest, encodeResponse, PAGE_MISSING, PAGE_RAW, PAGE_ZSTD
+} from './codec.ts'
+import type { Compression, PageEntry, PageRequest } from './codec.ts'
+import {
+  InvalidPageCidError, NotStartedError, PeerMisbehavedError, TooManyStreamsError, TransferTimeoutError
+} from './errors.ts'
+import { Slots, varintLength, withIdleTimeout } from './timeout.ts'
+import type {
+  FetchOptions, FetchResult, PageCounters, PageExchangeComponents, PageExchangeInit
+} from './index.ts'
+
+const log = logger('memfabric:pages')
+
+const ZERO_PAGE_CID = pageCid(new Uint8Array(PAGE_SIZE))
+const MAX_REQUEST_ID = 0xffffffff
+const MISSING_ENTRY: PageEntry = { kind: PAGE_MISSING, bytes: new Uint8Array(0) }
+
+function isZeroCid (cid: CID): boolean {
+  return Buffer.from(cid.multihash.digest).equals(ZERO_PAGE_CID.multihash.digest)
+}
+
+function peerKey (peer: PeerId | Multiaddr): string {
+  if (isPeerId(peer)) {
+    return peer.toString()
+  }
+  return peer.getComponents().findLast(c => c.name === 'p2p')?.value ?? peer.toString()
+}
+
+function newCounters (): PageCounters {
+  return { pagesServed: 0, bytesServed: 0, wireBytesServed: 0, missingServed: 0, requestsServed: 0, pagesFetched: 0, bytesFetched: 0, wireBytesFetched: 0, missingFetched: 0, misbehaved: 0, timeouts: 0 }
+}
+
+/** Shared state of one `fetch` call: the batches still to ask for and what came back. */
+interface FetchState {
+  peer: string
+  batches: CID[][]
+  next: number
+  result: FetchResult
+  sinkBuffer: Page[]
+  options: FetchOptions
+  signal: AbortSignal
+}
+
+export class PageExchange implements Startable {
+  readonly protocol = PAGES_PROTOCOL
+  /** Totals over all peers. */
+  readonly counters: PageCounters = newCounters()
+  /** Counters per remote peer id (string). */
+  readonly peerCounters = new Map<string, PageCounters>()
+
+  private readonly components: PageExchangeComponents
+  private readonly store: PageStore
+  private readonly maxCids: number
+  private readonly responseFrameBytes: number
+  private readonly maxResponseFrameLength: number
+  private readonly maxRequestFrameLength: number
+  private readonly maxInflightPerStream: number
+  private readonly maxStreamsPerPeer: number
+  private readonly maxInboundStreams: number
+  private readonly maxOutboundStreams: number
+  private readonly idleTimeout: number
+  private readonly window: number
+  private readonly zstdLevel: number
+  private readonly streams = new Set<Stream>()
+  private readonly streamsPerPeer = new Map<string, number>()
+  private nextId = 0
+  private started = false
+
+  constructor (components: PageExchangeComponents, init: PageExchangeInit) {
+    this.components = components
+    this.store = init.store
+    this.maxCids = init.maxCidsPerRequest ?? DEFAULT_MAX_CIDS_PER_REQUEST
+    this.responseFrameBytes = init.responseFrameBytes ?? DEFAULT_RESPONSE_FRAME_BYTES
+    this.maxResponseFrameLength = init.maxResponseFrameLength ?? DEFAULT_MAX_RESPONSE_FRAME_LENGTH
+    this.maxRequestFrameLength = init.maxRequestFrameLength ?? DEFAULT_MAX_REQUEST_FRAME_LENGTH
+    this.maxInflightPerStream = init.maxInflightPerStream ?? DEFAULT_MAX_INFLIGHT_PER_STREAM
+    this.maxStreamsPerPeer = init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER
+    this.maxInboundStreams = init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS
+    this.maxOutboundStreams = init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
+    this.idleTimeout = init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT
+    this.window = init.window ?? DEFAULT_WINDOW
+    this.zstdLevel = init.zstdLevel ?? DEFAULT_ZSTD_LEVEL
+  }
+
+  readonly [Symbol.toStringTag] = '@memfabric/pages'
+
+  isStarted (): boolean {
+    return this.started
+  }
+
+  async start (): Promise<void> {
+    if (this.started) {
+      return
+    }
+    await this.components.registrar.handle(this.protocol, (stream, connection) => this.onStream(stream, connection), {
+      maxInboundStreams: this.maxInboundStreams,
+      maxOutboundStreams: this.maxOutboundStreams
+    })
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) {
+      return
+    }
+    this.started = false
+    await this.components.registrar.unhandle(this.protocol)
+    for (const stream of this.streams) {
+      stream.abort(new NotStartedError('page exchange stopped'))
+    }
+    this.streams.clear()
+  }
+
+  private countersFor (peer: string): PageCounters {
+    let c = this.peerCounters.get(peer)
+    if (c == null) {
+      c = newCounters()
+      this.peerCounters.set(peer, c)
+    }
+    return c
+  }
+
+  private count (peer: string, field: keyof PageCounters, n: number): void {
+    this.counters[field] += n
+    this.countersFor(peer)[field] += n
+  }
+
+  // ---------------------------------------------------------------- server
+
+  private onStream (stream: Stream, connection: Connection): void {
+    const peer = connection.remotePeer.toString()
+    const open = this.streamsPerPeer.get(peer) ?? 0
+    if (open >= this.maxStreamsPerPeer) {
+      log('peer %s has %d page streams open, refusing another', peer, open)
+      stream.abort(new TooManyStreamsError(`peer ${peer} has ${open} page streams open`))
+      return
+    }
+    this.streamsPerPeer.set(peer, open + 1)
+    this.streams.add(stream)
+    this.serve(stream, peer)
+      .catch(err => {
+        log.error('serving %s failed - %e', peer, err)
+        stream.abort(err)
+      })
+      .finally(() => {
+        this.streams.delete(stream)
+        const n = (this.streamsPerPeer.get(peer) ?? 1) - 1
+        if (n <= 0) {
+          this.streamsPerPeer.delete(peer)
+        } else {
+          this.streamsPerPeer.set(peer, n)
+        }
+      })
+  }
+
+  /** Answer requests from one stream until the client closes its end. */
+  private async serve (stream: Stream, peer: string): Promise<void> {
+    const lp = lpStream(stream, {
+      maxDataLength: this.maxRequestFrameLength,
+      // requests beyond our in-flight limit wait here; a client that floods past it is cut off
+      maxBufferSize: Math.max(4 * 1024 * 1024, this.maxInflightPerStream * this.maxRequestFrameLength)
+    })
+    const controller = new AbortController()
+    const onClose = (): void => { controller.abort(new Error('stream closed')) }
+    stream.addEventListener('close', onClose, { once: true })
+    const slots = new Slots(this.maxInflightPerStream)
+    const pending = new Set<Promise<void>>()
+    let failure: unknown
+
+    try {
+      while (true) {
+        // back-pressure: do not take a request off the wire until we can work on it
+        await slots.acquire()
+        if (failure != null) {
+          throw failure
+        }
+        const read = lp.read()
+        let frame
+        while (true) {
+          try {
+            frame = await withIdleTimeout(read, this.idleTimeout, () => new TransferTimeoutError(peer, this.idleTimeout), controller.signal)
+            break
+          } catch (err: any) {
+            // a client waiting on our answers is not idle
+            if (err instanceof TransferTimeoutError && slots.active > 1) {
+              continue
+            }
+            if (err?.name === 'UnexpectedEOFError') {
+              frame = undefined
+              break
+            }
+            if (err instanceof TransferTimeoutError) {
+              this.count(peer, 'timeouts', 1)
+            }
+            throw err
+          }
+        }
+        if (frame == null) {
+          slots.release()
+          break
+        }
+        const req = decodeRequest(frame, this.maxCids)
+        const task = this.answer(lp, req, peer, controller.signal)
+          .catch(err => {
+            failure ??= err
+            controller.abort(err)
+            stream.abort(err)
+          })
+          .finally(() => {
+            slots.release()
+            pending.delete(task)
+          })
+        pending.add(task)
+      }
+      await Promise.all(pending)
+      if (failure != null) {
+        throw failure
+      }
+      await stream.close({ signal: AbortSignal.timeout(this.idleTimeout) })
+    } finally {
+      stream.removeEventListener('close', onClose)
+      controller.abort()
+    }
+  }
+
+  /** Stream one request's pages back in order, batched into frames. */
+  private async answer (lp: LengthPrefixedStream<Stream>, req: PageRequest, peer: string, signal: AbortSignal): Promise<void> {
+    let entries: PageEntry[] = []
+    let frameSize = RESPONSE_FRAME_HEADER
+    let start = 0
+    let seen = 0
+
+    const flush = async (last: boolean): Promise<void> => {
+      const frame = encodeResponse({ id: req.id, start, last, entries })
+      start += entries.length
+      entries = []
+      frameSize = RESPONSE_FRAME_HEADER
+      this.count(peer, 'wireBytesServed', frame.byteLength + varintLength(frame.byteLength))
+      await lp.write(frame, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeout)]) })
+    }
+
+    for await (const { cid, bytes } of this.store.getMany(req.cids, { signal })) {
+      let entry: PageEntry
+      // zero pages are implicit and never sent; a page not held is reported missing
+      if (bytes == null || isZeroCid(cid)) {
+        entry = MISSING_ENTRY
+        this.count(peer, 'missingServed', 1)
+      } else {
+        entry = req.compress === 'zstd' ? this.compress(bytes) : { kind: PAGE_RAW, bytes }
+        this.count(peer, 'pagesServed', 1)
+        this.count(peer, 'bytesServed', bytes.byteLength)
+      }
+      if (entries.length > 0 && frameSize + RESPONSE_ENTRY_HEADER + entry.bytes.byteLength > this.responseFrameBytes) {
+        await flush(false)
+      }
+      entries.push(entry)
+      frameSize += RESPONSE_ENTRY_HEADER + entry.bytes.byteLength
+      seen++
+    }
+    if (seen !== req.cids.length) {
+      throw new Error(`store answered ${seen} of ${req.cids.length} pages`)
+    }
+    await flush(true)
+    this.count(peer, 'requestsServed', 1)
+  }
+
+  /** zstd one page, keeping it raw unless compression pays. */
+  private compress (bytes: Uint8Array): PageEntry {
+    const z = zstdCompressSync(bytes, { params: { [zlibConstants.ZSTD_c_compressionLevel]: this.zstdLevel } })
+    if (z.byteLength <= bytes.byteLength * ZSTD_MIN_SAVING) {
+      return { kind: PAGE_ZSTD, bytes: z }
+    }
+    return { kind: PAGE_RAW, bytes }
+  }
+
+  // ---------------------------------------------------------------- client
+
+  /**
+   * Fetch pages from `peer`, verifying each against its CID on arrival. Resolves once every
+   * CID was answered (received or missing); throws PeerMisbehavedError / TransferTimeoutError
+   * on the first fault, after delivering the pages verified before it.
+   */
+  async fetch (peer: PeerId | Multiaddr, cids: CID[], options: FetchOptions = {}): Promise<FetchResult> {
+    if (!this.started) {
+      throw new NotStartedError()
+    }
+    const result: FetchResult = { received: [], missing: [], bytes: 0, wireBytes: 0 }
+    const ask: CID[] = []
+    for (const cid of cids) {
+      if (!isPageCid(cid)) {
+        throw new InvalidPageCidError(`${cid} cannot name a page`)
+      }
+      if (isZeroCid(cid)) {
+        // implicit: never requested, delivered locally
+        const zero = new Uint8Array(PAGE_SIZE)
+        options.onPage?.(cid, zero)
+        result.received.push(cid)
+        continue
+      }
+      ask.push(cid)
+    }
+    const batches: CID[][] = []
+    for (let i = 0; i < ask.length; i += this.maxCids) {
+      batches.push(ask.slice(i, i + this.maxCids))
+    }
+    if (batches.length === 0) {
+      return result
+    }
+
+    // one failing stream stops its siblings
+    const controller = new AbortController()
+    const signal = options.signal == null ? controller.signal : AbortSignal.any([options.signal, controller.signal])
+    const state: FetchState = { peer: peerKey(peer), batches, next: 0, result, sinkBuffer: [], options, signal }
+    const streams = Math.max(1, Math.min(options.streams ?? DEFAULT_STREAMS, batches.length))
+
+    const workers: Array<Promise<void>> = []
+    for (let i = 0; i < streams; i++) {
+      workers.push(this.fetchOn(peer, state).catch(err => {
+        controller.abort(err)
+        throw err
+      }))
+    }
+    const settled = await Promise.allSettled(workers)
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
+    if (failed != null) {
+      // surface the root cause, not a sibling's "aborted"
+      throw controller.signal.reason ?? failed.reason
+    }
+    await this.flushSink(state)
+    return result
+  }
+
+  private async flushSink (state: FetchState): Promise<void> {
+    const sink = state.options.sink
+    if (sink == null || state.sinkBuffer.length === 0) {
+      return
+    }
+    const pages = state.sinkBuffer
+    state.sinkBuffer = []
+    await sink.putMany(pages, { signal: state.signal })
+  }
+
+  /** One stream's share of a fetch: keep `window` requests in flight until no batch is left. */
+  private async fetchOn (peer: PeerId | Multiaddr, state: FetchState): Promise<void> {
+    const { options, signal, result } = state
+    const window = options.window ?? this.window
+    const idleTimeout = options.idleTimeout ?? this.idleTimeout
+    const sinkBatch = options.sinkBatch ?? DEFAULT_SINK_BATCH
+    const compress: Compression | undefined = options.compress
+
+    const stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal })
+    const remote = state.peer
+    this.streams.add(stream)
+    const lp = lpStream(stream, {
+      maxDataLength: this.maxResponseFrameLength,
+      // we never ask for more than `window` requests' worth of frames, so this bounds memory
+      maxBufferSize: (window + 1) * (this.maxResponseFrameLength + 8)
+    })
+    const inflight = new Map<number, { cids: CID[], pos: number }>()
+    const misbehaved = (reason: string, cause?: unknown): PeerMisbehavedError => {
+      this.count(remote, 'misbehaved', 1)
+      return new PeerMisbehavedError(remote, reason, cause == null ? undefined : { cause })
+    }
+
+    const sendMore = async (): Promise<void> => {
+      const frames: Uint8Array[] = []
+      while (inflight.size < window && state.next < state.batches.length) {
+        const cids = state.batches[state.next++]
+        const id = this.nextId
+        this.nextId = this.nextId === MAX_REQUEST_ID ? 0 : this.nextId + 1
+        inflight.set(id, { cids, pos: 0 })
+        frames.push(encodeRequest(compress == null ? { id, cids } : { id, cids, compress }))
+      }
+      if (frames.length > 0) {
+        await lp.writeV(frames, { signal })
+      }
+    }
+
+    try {
+      await sendMore()
+      while (inflight.size > 0) {
+        let frame
+        try {
+          frame = await withIdleTimeout(lp.read(), idleTimeout, () => new TransferTimeoutError(remote, idleTimeout), signal)
+        } catch (err: any) {
+          if (err instanceof TransferTimeoutError) {
+            this.count(remote, 'timeouts', 1)
+            throw err
+          }
+          if (signal.aborted) {
+            throw signal.reason
+          }
+          if (err?.code === 'ERR_MSG_DATA_TOO_LONG' || err?.code === 'ERR_MSG_LENGTH_TOO_LONG' || err?.code === 'ERR_INVALID_MSG_LENGTH') {
+            throw misbehaved(`oversize or invalid frame length: ${err.message}`, err)
+          }
+          throw misbehaved(`stream ended with ${inflight.size} requests unanswered: ${err?.message}`, err)
+        }
+        const wire = frame.byteLength + varintLength(frame.byteLength)
+        result.wireBytes += wire
+        this.count(remote, 'wireBytesFetched', wire)
+
+        let res
+        try {
+          res = decodeResponse(frame, this.maxCids)
+        } catch (err: any) {
+          throw misbehaved(`undecodable frame: ${err.message}`, err)
+        }
+        const req = inflight.get(res.id)
+        if (req == null) {
+          throw misbehaved(`response for unknown request id ${res.id}`)
+        }
+        if (res.start !== req.pos || res.entries.length === 0 || req.pos + res.entries.length > req.cids.length) {
+          throw misbehaved(`response frame out of order for request ${res.id} (start ${res.start}, ${res.entries.length} entries, expected start ${req.pos} of ${req.cids.length})`)
+        }
+        for (const entry of res.entries) {
+          const cid = req.cids[req.pos]
+          if (entry.kind === PAGE_MISSING) {
+            req.pos++
+            result.missing.push(cid)
+            this.count(remote, 'missingFetched', 1)
+            continue
+          }
+          let bytes = entry.bytes
+          if (entry.kind === PAGE_ZSTD) {
+            if (compress !== 'zstd') {
+              throw misbehaved('compressed page that was not asked for')
+            }
+            try {
+              bytes = zstdDecompressSync(entry.bytes, { maxOutputLength: PAGE_SIZE })
+            } catch (err: any) {
+              throw misbehaved(`page ${cid} does not decompress: ${err.message}`, err)
+            }
+          }
+          if (!verifyPage(cid, bytes)) {
+            throw misbehaved(`page ${cid} fails verification`)
+          }
+          req.pos++
+          result.received.push(cid)
+          result.bytes += bytes.byteLength
+          this.count(remote, 'pagesFetched', 1)
+          this.count(remote, 'bytesFetched', bytes.byteLength)
+          options.onPage?.(cid, bytes)
+          if (options.sink != null) {
+            state.sinkBuffer.push({ cid, bytes })
+          }
+        }
+        if (res.last !== (req.pos === req.cids.length)) {
+          throw misbehaved(`request ${res.id} ${res.last ? 'ended early' : 'not ended after its last page'}`)
+        }
+        if (res.last) {
+          inflight.delete(res.id)
+          await sendMore()
+        }
+        if (state.sinkBuffer.length >= sinkBatch) {
+          await this.flushSink(state)
+        }
+      }
+      await stream.close({ signal: AbortSignal.any([signal, AbortSignal.timeout(idleTimeout)]) })
+    } catch (err: any) {
+      stream.abort(err)
+      throw err
+    } finally {
+      this.streams.delete(stream)
+    }
+  }
+}
