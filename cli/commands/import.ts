@@ -1,0 +1,59 @@
+/**
+ * `memfabric import FILE`: page a raw memory file or ELF core into the store.
+ */
+import { PAGE_SIZE } from '../../store/constants.ts'
+import { defineCommand, globalParams, nonEmptyOption, takePositionals } from '../command.ts'
+import type { GlobalParams } from '../command.ts'
+import { formatBytes, formatCount, formatFields, formatPercent } from '../output.ts'
+
+export interface ImportParams extends GlobalParams {
+  file: string
+  name?: string
+}
+
+export const importCommand = defineCommand({
+  name: 'import',
+  description: 'import a VM memory image (raw file or ELF core) into the store',
+  usage: 'import FILE [--name NAME]',
+  details: 'Split FILE into 4 KiB pages named by CID, store the pages not yet held, and pin the image. ELF cores (gcore, dump-guest-memory) are paged per PT_LOAD segment.',
+  args: [{ name: 'FILE', description: 'raw memory file (/dev/shm/..., memory-backend-file, dd dump) or ELF core' }],
+  options: {
+    name: { type: 'string', short: 'n', valueName: 'NAME', description: 'name the image (e.g. vm1, vm1@t2)', defaultText: 'no name; refer to it by root CID' }
+  },
+  examples: [
+    { command: 'memfabric import /dev/shm/vm1.ram --name vm1' },
+    { command: 'memfabric import core.1234 --json', description: 'print root, size, pages, zeroPages, newPages as JSON' }
+  ],
+  handlerInit (args, env): ImportParams {
+    const [file] = takePositionals(args, ['FILE'])
+    return { ...globalParams(args, env), file, name: nonEmptyOption(args, 'name') }
+  },
+  async handler (params, ctx) {
+    const api = await ctx.connect(params.repo)
+    const progress = ctx.progress('import', params.json, PAGE_SIZE)
+    try {
+      const result = await api.importImage(params.file, {
+        name: params.name,
+        signal: ctx.signal,
+        onProgress: u => { progress.update(u) }
+      })
+      progress.done()
+      if (params.json) {
+        ctx.printJson({ ...result, ...(params.name !== undefined ? { name: params.name } : {}) })
+      } else {
+        ctx.print(`imported ${params.name ?? params.file} ${result.root}`)
+        ctx.print(formatFields([
+          ['format', result.format],
+          ['size', `${formatBytes(result.size)} (${formatCount(result.size)} bytes)`],
+          ['pages', formatCount(result.pages)],
+          ['zero pages', `${formatCount(result.zeroPages)} (${formatPercent(result.zeroPages, result.pages)})`],
+          ['new pages', `${formatCount(result.newPages)} (${formatBytes(result.newPages * PAGE_SIZE)} stored)`]
+        ]))
+      }
+      return 0
+    } finally {
+      progress.done()
+      await api.close()
+    }
+  }
+})

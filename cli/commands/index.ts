@@ -1,0 +1,39 @@
+/**
+ * The registry of CLI commands, in the order `memfabric --help` lists them.
+ *
+ * To add a command: write `cli/commands/<name>.ts` exporting a `defineCommand({...})`, import
+ * it here and append it to `commands`.
+ */
+import type { AnyCommand } from '../command.ts'
+import { initCommand } from './init.ts'
+import { importCommand } from './import.ts'
+import { exportCommand } from './export.ts'
+import { lsCommand } from './ls.ts'
+import { inspectCommand } from './inspect.ts'
+import { rmCommand } from './rm.ts'
+import { gcCommand } from './gc.ts'
+import { statsCommand } from './stats.ts'
+import { verifyCommand } from './verify.ts'
+import { idCommand } from './id.ts'
+import { peersCommand } from './peers.ts'
+import { providersCommand } from './providers.ts'
+
+export const commands: AnyCommand[] = [
+  initCommand,
+  importCommand,
+  exportCommand,
+  lsCommand,
+  inspectCommand,
+  rmCommand,
+  gcCommand,
+  statsCommand,
+  verifyCommand,
+  idCommand,
+  peersCommand,
+  providersCommand
+]
+
+/** The command called `name`, if any. */
+export function findCommand (name: string): AnyCommand | undefined {
+  return commands.find(c => c.name === name)
+}

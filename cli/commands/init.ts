@@ -1,0 +1,90 @@
+/**
+ * `memfabric init`: create a repository (identity key, site, addresses, empty store).
+ */
+import { multiaddr } from '@multiformats/multiaddr'
+import { defineCommand, globalParams, listOption, nonEmptyOption, takePositionals, UsageError } from '../command.ts'
+import type { GlobalParams, ParsedArgs } from '../command.ts'
+import { formatFields } from '../output.ts'
+import { DEFAULT_LISTEN, DEFAULT_SITE, Repo } from '../../store/repo.ts'
+
+export interface InitParams extends GlobalParams {
+  /** Undefined: the repository's default. */
+  site?: string
+  listen?: string[]
+  bootstrap?: string[]
+}
+
+/** Check each multiaddr parses; `flag` names the option in the error. */
+function multiaddrs (args: ParsedArgs, flag: string): string[] | undefined {
+  const list = listOption(args, flag)
+  if (list === undefined) {
+    return undefined
+  }
+  for (const ma of list) {
+    try {
+      multiaddr(ma)
+    } catch {
+      throw new UsageError(`invalid multiaddr '${ma}' for --${flag}`)
+    }
+  }
+  return list
+}
+
+export const SITE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+export const initCommand = defineCommand({
+  name: 'init',
+  description: 'create a repository: identity key, site label, addresses, empty store',
+  usage: 'init [--site NAME] [--listen MA...] [--bootstrap MA...]',
+  details: 'Create a new repository directory with a fresh Ed25519 peer identity. Fails if the directory already holds a repository.',
+  options: {
+    site: { type: 'string', valueName: 'NAME', description: 'site label of this host (letters, digits, . _ -)', defaultText: DEFAULT_SITE },
+    listen: { type: 'string', multiple: true, valueName: 'MA', description: 'libp2p listen multiaddr (repeat or comma-separate)', defaultText: DEFAULT_LISTEN.join(',') },
+    bootstrap: { type: 'string', multiple: true, valueName: 'MA', description: 'bootstrap peer multiaddr with /p2p/ id (repeat or comma-separate)', defaultText: 'none' }
+  },
+  examples: [
+    { command: 'memfabric init', description: 'create ~/.memfabric' },
+    { command: 'memfabric init --repo /var/lib/memfabric --site fra1 --listen /ip4/0.0.0.0/tcp/4001', description: 'a host of site fra1' }
+  ],
+  handlerInit (args, env): InitParams {
+    takePositionals(args, [])
+    const site = nonEmptyOption(args, 'site')
+    if (site !== undefined && !SITE_PATTERN.test(site)) {
+      throw new UsageError(`invalid site name '${site}' (use letters, digits, '.', '_', '-', at most 64)`)
+    }
+    return {
+      ...globalParams(args, env),
+      site,
+      listen: multiaddrs(args, 'listen'),
+      bootstrap: multiaddrs(args, 'bootstrap')
+    }
+  },
+  async handler (params, ctx) {
+    const repo = await Repo.init(params.repo, {
+      site: params.site,
+      listen: params.listen,
+      bootstrap: params.bootstrap
+    })
+    const config = repo.config
+    await repo.close()
+    const result = {
+      repo: params.repo,
+      peerId: config.identity.peerId,
+      site: config.site,
+      listen: config.addresses.listen,
+      bootstrap: config.bootstrap
+    }
+    if (params.json) {
+      ctx.printJson(result)
+    } else {
+      ctx.print(`initialized repository ${params.repo}`)
+      ctx.print(formatFields([
+        ['peer id', result.peerId],
+        ['site', result.site],
+        ['listen', result.listen.join(' ')],
+        ['bootstrap', result.bootstrap.length > 0 ? result.bootstrap.join(' ') : '-']
+      ]))
+    }
+    return 0
+  }
+})

@@ -1,0 +1,47 @@
+/**
+ * `memfabric verify`: the repository's consistency check.
+ */
+import { defineCommand, globalParams, takePositionals } from '../command.ts'
+import type { GlobalParams } from '../command.ts'
+import { formatCount } from '../output.ts'
+
+export interface VerifyParams extends GlobalParams {
+  deep: boolean
+}
+
+export const verifyCommand = defineCommand({
+  name: 'verify',
+  description: 'check the repository is consistent (exit 1 on problems)',
+  usage: 'verify [--deep]',
+  details: 'Check indexes, manifests and reference counts against each other. With --deep, also read every stored page and check it against its CID.',
+  options: {
+    deep: { type: 'boolean', description: 'also re-hash every stored page', defaultText: 'off' }
+  },
+  examples: [{ command: 'memfabric verify' }, { command: 'memfabric verify --deep --json' }],
+  handlerInit (args, env): VerifyParams {
+    takePositionals(args, [])
+    return { ...globalParams(args, env), deep: args.values.deep === true }
+  },
+  async handler (params, ctx) {
+    const api = await ctx.connect(params.repo)
+    try {
+      const r = await api.verify({ signal: ctx.signal, deep: params.deep })
+      if (params.json) {
+        ctx.printJson(r)
+      } else if (r.ok) {
+        ctx.print(`ok: ${formatCount(r.images)} images, ${formatCount(r.pagesChecked)} pages checked`)
+      } else {
+        for (const p of r.problems) {
+          ctx.print(p)
+        }
+      }
+      if (!r.ok) {
+        ctx.warn(`verify found ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}`)
+        return 1
+      }
+      return 0
+    } finally {
+      await api.close()
+    }
+  }
+})
