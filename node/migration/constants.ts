@@ -1,0 +1,16 @@
+/** Defaults of a migration (pull). The CLI and daemon reuse them. */
+
+/** Distinct missing pages planned and fetched together. */
+export const DEFAULT_WINDOW_PAGES = 16_384
+/** Windows in flight at once (planning of one overlaps fetching of another). */
+export const DEFAULT_WINDOWS_IN_FLIGHT = 2
+/** Pages handed to one holder per fetch call; smaller slices spread load and fail over sooner. */
+export const DEFAULT_SLICE_PAGES = 2048
+/** Fetch calls in flight per holder. */
+export const DEFAULT_FETCHES_PER_HOLDER = 2
+/** Verified pages written to the store per batch. */
+export const DEFAULT_STORE_BATCH = 512
+/** RTT assumed for a holder whose RTT is not known yet (ms). */
+export const DEFAULT_UNKNOWN_RTT = 250
+/** Time allowed for a presence query or a provider lookup of one window (ms). */
+export const DEFAULT_DISCOVERY_TIMEOUT = 20_000

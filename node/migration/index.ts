@@ -1,0 +1,104 @@
+/**
+ * Migration: the destination fetches every page of an image from the nearest holder.
+ *
+ * For each window of pages it still lacks, the puller asks its own store, then same-site peers
+ * (presence query), then peers elsewhere (batched DHT provider lookup, nearest by RTT), and only
+ * then the source. Holders that fail, stall or lie are dropped and their pages re-planned.
+ *
+ * @example
+ * ```ts
+ * const report = await pullImage(deps, { root, source, name: 'vm1', out: '/vms/vm1.ram' })
+ * report.tiers.site.pages // pages that came from the destination's own site
+ * ```
+ */
+import type { CID } from 'multiformats/cid'
+import type { PeerId } from '@libp2p/interface'
+import type { Store } from '../../store/index.ts'
+
+export type Tier = 'local' | 'site' | 'remote' | 'source'
+export const TIERS: Tier[] = ['local', 'site', 'remote', 'source']
+
+export interface TierFigures {
+  pages: number
+  /** Page bytes delivered (uncompressed). */
+  bytes: number
+  /** Bytes received on the wire from this tier. */
+  wireBytes: number
+}
+
+export interface MigrationProgress {
+  phase: 'manifest' | 'pages' | 'export' | 'done'
+  /** Page slots processed. */
+  done: number
+  total: number
+  tiers: Record<Tier, TierFigures>
+}
+
+export interface MigrationReport {
+  root: string
+  name?: string
+  out?: string
+  size: number
+  pages: number
+  zeroPages: number
+  /** Distinct non-zero pages the image references. */
+  distinctPages: number
+  tiers: Record<Tier, TierFigures>
+  /** Manifest blocks fetched and their wire bytes. */
+  manifest: { blocks: number, fetched: number, wireBytes: number }
+  /** Bytes received from peers of other sites (source included when it is elsewhere). */
+  wanBytes: number
+  /** Holders dropped during the migration, with why. */
+  droppedHolders: Array<{ peerId: string, reason: string }>
+  durationMs: number
+  /** Image bytes per second of wall time. */
+  throughput: number
+  rounds: number
+}
+
+/** A peer that may hold pages, with what the node knows of it. */
+export interface Holder {
+  peerId: PeerId
+  site?: string
+  rttMs?: number
+}
+
+export interface FetchResult {
+  /** Bytes received on the wire. */
+  wireBytes: number
+  /** CIDs the holder said it does not have. */
+  missing: CID[]
+}
+
+/** What a puller needs from its node: narrow, so it can be driven by any host. */
+export interface PullDeps {
+  store: Store
+  site: string
+  self: PeerId
+  /** Connected peers with their site and RTT. */
+  peers(): Holder[]
+  /** Site and RTT of one peer, when known. */
+  describe(peer: PeerId): Holder
+  presence(peer: PeerId, cids: CID[], options: { signal?: AbortSignal }): Promise<boolean[]>
+  findProviders(cids: CID[], options: { signal?: AbortSignal }): Promise<Map<string, PeerId[]>>
+  /** Fetch pages (raw) or blocks (dag-cbor) by CID, each verified before `onBlock`. */
+  fetch(peer: PeerId, cids: CID[], options: { compress: boolean, signal?: AbortSignal, onBlock(cid: CID, bytes: Uint8Array): void }): Promise<FetchResult>
+}
+
+export interface PullOptions {
+  root: CID
+  /** The peer that offers the image: holder of last resort. */
+  source: PeerId
+  name?: string
+  /** Write the reassembled memory file here (sparse). */
+  out?: string
+  signal?: AbortSignal
+  onProgress?(progress: MigrationProgress): void
+  /** Defaults in constants.ts. */
+  windowPages?: number
+  slicePages?: number
+}
+
+export { pullImage } from './puller.ts'
+export * from './constants.ts'
+export * from './errors.ts'

@@ -1,0 +1,383 @@
+import { logger } from '@libp2p/logger'
+import type { CID } from 'multiformats/cid'
+import type { Page } from '../../store/index.ts'
+import {
+  DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_FETCHES_PER_HOLDER, DEFAULT_SLICE_PAGES, DEFAULT_STORE_BATCH,
+  DEFAULT_UNKNOWN_RTT, DEFAULT_WINDOW_PAGES, DEFAULT_WINDOWS_IN_FLIGHT
+} from './constants.ts'
+import { ManifestUnavailableError, PagesUnavailableError } from './errors.ts'
+import { TIERS } from './index.ts'
+import type { Holder, MigrationReport, PullDeps, PullOptions, Tier, TierFigures } from './index.ts'
+
+const log = logger('memfabric:migration')
+
+const TIER_RANK: Record<Tier, number> = { local: 0, site: 1, remote: 2, source: 3 }
+
+type Sink = (items: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>
+
+/**
+ * Pull an image into the local store from the nearest holders and pin it. Re-running after an
+ * interruption fetches only the pages still missing.
+ */
+export async function pullImage (deps: PullDeps, options: PullOptions): Promise<MigrationReport> {
+  return new Puller(deps, options).run()
+}
+
+class Puller {
+  private readonly deps: PullDeps
+  private readonly options: PullOptions
+  private readonly tiers: Record<Tier, TierFigures>
+  private readonly dropped = new Map<string, string>()
+  private readonly manifestFigures = { blocks: 0, fetched: 0, wireBytes: 0 }
+  private wanBytes = 0
+  private slotsDone = 0
+  private totalSlots = 0
+  private zeroPages = 0
+  private distinct = 0
+
+  constructor (deps: PullDeps, options: PullOptions) {
+    this.deps = deps
+    this.options = options
+    this.tiers = Object.fromEntries(TIERS.map(t => [t, { pages: 0, bytes: 0, wireBytes: 0 }])) as Record<Tier, TierFigures>
+  }
+
+  async run (): Promise<MigrationReport> {
+    const started = performance.now()
+    const { store } = this.deps
+    const { root, signal } = this.options
+
+    await this.pullManifest()
+    const manifest = await store.readManifest(root, { signal })
+    this.totalSlots = manifest.pages
+    // protects what has arrived from gc, and lets a re-run resume
+    await store.pin(root, { partial: true, signal })
+
+    await this.pullPages()
+
+    await store.pin(root, { name: this.options.name, signal })
+    if (this.options.out != null) {
+      this.progress('export')
+      await store.exportImage(root, this.options.out, { signal })
+    }
+    this.progress('done')
+
+    const durationMs = performance.now() - started
+    return {
+      root: root.toString(),
+      name: this.options.name,
+      out: this.options.out,
+      size: manifest.size,
+      pages: manifest.pages,
+      zeroPages: this.zeroPages,
+      distinctPages: this.distinct,
+      tiers: this.tiers,
+      manifest: this.manifestFigures,
+      wanBytes: this.wanBytes,
+      droppedHolders: [...this.dropped].map(([peerId, reason]) => ({ peerId, reason })),
+      durationMs,
+      throughput: manifest.size / Math.max(durationMs / 1000, 1e-3),
+      rounds: 1
+    }
+  }
+
+  /** Root first (only the source is known to have it), then the chunk blocks from whoever is nearest. */
+  private async pullManifest (): Promise<void> {
+    const { store } = this.deps
+    const { root, signal } = this.options
+    this.progress('manifest')
+    if (!await store.hasBlock(root, { signal })) {
+      await this.fetchAll([root], { useDht: false, sink: this.blockSink(), kind: 'manifest' })
+    }
+    let manifest
+    try {
+      manifest = await store.readManifest(root, { signal })
+    } catch (err: any) {
+      throw new ManifestUnavailableError(`manifest ${root} could not be read: ${err.message}`, { cause: err })
+    }
+    const missing: CID[] = []
+    for (const chunk of manifest.chunks) {
+      if (!await store.hasBlock(chunk, { signal })) missing.push(chunk)
+    }
+    this.manifestFigures.blocks = manifest.chunks.length + 1
+    if (missing.length > 0) {
+      await this.fetchAll(missing, { useDht: false, sink: this.blockSink(), kind: 'manifest' })
+    }
+  }
+
+  private blockSink (): Sink {
+    return async (items) => {
+      for (const { cid, bytes } of items) {
+        await this.deps.store.putBlock(cid, bytes, { signal: this.options.signal })
+      }
+    }
+  }
+
+  private pageSink (): Sink {
+    return async (items) => {
+      await this.deps.store.putMany(items as Page[], { signal: this.options.signal })
+    }
+  }
+
+  /** Walk the image's slots in windows of distinct pages and fetch what the store lacks. */
+  private async pullPages (): Promise<void> {
+    const { store } = this.deps
+    const { root, signal } = this.options
+    const windowPages = this.options.windowPages ?? DEFAULT_WINDOW_PAGES
+    const inFlight = new Set<Promise<void>>()
+    let window = new Map<string, { cid: CID, length: number, slots: number }>()
+    let windowSlots = 0
+
+    const flush = async (): Promise<void> => {
+      const entries = [...window.values()]
+      const slots = windowSlots
+      window = new Map()
+      windowSlots = 0
+      const task = this.pullWindow(entries, slots)
+      inFlight.add(task)
+      task.finally(() => inFlight.delete(task)).catch(() => {})
+      if (inFlight.size >= DEFAULT_WINDOWS_IN_FLIGHT) {
+        await Promise.race(inFlight)
+      }
+    }
+
+    try {
+      for await (const slot of store.pageSlots(root, { signal })) {
+        if (slot.cid == null) {
+          this.zeroPages++
+          this.slotsDone++
+          continue
+        }
+        windowSlots++
+        const key = slot.cid.toString()
+        const entry = window.get(key)
+        if (entry != null) {
+          entry.slots++
+        } else {
+          window.set(key, { cid: slot.cid, length: slot.length, slots: 1 })
+          if (window.size >= windowPages) await flush()
+        }
+      }
+      if (window.size > 0) await flush()
+    } finally {
+      // surface the first failure, but never leave a window running behind our back
+      const results = await Promise.allSettled(inFlight)
+      const failed = results.find(r => r.status === 'rejected')
+      if (failed != null) throw (failed as PromiseRejectedResult).reason
+    }
+  }
+
+  private async pullWindow (entries: Array<{ cid: CID, length: number, slots: number }>, slots: number): Promise<void> {
+    const { store } = this.deps
+    const held = await store.has(entries.map(e => e.cid), { signal: this.options.signal })
+    const missing: CID[] = []
+    const slotsOf = new Map<string, number>()
+    entries.forEach((entry, i) => {
+      if (held[i]) {
+        this.tiers.local.pages += entry.slots
+        this.tiers.local.bytes += entry.slots * entry.length
+      } else {
+        missing.push(entry.cid)
+        slotsOf.set(entry.cid.toString(), entry.slots)
+        // repeats of a fetched page inside the image come from the local store
+        if (entry.slots > 1) {
+          this.tiers.local.pages += entry.slots - 1
+          this.tiers.local.bytes += (entry.slots - 1) * entry.length
+        }
+      }
+    })
+    this.distinct += entries.length
+    this.slotsDone += slots - missing.length
+    this.progress('pages')
+    if (missing.length > 0) {
+      await this.fetchAll(missing, { useDht: true, sink: this.pageSink(), kind: 'pages' })
+    }
+  }
+
+  /** Find holders for `cids`, fetch every one, re-plan around failures; throws if some stay unavailable. */
+  private async fetchAll (cids: CID[], opts: { useDht: boolean, sink: Sink, kind: 'pages' | 'manifest' }): Promise<void> {
+    const candidates = await this.discover(cids, opts.useDht)
+    const tried = new Map<string, Set<string>>()
+    let pending = cids
+
+    while (pending.length > 0) {
+      this.options.signal?.throwIfAborted()
+      const plan = this.plan(pending, candidates, tried)
+      if (plan.unavailable.length > 0) {
+        throw new PagesUnavailableError(
+          `${plan.unavailable.length} ${opts.kind === 'pages' ? 'pages' : 'manifest blocks'} of ${this.options.root} are held by no reachable peer ` +
+          `(the source ${this.dropped.has(this.options.source.toString()) ? `failed: ${this.dropped.get(this.options.source.toString())}` : 'does not have them'}); ` +
+          're-run the migration to fetch only what is missing', plan.unavailable.length)
+      }
+      const received = new Set<string>()
+      await Promise.all([...plan.assignments.values()].map(async ({ holder, cids: assigned }) => {
+        await this.fetchFrom(holder, assigned, opts, received)
+      }))
+      pending = pending.filter(cid => !received.has(cid.toString()))
+    }
+  }
+
+  /** Candidate holders per CID: same-site peers that say they hold it, then DHT providers. */
+  private async discover (cids: CID[], useDht: boolean): Promise<Map<string, Holder[]>> {
+    const candidates = new Map<string, Holder[]>()
+    const add = (cid: CID, holder: Holder): void => {
+      const key = cid.toString()
+      const list = candidates.get(key)
+      if (list == null) candidates.set(key, [holder])
+      else if (!list.some(h => h.peerId.equals(holder.peerId))) list.push(holder)
+    }
+    const source = this.options.source
+    const sitePeers = this.deps.peers().filter(p =>
+      p.site === this.deps.site && !p.peerId.equals(source) && !p.peerId.equals(this.deps.self) && !this.dropped.has(p.peerId.toString()))
+
+    await Promise.all(sitePeers.map(async peer => {
+      try {
+        const bits = await this.deps.presence(peer.peerId, cids, { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT) })
+        cids.forEach((cid, i) => { if (bits[i]) add(cid, peer) })
+      } catch (err: any) {
+        log('presence query to %p failed - %e', peer.peerId, err)
+      }
+    }))
+
+    const unresolved = cids.filter(cid => !candidates.has(cid.toString()))
+    if (useDht && unresolved.length > 0) {
+      try {
+        const found = await this.deps.findProviders(unresolved, { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT) })
+        for (const cid of unresolved) {
+          for (const peer of found.get(cid.toString()) ?? []) {
+            if (peer.equals(this.deps.self) || peer.equals(source)) continue
+            add(cid, this.deps.describe(peer))
+          }
+        }
+      } catch (err: any) {
+        log('provider lookup failed - %e', err)
+      }
+    }
+    for (const list of candidates.values()) {
+      list.sort((a, b) => (TIER_RANK[this.tierOf(a)] - TIER_RANK[this.tierOf(b)]) || (this.rtt(a) - this.rtt(b)))
+    }
+    return candidates
+  }
+
+  /** Assign each CID to its best untried holder, spreading load among holders of the same tier. */
+  private plan (pending: CID[], candidates: Map<string, Holder[]>, tried: Map<string, Set<string>>): { assignments: Map<string, { holder: Holder, cids: CID[] }>, unavailable: CID[] } {
+    const assignments = new Map<string, { holder: Holder, cids: CID[] }>()
+    const unavailable: CID[] = []
+    const source = this.deps.describe(this.options.source)
+    for (const cid of pending) {
+      const key = cid.toString()
+      const done = tried.get(key) ?? new Set<string>()
+      tried.set(key, done)
+      const usable = [...(candidates.get(key) ?? []), source].filter(h => {
+        const id = h.peerId.toString()
+        return !done.has(id) && !this.dropped.has(id)
+      })
+      if (usable.length === 0) {
+        unavailable.push(cid)
+        continue
+      }
+      const bestTier = TIER_RANK[this.tierOf(usable[0])]
+      let choice = usable[0]
+      let choiceCost = Infinity
+      for (const holder of usable) {
+        if (TIER_RANK[this.tierOf(holder)] !== bestTier) break
+        const load = assignments.get(holder.peerId.toString())?.cids.length ?? 0
+        const cost = (load + 1) * (this.rtt(holder) + 1)
+        if (cost < choiceCost) { choice = holder; choiceCost = cost }
+      }
+      const id = choice.peerId.toString()
+      done.add(id)
+      let assignment = assignments.get(id)
+      if (assignment == null) {
+        assignment = { holder: choice, cids: [] }
+        assignments.set(id, assignment)
+      }
+      assignment.cids.push(cid)
+    }
+    return { assignments, unavailable }
+  }
+
+  /** Fetch from one holder in slices; a holder that fails is dropped for the rest of the migration. */
+  private async fetchFrom (holder: Holder, cids: CID[], opts: { sink: Sink, kind: 'pages' | 'manifest' }, received: Set<string>): Promise<void> {
+    const id = holder.peerId.toString()
+    const tier = this.tierOf(holder)
+    const crossSite = holder.site !== this.deps.site
+    const slice = this.options.slicePages ?? DEFAULT_SLICE_PAGES
+    const slices: CID[][] = []
+    for (let i = 0; i < cids.length; i += slice) slices.push(cids.slice(i, i + slice))
+
+    const worker = async (): Promise<void> => {
+      while (slices.length > 0 && !this.dropped.has(id)) {
+        const next = slices.shift()!
+        let batch: Array<{ cid: CID, bytes: Uint8Array }> = []
+        let writing = Promise.resolve()
+        const write = (): void => {
+          const items = batch
+          batch = []
+          writing = writing.then(async () => opts.sink(items))
+        }
+        try {
+          const result = await this.deps.fetch(holder.peerId, next, {
+            compress: crossSite,
+            signal: this.options.signal,
+            onBlock: (cid, bytes) => {
+              batch.push({ cid, bytes })
+              received.add(cid.toString())
+              this.account(tier, opts.kind, bytes.byteLength)
+              if (batch.length >= DEFAULT_STORE_BATCH) write()
+            }
+          })
+          this.accountWire(tier, opts.kind, result.wireBytes, crossSite)
+        } catch (err: any) {
+          if (this.options.signal?.aborted === true) throw err
+          log('dropping holder %s (%s) - %e', id, tier, err)
+          this.dropped.set(id, err.message ?? String(err))
+        } finally {
+          write()
+          await writing
+        }
+        this.progress('pages')
+      }
+    }
+    await Promise.all(Array.from({ length: DEFAULT_FETCHES_PER_HOLDER }, worker))
+  }
+
+  private account (tier: Tier, kind: 'pages' | 'manifest', bytes: number): void {
+    if (kind === 'manifest') {
+      this.manifestFigures.fetched++
+      return
+    }
+    this.tiers[tier].pages++
+    this.tiers[tier].bytes += bytes
+    this.slotsDone++
+  }
+
+  private accountWire (tier: Tier, kind: 'pages' | 'manifest', wireBytes: number, crossSite: boolean): void {
+    if (kind === 'manifest') this.manifestFigures.wireBytes += wireBytes
+    else this.tiers[tier].wireBytes += wireBytes
+    if (crossSite) this.wanBytes += wireBytes
+  }
+
+  private tierOf (holder: Holder): Tier {
+    if (holder.peerId.equals(this.options.source)) return 'source'
+    return holder.site === this.deps.site ? 'site' : 'remote'
+  }
+
+  private rtt (holder: Holder): number {
+    return holder.rttMs ?? DEFAULT_UNKNOWN_RTT
+  }
+
+  private signal (timeout: number): AbortSignal {
+    const timer = AbortSignal.timeout(timeout)
+    return this.options.signal == null ? timer : AbortSignal.any([timer, this.options.signal])
+  }
+
+  private progress (phase: 'manifest' | 'pages' | 'export' | 'done'): void {
+    this.options.onProgress?.({
+      phase,
+      done: phase === 'done' ? this.totalSlots : Math.min(this.slotsDone, this.totalSlots),
+      total: this.totalSlots,
+      tiers: this.tiers
+    })
+  }
+}
+
