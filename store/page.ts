@@ -49,3 +49,11 @@ export function verifyPage (cid: CID, bytes: Uint8Array): boolean {
 export function isPageCid (cid: CID): boolean {
   return cid.version === 1 && cid.code === RAW_CODE && cid.multihash.code === SHA256_CODE && cid.multihash.digest.byteLength === 32
 }
+
+/** True if `bytes` hash to `cid`'s sha2-256 multihash, whatever its codec (manifest blocks). */
+export function verifyBlock (cid: CID, bytes: Uint8Array): boolean {
+  if (cid.multihash.code !== SHA256_CODE) {
+    return false
+  }
+  return Buffer.from(sha256Digest(bytes)).equals(cid.multihash.digest)
+}

@@ -1,0 +1,100 @@
+import { serviceCapabilities } from '@libp2p/interface'
+import type { AbortOptions, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
+import type { CID } from 'multiformats/cid'
+import { verifyBlock } from '../../store/page.ts'
+import { decodeRequest, decodeResponse, encodeRequest, encodeResponse } from './codec.ts'
+import {
+  DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_TIMEOUT, MAX_CIDS_PER_REQUEST, MAX_FRAME_SIZE,
+  PROTOCOL_NAME, PROTOCOL_PREFIX, PROTOCOL_VERSION
+} from './constants.ts'
+import { BlockVerificationError } from './errors.ts'
+import type { BlockExchangeComponents, BlockExchangeInit, BlockFetchResult } from './index.ts'
+
+/** Serves manifest blocks by CID and fetches them verified. */
+export class BlockExchange implements Startable {
+  readonly protocol: string
+  private readonly components: BlockExchangeComponents
+  private readonly init: BlockExchangeInit
+  private readonly log: Logger
+  private readonly timeout: number
+  private started = false
+
+  constructor (components: BlockExchangeComponents, init: BlockExchangeInit) {
+    this.components = components
+    this.init = init
+    this.protocol = `/${init.protocolPrefix ?? PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
+    this.timeout = init.timeout ?? DEFAULT_TIMEOUT
+    this.log = components.logger.forComponent('memfabric:blocks')
+  }
+
+  readonly [Symbol.toStringTag] = 'memfabric/block-exchange'
+  readonly [serviceCapabilities] = ['@memfabric/blocks']
+
+  async start (): Promise<void> {
+    await this.components.registrar.handle(this.protocol, (stream, connection) => {
+      this.serve(stream, connection).catch(err => {
+        this.log('serving %p failed - %e', connection.remotePeer, err)
+        stream.abort(err)
+      })
+    }, { maxInboundStreams: DEFAULT_MAX_INBOUND_STREAMS, maxOutboundStreams: DEFAULT_MAX_OUTBOUND_STREAMS })
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    await this.components.registrar.unhandle(this.protocol)
+    this.started = false
+  }
+
+  isStarted (): boolean {
+    return this.started
+  }
+
+  /** Fetch blocks from a peer; each is verified before `onBlock`. A bad block throws. */
+  async fetch (peer: PeerId, cids: CID[], options: AbortOptions & { onBlock?(cid: CID, bytes: Uint8Array): void } = {}): Promise<BlockFetchResult> {
+    const result: BlockFetchResult = { received: [], missing: [], wireBytes: 0 }
+    for (let i = 0; i < cids.length; i += MAX_CIDS_PER_REQUEST) {
+      const batch = cids.slice(i, i + MAX_CIDS_PER_REQUEST)
+      const stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal: options.signal })
+      try {
+        const lp = lpStream(stream, { maxDataLength: MAX_FRAME_SIZE })
+        await lp.write(encodeRequest({ cids: batch }), { signal: this.frameSignal(options.signal) })
+        for (const cid of batch) {
+          const frame = await lp.read({ signal: this.frameSignal(options.signal) })
+          result.wireBytes += frame.byteLength
+          const { bytes } = decodeResponse(frame)
+          if (bytes == null) {
+            result.missing.push(cid)
+            continue
+          }
+          if (!verifyBlock(cid, bytes)) {
+            throw new BlockVerificationError(`peer ${peer} sent a block that does not match ${cid}`)
+          }
+          result.received.push(cid)
+          options.onBlock?.(cid, bytes)
+        }
+        await stream.close({ signal: options.signal })
+      } catch (err: any) {
+        stream.abort(err)
+        throw err
+      }
+    }
+    return result
+  }
+
+  private async serve (stream: Stream, connection: Connection): Promise<void> {
+    const lp = lpStream(stream, { maxDataLength: MAX_FRAME_SIZE })
+    const { cids } = decodeRequest(await lp.read({ signal: AbortSignal.timeout(this.timeout) }))
+    for (const cid of cids) {
+      const bytes = await this.init.blocks.getBlock(cid)
+      await lp.write(encodeResponse({ bytes }), { signal: AbortSignal.timeout(this.timeout) })
+    }
+    await stream.close({ signal: AbortSignal.timeout(this.timeout) })
+    this.log.trace('served %d blocks to %p', cids.length, connection.remotePeer)
+  }
+
+  private frameSignal (signal?: AbortSignal): AbortSignal {
+    const timer = AbortSignal.timeout(this.timeout)
+    return signal == null ? timer : AbortSignal.any([timer, signal])
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * Block exchange: manifest blocks (dag-cbor, up to 1 MiB) by CID, verified on arrival.
+ * Pages travel on the page protocol; the few, larger manifest blocks travel here.
+ *
+ * @example
+ * ```ts
+ * const node = await createHost({ services: { blocks: blockExchange({ blocks: repo.store }) } })
+ * await node.services.blocks.fetch(peerId, [root], { onBlock: (cid, bytes) => ... })
+ * ```
+ */
+import type { AbortOptions, ComponentLogger, PeerId } from '@libp2p/interface'
+import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
+import type { CID } from 'multiformats/cid'
+import type { BlockStore } from '../../store/index.ts'
+import { BlockExchange as BlockExchangeClass } from './block-exchange.ts'
+
+export interface BlockExchangeInit {
+  /** Where served blocks come from. */
+  blocks: Pick<BlockStore, 'getBlock'>
+  protocolPrefix?: string
+  /** Idle time allowed between frames in ms (default DEFAULT_TIMEOUT). */
+  timeout?: number
+}
+
+export interface BlockExchangeComponents {
+  registrar: Registrar
+  connectionManager: ConnectionManager
+  logger: ComponentLogger
+}
+
+export interface BlockFetchResult {
+  received: CID[]
+  missing: CID[]
+  wireBytes: number
+}
+
+export interface BlockExchange {
+  fetch (peer: PeerId, cids: CID[], options?: AbortOptions & { onBlock?(cid: CID, bytes: Uint8Array): void }): Promise<BlockFetchResult>
+}
+
+export function blockExchange (init: BlockExchangeInit): (components: BlockExchangeComponents) => BlockExchange {
+  return (components) => new BlockExchangeClass(components, init)
+}
+
+export * from './constants.ts'
+export * from './errors.ts'
