@@ -1,0 +1,174 @@
+/**
+ * Wire format of `/memfabric/providers/1.0.0`: length-prefixed frames, each one dag-cbor map.
+ *
+ * Requests (client → replica), answered in order, several in flight per stream:
+ * - `{ type: 'add', keys, ttl?, addrs? }` — the sender provides every key. `keys` is ONE byte
+ *   string of n × 32-byte sha2-256 digests (packed: no per-key framing to encode or decode).
+ *   `addrs` are the sender's multiaddrs (sent once per stream is enough). The provider is
+ *   always the authenticated remote peer, never a field of the message.
+ * - `{ type: 'get', keys }` — which providers does the replica know for each key.
+ *
+ * Answers:
+ * - `{ type: 'added', count }`
+ * - `{ type: 'providers', peers, addrs, providers }` — `peers` is a table of peer ids
+ *   (multihash bytes) with `addrs[i]` their multiaddrs; `providers[j]` lists indexes into
+ *   `peers` for key j, so a peer that provides many keys costs one small int per key.
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import type { Uint8ArrayList } from 'uint8arraylist'
+import { InvalidMessageError } from './errors.ts'
+import {
+  DIGEST_LENGTH, MAX_KEYS_PER_MESSAGE, MAX_ADDRS_PER_PEER, MAX_ADDR_LENGTH, MAX_PEER_ID_LENGTH,
+  MAX_PROVIDERS_PER_KEY_RESPONSE, MAX_RECORD_TTL
+} from './constants.ts'
+
+export interface AddRequest {
+  readonly type: 'add'
+  /** n × 32 bytes. */
+  readonly keys: Uint8Array
+  /** Requested record lifetime in ms; the replica caps it. */
+  readonly ttl?: number
+  readonly addrs?: Uint8Array[]
+}
+
+export interface GetRequest {
+  readonly type: 'get'
+  /** n × 32 bytes. */
+  readonly keys: Uint8Array
+}
+
+export type Request = AddRequest | GetRequest
+
+export interface AddResponse {
+  readonly type: 'added'
+  readonly count: number
+}
+
+export interface ProvidersResponse {
+  readonly type: 'providers'
+  readonly peers: Uint8Array[]
+  readonly addrs: Uint8Array[][]
+  readonly providers: number[][]
+}
+
+export type Response = AddResponse | ProvidersResponse
+
+function toBytes (data: Uint8Array | Uint8ArrayList): Uint8Array {
+  return data instanceof Uint8Array ? data : data.subarray()
+}
+
+function decodeMap (data: Uint8Array | Uint8ArrayList): Record<string, unknown> {
+  let value: unknown
+  try {
+    value = dagCbor.decode(toBytes(data))
+  } catch (err: any) {
+    throw new InvalidMessageError(`frame is not dag-cbor: ${err.message}`)
+  }
+  if (value == null || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array) {
+    throw new InvalidMessageError('frame is not a map')
+  }
+  return value as Record<string, unknown>
+}
+
+function checkKeys (keys: unknown): Uint8Array {
+  if (!(keys instanceof Uint8Array)) throw new InvalidMessageError('keys must be bytes')
+  if (keys.byteLength === 0 || keys.byteLength % DIGEST_LENGTH !== 0) {
+    throw new InvalidMessageError(`keys must be a non-empty multiple of ${DIGEST_LENGTH} bytes`)
+  }
+  if (keys.byteLength / DIGEST_LENGTH > MAX_KEYS_PER_MESSAGE) {
+    throw new InvalidMessageError(`more than ${MAX_KEYS_PER_MESSAGE} keys in one frame`)
+  }
+  return keys
+}
+
+function checkAddrs (addrs: unknown): Uint8Array[] {
+  if (!Array.isArray(addrs)) throw new InvalidMessageError('addrs must be a list')
+  if (addrs.length > MAX_ADDRS_PER_PEER) throw new InvalidMessageError('too many addrs')
+  for (const a of addrs) {
+    if (!(a instanceof Uint8Array) || a.byteLength === 0 || a.byteLength > MAX_ADDR_LENGTH) {
+      throw new InvalidMessageError('bad addr')
+    }
+  }
+  return addrs
+}
+
+function isCount (n: unknown, max: number): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max
+}
+
+/** Decode and validate a request frame. Throws InvalidMessageError. */
+export function decodeRequest (data: Uint8Array | Uint8ArrayList): Request {
+  const m = decodeMap(data)
+  if (m.type === 'get') {
+    return { type: 'get', keys: checkKeys(m.keys) }
+  }
+  if (m.type === 'add') {
+    const keys = checkKeys(m.keys)
+    let ttl: number | undefined
+    if (m.ttl !== undefined) {
+      if (!isCount(m.ttl, MAX_RECORD_TTL) || m.ttl === 0) throw new InvalidMessageError('bad ttl')
+      ttl = m.ttl
+    }
+    const addrs = m.addrs === undefined ? undefined : checkAddrs(m.addrs)
+    return { type: 'add', keys, ttl, addrs }
+  }
+  throw new InvalidMessageError('unknown request type')
+}
+
+/** Decode and validate an answer frame. Throws InvalidMessageError. */
+export function decodeResponse (data: Uint8Array | Uint8ArrayList): Response {
+  const m = decodeMap(data)
+  if (m.type === 'added') {
+    if (!isCount(m.count, MAX_KEYS_PER_MESSAGE)) throw new InvalidMessageError('bad count')
+    return { type: 'added', count: m.count }
+  }
+  if (m.type === 'providers') {
+    const { peers, addrs, providers } = m
+    if (!Array.isArray(peers) || !Array.isArray(addrs) || !Array.isArray(providers)) {
+      throw new InvalidMessageError('providers answer needs peers, addrs and providers lists')
+    }
+    if (addrs.length !== peers.length) throw new InvalidMessageError('addrs must match peers')
+    if (providers.length > MAX_KEYS_PER_MESSAGE) throw new InvalidMessageError('too many keys')
+    for (const p of peers) {
+      if (!(p instanceof Uint8Array) || p.byteLength === 0 || p.byteLength > MAX_PEER_ID_LENGTH) {
+        throw new InvalidMessageError('bad peer id')
+      }
+    }
+    for (const a of addrs) checkAddrs(a)
+    for (const list of providers) {
+      if (!Array.isArray(list) || list.length > MAX_PROVIDERS_PER_KEY_RESPONSE) {
+        throw new InvalidMessageError('bad provider list')
+      }
+      for (const i of list) {
+        if (!isCount(i, peers.length - 1)) throw new InvalidMessageError('provider index out of range')
+      }
+    }
+    return { type: 'providers', peers, addrs, providers }
+  }
+  throw new InvalidMessageError('unknown answer type')
+}
+
+/** Encode a request or an answer (no validation: we only encode what we built). */
+export function encodeMessage (message: Request | Response): Uint8Array {
+  const plain: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(message)) {
+    if (v !== undefined) plain[k] = v
+  }
+  return dagCbor.encode(plain)
+}
+
+/** Split packed keys into 32-byte views (no copy). */
+export function unpackKeys (keys: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = new Array(keys.byteLength / DIGEST_LENGTH)
+  for (let i = 0; i < out.length; i++) {
+    out[i] = keys.subarray(i * DIGEST_LENGTH, (i + 1) * DIGEST_LENGTH)
+  }
+  return out
+}
+
+/** Pack 32-byte digests into one byte string. */
+export function packKeys (keys: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(keys.length * DIGEST_LENGTH)
+  for (let i = 0; i < keys.length; i++) out.set(keys[i], i * DIGEST_LENGTH)
+  return out
+}

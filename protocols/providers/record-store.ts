@@ -1,0 +1,253 @@
+/**
+ * Provider records held by a replica, in two level sublevels:
+ *
+ * - `records`: `<32-byte sha2-256 digest>` → packed list of `[u8 len][peer id bytes][f64 expiry ms]`
+ *   (at most `maxProvidersPerKey` entries, expired ones dropped whenever the key is written).
+ *   One key per page digest makes a GET of a whole frame ONE `getMany`, and an ADD of a frame
+ *   ONE `getMany` + ONE `batch`, instead of a range scan per key.
+ * - `peers`: `<peer id bytes>` → dag-cbor `{ addrs, expires }`, one entry per provider peer.
+ *
+ * Nothing is cached in memory: the store is bounded by disk, not by RAM.
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import type { AbstractLevel, AbstractSublevel } from 'abstract-level'
+import type { AbortOptions } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import { RecordStoreError } from './errors.ts'
+import { DEFAULT_MAX_PROVIDERS_PER_KEY, MAX_ADDRS_PER_PEER, MAX_PROVIDERS_PER_KEY_RESPONSE } from './constants.ts'
+
+const log = logger('memfabric:providers:store')
+
+const EXPIRY_LENGTH = 8
+const SWEEP_CHUNK = 1000
+
+type Db = AbstractLevel<any, any, any>
+type Sub = AbstractSublevel<any, any, Buffer, Buffer>
+
+export interface RecordStoreInit {
+  /** Root or sublevel of the node's database; two sublevels are made inside it. */
+  db: Db
+  /** Providers kept per key (default DEFAULT_MAX_PROVIDERS_PER_KEY). */
+  maxProvidersPerKey?: number
+  /** Clock in ms, for tests (default Date.now). */
+  now?: () => number
+}
+
+interface Entry {
+  peer: Uint8Array
+  expires: number
+}
+
+function decodeEntries (value: Uint8Array): Entry[] {
+  const out: Entry[] = []
+  const view = new DataView(value.buffer, value.byteOffset, value.byteLength)
+  let pos = 0
+  while (pos < value.byteLength) {
+    const len = value[pos]
+    const end = pos + 1 + len + EXPIRY_LENGTH
+    if (len === 0 || end > value.byteLength) break // corrupt tail: keep what parsed
+    out.push({ peer: value.subarray(pos + 1, pos + 1 + len), expires: view.getFloat64(pos + 1 + len) })
+    pos = end
+  }
+  return out
+}
+
+function encodeEntries (entries: Entry[]): Buffer {
+  let size = 0
+  for (const e of entries) size += 1 + e.peer.byteLength + EXPIRY_LENGTH
+  const out = Buffer.allocUnsafe(size)
+  let pos = 0
+  for (const e of entries) {
+    out[pos] = e.peer.byteLength
+    out.set(e.peer, pos + 1)
+    out.writeDoubleBE(e.expires, pos + 1 + e.peer.byteLength)
+    pos += 1 + e.peer.byteLength + EXPIRY_LENGTH
+  }
+  return out
+}
+
+function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && Buffer.compare(a, b) === 0
+}
+
+function asBuffer (u: Uint8Array): Buffer {
+  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+}
+
+export class RecordStore {
+  private readonly db: Db
+  private readonly records: Sub
+  private readonly peers: Sub
+  private readonly maxProvidersPerKey: number
+  private readonly now: () => number
+  /** ADDs read-modify-write keys: run them one after another so none loses an update. */
+  private writeLock: Promise<unknown> = Promise.resolve()
+
+  constructor (init: RecordStoreInit) {
+    this.db = init.db
+    this.records = init.db.sublevel('records', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
+    this.peers = init.db.sublevel('peers', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
+    this.maxProvidersPerKey = init.maxProvidersPerKey ?? DEFAULT_MAX_PROVIDERS_PER_KEY
+    this.now = init.now ?? Date.now
+  }
+
+  private async locked<T> (fn: () => Promise<T>): Promise<T> {
+    const run = this.writeLock.then(fn, fn)
+    this.writeLock = run.catch(() => {})
+    return run
+  }
+
+  /**
+   * Record `provider` for every digest until `expires`, and remember its addresses.
+   * One getMany and one atomic batch for the whole call. Returns the number of keys written.
+   */
+  async add (provider: Uint8Array, digests: Uint8Array[], expires: number, addrs?: Uint8Array[], options?: AbortOptions): Promise<number> {
+    if (digests.length === 0) return 0
+    return this.locked(async () => {
+      options?.signal?.throwIfAborted()
+      const keys = digests.map(asBuffer)
+      let existing: Array<Buffer | undefined>
+      try {
+        existing = await this.records.getMany(keys)
+      } catch (err: any) {
+        throw new RecordStoreError(`reading provider records failed: ${err.message}`, { cause: err })
+      }
+      const now = this.now()
+      const peer = asBuffer(provider)
+      // every brand-new key gets the same value: build it once
+      const fresh = encodeEntries([{ peer, expires }])
+      const ops: any[] = new Array(keys.length)
+      for (let i = 0; i < keys.length; i++) {
+        const old = existing[i]
+        let value = fresh
+        if (old != null) {
+          const entries = decodeEntries(old).filter(e => e.expires > now && !equalBytes(e.peer, peer))
+          entries.push({ peer, expires })
+          if (entries.length > this.maxProvidersPerKey) {
+            entries.sort((a, b) => b.expires - a.expires)
+            entries.length = this.maxProvidersPerKey
+          }
+          value = encodeEntries(entries)
+        }
+        ops[i] = { type: 'put', sublevel: this.records, key: keys[i], value }
+      }
+      if (addrs != null) {
+        const peerValue = Buffer.from(dagCbor.encode({ addrs: addrs.slice(0, MAX_ADDRS_PER_PEER), expires }))
+        ops.push({ type: 'put', sublevel: this.peers, key: peer, value: peerValue })
+      }
+      try {
+        // one atomic batch across both sublevels
+        await this.db.batch(ops)
+      } catch (err: any) {
+        throw new RecordStoreError(`writing provider records failed: ${err.message}`, { cause: err })
+      }
+      return keys.length
+    })
+  }
+
+  /** Live providers (peer id bytes) of each digest, in order; one getMany for the call. */
+  async get (digests: Uint8Array[], options?: AbortOptions): Promise<Uint8Array[][]> {
+    if (digests.length === 0) return []
+    options?.signal?.throwIfAborted()
+    let values: Array<Buffer | undefined>
+    try {
+      values = await this.records.getMany(digests.map(asBuffer))
+    } catch (err: any) {
+      throw new RecordStoreError(`reading provider records failed: ${err.message}`, { cause: err })
+    }
+    const now = this.now()
+    return values.map(v => {
+      if (v == null) return []
+      const live: Uint8Array[] = []
+      for (const e of decodeEntries(v)) {
+        if (e.expires > now && live.length < MAX_PROVIDERS_PER_KEY_RESPONSE) live.push(e.peer)
+      }
+      return live
+    })
+  }
+
+  /** Remembered multiaddrs (bytes) of each peer, `[]` when unknown or expired. */
+  async getAddrs (peers: Uint8Array[], options?: AbortOptions): Promise<Uint8Array[][]> {
+    if (peers.length === 0) return []
+    options?.signal?.throwIfAborted()
+    let values: Array<Buffer | undefined>
+    try {
+      values = await this.peers.getMany(peers.map(asBuffer))
+    } catch (err: any) {
+      throw new RecordStoreError(`reading provider peers failed: ${err.message}`, { cause: err })
+    }
+    const now = this.now()
+    return values.map(v => {
+      if (v == null) return []
+      try {
+        const { addrs, expires } = dagCbor.decode<{ addrs: Uint8Array[], expires: number }>(v)
+        return expires > now && Array.isArray(addrs) ? addrs : []
+      } catch {
+        return []
+      }
+    })
+  }
+
+  /**
+   * Delete expired records and peers. Walks the store in chunks (bounded memory); returns
+   * how many records were deleted or trimmed.
+   */
+  async sweep (options?: AbortOptions): Promise<number> {
+    const now = this.now()
+    let changed = 0
+    for (const sub of [this.records, this.peers]) {
+      const isPeers = sub === this.peers
+      const expired = (value: Uint8Array): boolean => {
+        if (isPeers) {
+          try { return !(dagCbor.decode<{ expires: number }>(value).expires > now) } catch { return true }
+        }
+        return decodeEntries(value).some(e => !(e.expires > now))
+      }
+      const it = sub.iterator()
+      try {
+        while (true) {
+          options?.signal?.throwIfAborted()
+          const chunk = await it.nextv(SWEEP_CHUNK)
+          if (chunk.length === 0) break
+          const keys = chunk.filter(([, value]) => expired(value)).map(([key]) => key)
+          if (keys.length === 0) continue
+          // re-read under the write lock so a concurrent ADD is never overwritten by a stale trim
+          changed += await this.locked(async () => {
+            const values = await sub.getMany(keys)
+            const ops: any[] = []
+            for (let i = 0; i < keys.length; i++) {
+              const value = values[i]
+              if (value == null || !expired(value)) continue
+              if (isPeers) {
+                ops.push({ type: 'del', key: keys[i] })
+                continue
+              }
+              const live = decodeEntries(value).filter(e => e.expires > now)
+              ops.push(live.length === 0 ? { type: 'del', key: keys[i] } : { type: 'put', key: keys[i], value: encodeEntries(live) })
+            }
+            if (ops.length > 0) await sub.batch(ops)
+            return isPeers ? 0 : ops.length
+          })
+        }
+      } catch (err: any) {
+        if (err.name === 'AbortError') throw err
+        throw new RecordStoreError(`sweeping provider records failed: ${err.message}`, { cause: err })
+      } finally {
+        await it.close()
+      }
+    }
+    if (changed > 0) log('swept %d expired records', changed)
+    return changed
+  }
+
+  /** Number of keys with at least one live provider (walks the store: tests and tools). */
+  async size (options?: AbortOptions): Promise<number> {
+    const now = this.now()
+    let n = 0
+    for await (const value of this.records.values()) {
+      options?.signal?.throwIfAborted()
+      if (decodeEntries(value).some(e => e.expires > now)) n++
+    }
+    return n
+  }
+}
