@@ -1,0 +1,5 @@
+/**
+ * Typed errors of the presence query: the same conditions as the page exchange, so the
+ * classes are shared (callers branch on `code`).
+ */
+export { InvalidMessageError, PeerMisbehavedError, TransferTimeoutError, InvalidPageCidError, NotStartedError } from '../pages/errors.ts'
