@@ -85,10 +85,12 @@ export class BlockExchange implements Startable {
   private async serve (stream: Stream, connection: Connection): Promise<void> {
     const lp = lpStream(stream, { maxDataLength: MAX_FRAME_SIZE })
     const { cids } = decodeRequest(await lp.read({ signal: AbortSignal.timeout(this.timeout) }))
+    const frames: Uint8Array[] = []
     for (const cid of cids) {
-      const bytes = await this.init.blocks.getBlock(cid)
-      await lp.write(encodeResponse({ bytes }), { signal: AbortSignal.timeout(this.timeout) })
+      frames.push(encodeResponse({ bytes: await this.init.blocks.getBlock(cid) }))
     }
+    // one write: per-frame writes wait on the reader's window updates
+    await lp.writeV(frames, { signal: AbortSignal.timeout(this.timeout) })
     await stream.close({ signal: AbortSignal.timeout(this.timeout) })
     this.log.trace('served %d blocks to %p', cids.length, connection.remotePeer)
   }
