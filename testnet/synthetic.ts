@@ -13,6 +13,9 @@
  * seed, are written in large chunks without holding the image in memory, and duplicates can be
  * regenerated instead of remembered. Byte layout assumes a little-endian host.
  *
+ * Errors: `ERR_SYNTHETIC_INVALID_OPTIONS` (SyntheticOptionsError) for bad options,
+ * `ERR_IMAGE_FORMAT` (ImageFormatError) when evolveImage's source is not whole pages.
+ *
  * @example
  * ```ts
  * const template = { seed: 7, pages: 16384 }              // a 64 MiB "OS image"
