@@ -177,4 +177,6 @@ export interface RepoConfig {
   bootstrap: string[]
 }
 
-export { Repo } from './repo.ts'
+export { Repo, loadPrivateKey } from './repo.ts'
+export type { RepoInitOptions } from './repo.ts'
+export * from './options.ts'

@@ -1,0 +1,182 @@
+/**
+ * Garbage collection: mark every page and block reachable from a pin (complete or partial) or
+ * leased by an import in progress, delete the index entries of the rest, then compact packs
+ * whose live fraction is low: copy their live pages to a new pack, commit the new locations,
+ * and only then delete the old file. gc holds the store lock throughout.
+ */
+import { logger } from '@libp2p/logger'
+import { CID } from 'multiformats/cid'
+import type { AbortOptions } from '@libp2p/interface'
+import { RepoCorruptError } from './errors.ts'
+import { decodeChunk, decodeRoot } from './manifest.ts'
+import { decodeLocation, encodeLocation, packKey, packName } from './pack.ts'
+import type { PackEntry, PageLocation } from './pack.ts'
+import { digestKey } from './store.ts'
+import type { LevelPackStore } from './store.ts'
+import { digestToCid } from './page.ts'
+import type { GcResult } from './index.ts'
+
+const log = logger('memfabric:store:gc')
+
+const SWEEP_BATCH = 8192
+/** Bytes copied per read while compacting. */
+const COPY_CHUNK = 8 * 1024 * 1024
+
+export async function collectGarbage (store: LevelPackStore, options: AbortOptions = {}): Promise<GcResult> {
+  return store.lock.run(async () => {
+    store.checkOpen()
+    // pages appended by imports in progress are leased; commit them so the sweep sees one index
+    await store.commitPending([], true)
+    const { pages: livePages, blocks: liveBlocks } = await mark(store, options)
+    const removedPages = await sweepPages(store, livePages, options)
+    await sweepBlocks(store, liveBlocks)
+    const reclaimedBytes = await compact(store, options)
+    log('gc removed %d pages, reclaimed %d bytes', removedPages, reclaimedBytes)
+    return { removedPages, reclaimedBytes }
+  })
+}
+
+async function mark (store: LevelPackStore, options: AbortOptions): Promise<{ pages: Set<string>, blocks: Set<string> }> {
+  const pages = new Set<string>()
+  const blocks = new Set<string>()
+  for (const lease of store.leases) {
+    for (const k of lease.pages) pages.add(k)
+    for (const k of lease.blocks) blocks.add(k)
+  }
+  for await (const [key, rec] of store.pinsDb.iterator()) {
+    options.signal?.throwIfAborted()
+    const complete = rec.state === 'complete'
+    blocks.add(key)
+    const root = CID.parse(key)
+    const bytes = await store.blocksDb.get(key)
+    if (bytes == null) {
+      if (complete) throw new RepoCorruptError(`gc stopped: manifest ${key} of a pinned image is missing`)
+      continue
+    }
+    const m = decodeRoot(root, bytes)
+    for (const c of m.chunks) {
+      const ck = c.toString()
+      blocks.add(ck)
+      const cb = await store.blocksDb.get(ck)
+      if (cb == null) {
+        if (complete) throw new RepoCorruptError(`gc stopped: manifest chunk ${ck} of image ${key} is missing`)
+        continue
+      }
+      for (const e of decodeChunk(c, cb)) {
+        if (typeof e !== 'number') pages.add(digestKey(e.multihash.digest))
+      }
+    }
+  }
+  return { pages, blocks }
+}
+
+async function sweepPages (store: LevelPackStore, live: Set<string>, options: AbortOptions): Promise<number> {
+  let removed = 0
+  const it = store.pagesDb.iterator()
+  try {
+    while (true) {
+      options.signal?.throwIfAborted()
+      const entries = await it.nextv(SWEEP_BATCH)
+      if (entries.length === 0) break
+      const ops: any[] = []
+      const dead: Uint8Array[] = []
+      const deltas = new Map<number, PackEntry>()
+      for (const [key, value] of entries) {
+        if (live.has(digestKey(key))) continue
+        const loc = decodeLocation(value)
+        ops.push({ type: 'del', sublevel: store.pagesDb, key })
+        dead.push(key)
+        const e = deltas.get(loc.pack) ?? { ...(store.packs.entries.get(loc.pack) ?? { size: 0, livePages: 0, liveBytes: 0 }) }
+        e.livePages -= 1
+        e.liveBytes -= loc.length
+        deltas.set(loc.pack, e)
+      }
+      if (ops.length === 0) continue
+      for (const [id, e] of deltas) ops.push({ type: 'put', sublevel: store.packsDb, key: packKey(id), value: e })
+      await store.db.batch(ops)
+      for (const [id, e] of deltas) store.packs.entries.set(id, e)
+      removed += dead.length
+      store.dispatchEvent(new CustomEvent('pages:removed', { detail: dead.map(d => digestToCid(d)) }))
+    }
+  } finally {
+    await it.close()
+  }
+  return removed
+}
+
+async function sweepBlocks (store: LevelPackStore, live: Set<string>): Promise<void> {
+  const ops: any[] = []
+  for await (const key of store.blocksDb.keys()) {
+    if (!live.has(key)) ops.push({ type: 'del', sublevel: store.blocksDb, key })
+  }
+  if (ops.length > 0) await store.db.batch(ops)
+}
+
+async function compact (store: LevelPackStore, options: AbortOptions): Promise<number> {
+  await store.packs.seal()
+  const threshold = store.options.compactThreshold
+  const candidates = new Set<number>()
+  let reclaimed = 0
+  for (const [id, e] of [...store.packs.entries]) {
+    if (e.livePages <= 0) {
+      // nothing live: drop the entry first, then the file
+      await store.db.batch([{ type: 'del', sublevel: store.packsDb, key: packKey(id) }] as any, { sync: true })
+      await store.packs.remove(id)
+      reclaimed += e.size
+    } else if (e.liveBytes < e.size * threshold) {
+      candidates.add(id)
+    }
+  }
+  if (candidates.size === 0) return reclaimed
+  const live = new Map<number, Array<{ key: Uint8Array, loc: PageLocation }>>()
+  for await (const [key, value] of store.pagesDb.iterator()) {
+    const loc = decodeLocation(value)
+    if (!candidates.has(loc.pack)) continue
+    const list = live.get(loc.pack) ?? []
+    list.push({ key, loc })
+    live.set(loc.pack, list)
+  }
+  for (const id of candidates) {
+    options.signal?.throwIfAborted()
+    const old = store.packs.entries.get(id) as PackEntry
+    const pages = (live.get(id) ?? []).sort((a, b) => a.loc.offset - b.loc.offset)
+    const { id: newId, fh } = await store.packs.create()
+    let written = 0
+    const ops: any[] = []
+    try {
+      for (let i = 0; i < pages.length;) {
+        // coalesce adjacent live pages into one read
+        const start = pages[i].loc.offset
+        let end = start + pages[i].loc.length
+        let j = i + 1
+        while (j < pages.length && pages[j].loc.offset === end && end - start < COPY_CHUNK) {
+          end += pages[j].loc.length
+          j++
+        }
+        const buf = Buffer.allocUnsafe(end - start)
+        await store.packs.read(id, start, end - start, buf)
+        let w = 0
+        while (w < buf.byteLength) w += (await fh.write(buf, w, buf.byteLength - w, written + w)).bytesWritten
+        for (let k = i; k < j; k++) {
+          const p = pages[k]
+          ops.push({ type: 'put', sublevel: store.pagesDb, key: p.key, value: encodeLocation({ pack: newId, offset: written + (p.loc.offset - start), length: p.loc.length }) })
+        }
+        written += buf.byteLength
+        i = j
+      }
+      await fh.datasync()
+    } finally {
+      await fh.close()
+    }
+    const entry: PackEntry = { size: written, livePages: pages.length, liveBytes: written }
+    ops.push({ type: 'put', sublevel: store.packsDb, key: packKey(newId), value: entry })
+    ops.push({ type: 'del', sublevel: store.packsDb, key: packKey(id) })
+    // the new locations commit before the old pack goes away
+    await store.db.batch(ops, { sync: true })
+    store.packs.entries.set(newId, entry)
+    await store.packs.remove(id)
+    reclaimed += old.size - written
+    log('compacted %s into %s: %d -> %d bytes', packName(id), packName(newId), old.size, written)
+  }
+  return reclaimed
+}

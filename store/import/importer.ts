@@ -1,0 +1,173 @@
+/**
+ * Importing an image: read large chunks ahead, hash them in worker threads, look up which
+ * pages are new in one batch per chunk, append the new ones to the pack, and commit the index
+ * every few hundred MiB. The import's digests are leased so a concurrent gc keeps them; its
+ * name and pin commit last, in one batch with the manifest root.
+ */
+import { randomBytes } from 'node:crypto'
+import { logger } from '@libp2p/logger'
+import { InputFileError } from '../errors.ts'
+import { Chunker, encodeRoot } from '../manifest.ts'
+import type { Block } from '../manifest.ts'
+import { PAGE_SIZE } from '../constants.ts'
+import { openImage } from './index.ts'
+import { digestKey, validateName } from '../store.ts'
+import type { LevelPackStore, PinRecord } from '../store.ts'
+import type { HashResult } from '../hasher.ts'
+import type { ImportOptions, ImportResult } from '../index.ts'
+
+const log = logger('memfabric:store:import')
+
+interface ReadJob {
+  offset: number
+  length: number
+}
+
+export async function importImage (store: LevelPackStore, path: string, options: ImportOptions = {}): Promise<ImportResult> {
+  if (options.name != null) validateName(options.name)
+  options.signal?.throwIfAborted()
+  const src = await openImage(path)
+  const { fh, size, format, extents } = src
+  const opts = store.options
+  const pageSize = PAGE_SIZE
+  const chunkBytes = Math.max(pageSize, Math.floor(opts.readChunk / pageSize) * pageSize)
+  const jobs: ReadJob[] = []
+  for (const e of extents) {
+    for (let at = 0; at < e.length; at += chunkBytes) {
+      jobs.push({ offset: e.offset + at, length: Math.min(chunkBytes, e.length - at) })
+    }
+  }
+  const lease = store.lease()
+  const importId = `${Date.now()}-${process.pid}-${randomBytes(4).toString('hex')}`
+  const inflight: Array<Promise<HashResult>> = []
+  const chunker = new Chunker({ modulus: opts.chunkModulus, min: opts.chunkMin, max: opts.chunkMax })
+  let pages = 0
+  let zeroPages = 0
+  let newPages = 0
+  let done = 0
+  let committed = false
+
+  const readAndHash = async (job: ReadJob): Promise<HashResult> => {
+    const buf = Buffer.allocUnsafeSlow(job.length)
+    let got = 0
+    while (got < job.length) {
+      let bytesRead: number
+      try {
+        ({ bytesRead } = await fh.read(buf, got, job.length - got, job.offset + got))
+      } catch (err: any) {
+        throw new InputFileError(`cannot read ${path} at byte ${job.offset + got}: ${err.message}`, { cause: err })
+      }
+      if (bytesRead === 0) throw new InputFileError(`${path} shrank while being imported (ends before byte ${job.offset + job.length})`)
+      got += bytesRead
+    }
+    return store.hasher.hash(new Uint8Array(buf.buffer, 0, job.length), pageSize)
+  }
+
+  const addBlock = (block: Block | undefined): void => {
+    if (block == null) return
+    const key = block.cid.toString()
+    lease.blocks.add(key)
+    store.pendingBlocks.set(key, block)
+  }
+
+  const storeChunk = async (r: HashResult): Promise<void> => {
+    const n = r.zero.length
+    const len = r.bytes.byteLength
+    await store.lock.run(async () => {
+      store.checkOpen()
+      const fresh: number[] = []
+      const freshDigests: Uint8Array[] = []
+      for (let i = 0; i < n; i++) {
+        if (r.zero[i] === 1) continue
+        const d = r.digests.subarray(i * 32, i * 32 + 32)
+        const k = digestKey(d)
+        if (lease.pages.has(k)) continue
+        lease.pages.add(k)
+        fresh.push(i)
+        freshDigests.push(d)
+      }
+      const locs = await store.lookup(freshDigests)
+      const addIdx: number[] = []
+      for (let j = 0; j < fresh.length; j++) if (locs[j] == null) addIdx.push(fresh[j])
+      if (addIdx.length > 0) {
+        const lengths = addIdx.map(i => Math.min(pageSize, len - i * pageSize))
+        let bytes: Uint8Array
+        if (addIdx.length === n) {
+          bytes = r.bytes
+        } else {
+          // copy runs of consecutive new pages in one go
+          const out = Buffer.allocUnsafe(lengths.reduce((a, b) => a + b, 0))
+          let w = 0
+          for (let j = 0; j < addIdx.length;) {
+            let k = j + 1
+            while (k < addIdx.length && addIdx[k] === addIdx[k - 1] + 1) k++
+            const start = addIdx[j] * pageSize
+            const end = Math.min(len, addIdx[k - 1] * pageSize + pageSize)
+            out.set(r.bytes.subarray(start, end), w)
+            w += end - start
+            j = k
+          }
+          bytes = out
+        }
+        await store.appendPages(addIdx.map(i => r.digests.subarray(i * 32, i * 32 + 32)), bytes, lengths)
+        newPages += addIdx.length
+      }
+      for (let i = 0; i < n; i++) {
+        pages++
+        if (r.zero[i] === 1) {
+          zeroPages++
+          addBlock(chunker.push(undefined))
+        } else {
+          addBlock(chunker.push(r.digests.subarray(i * 32, i * 32 + 32)))
+        }
+      }
+      if (store.pendingBytes >= opts.commitBytes) await store.commitPending()
+    })
+    done += len
+    options.onProgress?.({ done, total: size })
+  }
+
+  try {
+    await store.importsDb.put(importId, { pid: process.pid, startedAt: Date.now(), path })
+    let next = 0
+    const launch = (): void => {
+      const p = readAndHash(jobs[next++])
+      p.catch(() => {}) // awaited in order below
+      inflight.push(p)
+    }
+    while (inflight.length < Math.max(1, opts.readAhead) && next < jobs.length) launch()
+    while (inflight.length > 0) {
+      options.signal?.throwIfAborted()
+      const r = await (inflight.shift() as Promise<HashResult>)
+      if (next < jobs.length) launch()
+      await storeChunk(r)
+    }
+    addBlock(chunker.flush())
+    const root = encodeRoot({ format, size, pageSize, extents, pages, chunks: chunker.chunks })
+    addBlock(root)
+    const rootKey = root.cid.toString()
+    await store.lock.run(async () => {
+      store.checkOpen()
+      const record: PinRecord = { state: 'complete', createdAt: Date.now(), size, pages, zeroPages, distinctPages: lease.pages.size, format }
+      const ops: any[] = [
+        { type: 'put', sublevel: store.pinsDb, key: rootKey, value: record },
+        { type: 'del', sublevel: store.importsDb, key: importId }
+      ]
+      if (options.name != null) ops.push({ type: 'put', sublevel: store.namesDb, key: options.name, value: rootKey })
+      await store.commitPending(ops, true)
+      committed = true
+    })
+    log('imported %s as %s: %d pages, %d zero, %d new', path, rootKey, pages, zeroPages, newPages)
+    return { root: root.cid, size, pages, zeroPages, newPages, format }
+  } finally {
+    await Promise.allSettled(inflight)
+    await fh.close().catch(() => {})
+    if (!committed) {
+      // keep what was written consistent; the unpinned pages are left for gc
+      await store.lock.run(async () => {
+        await store.commitPending([{ type: 'del', sublevel: store.importsDb, key: importId }], true)
+      }).catch(err => { log.error('cleaning up failed import: %e', err) })
+    }
+    store.leases.delete(lease)
+  }
+}

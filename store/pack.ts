@@ -1,0 +1,232 @@
+/**
+ * Append-only pack files `packs/NNNNNN.pack` holding page bytes back to back. The level index
+ * records each pack's committed size and live page/byte counts; bytes past the committed size
+ * are leftovers of an interrupted write and are cut off on open.
+ */
+import { mkdir, open, readdir, stat, truncate, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { logger } from '@libp2p/logger'
+import type { FileHandle } from 'node:fs/promises'
+
+const log = logger('memfabric:store:pack')
+
+export interface PackEntry {
+  /** Bytes committed (pages indexed in this pack lie below this). */
+  size: number
+  livePages: number
+  liveBytes: number
+}
+
+export interface PageLocation {
+  pack: number
+  offset: number
+  length: number
+}
+
+export const LOCATION_BYTES = 12
+
+export function encodeLocation (loc: PageLocation): Uint8Array {
+  const b = Buffer.allocUnsafe(LOCATION_BYTES)
+  b.writeUInt32BE(loc.pack, 0)
+  b.writeUIntBE(loc.offset, 4, 6)
+  b.writeUInt16BE(loc.length, 10)
+  return b
+}
+
+export function decodeLocation (bytes: Uint8Array): PageLocation {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  return { pack: b.readUInt32BE(0), offset: b.readUIntBE(4, 6), length: b.readUInt16BE(10) }
+}
+
+export function packName (id: number): string {
+  return `${String(id).padStart(6, '0')}.pack`
+}
+
+export function packKey (id: number): string {
+  return String(id).padStart(10, '0')
+}
+
+/** Pack files of one repository: the one being appended to and cached read handles. */
+export class Packs {
+  readonly dir: string
+  private readonly maxSize: number
+  readonly entries = new Map<number, PackEntry>()
+  private nextId = 1
+  /** Only the first pack opened after start may continue a committed pack. */
+  private mayContinue = true
+  private active?: { id: number, fh: FileHandle, size: number }
+  private readonly dirty = new Map<number, FileHandle>()
+  /** Sizes of packs appended to since the last commit. */
+  private readonly grown = new Map<number, number>()
+  private readonly readers = new Map<number, Promise<FileHandle>>()
+
+  constructor (dir: string, maxSize: number) {
+    this.dir = dir
+    this.maxSize = maxSize
+  }
+
+  path (id: number): string {
+    return join(this.dir, packName(id))
+  }
+
+  /** Load committed entries and cut off anything not committed. */
+  async recover (entries: Map<number, PackEntry>): Promise<void> {
+    await mkdir(this.dir, { recursive: true })
+    for (const [id, e] of entries) this.entries.set(id, e)
+    let maxId = 0
+    for (const id of entries.keys()) maxId = Math.max(maxId, id)
+    for (const file of await readdir(this.dir)) {
+      const m = /^(\d+)\.pack$/.exec(file)
+      if (m == null) continue
+      const id = Number(m[1])
+      maxId = Math.max(maxId, id)
+      const entry = this.entries.get(id)
+      if (entry == null) {
+        // a pack never committed (interrupted import or compaction) or one already replaced
+        log('removing uncommitted pack %s', file)
+        await unlink(join(this.dir, file))
+        continue
+      }
+      const st = await stat(join(this.dir, file))
+      if (st.size > entry.size) {
+        log('cutting %d uncommitted bytes off %s', st.size - entry.size, file)
+        await truncate(join(this.dir, file), entry.size)
+      }
+    }
+    this.nextId = maxId + 1
+  }
+
+  /** Append bytes to the active pack (rotating when full); returns where they landed. */
+  async append (bytes: Uint8Array): Promise<{ pack: number, offset: number }> {
+    let active = this.active
+    if (active == null || (active.size > 0 && active.size + bytes.byteLength > this.maxSize)) {
+      active = await this.rotate()
+    }
+    const offset = active.size
+    active.size += bytes.byteLength
+    let done = 0
+    while (done < bytes.byteLength) {
+      const { bytesWritten } = await active.fh.write(bytes, done, bytes.byteLength - done, offset + done)
+      done += bytesWritten
+    }
+    this.dirty.set(active.id, active.fh)
+    this.grown.set(active.id, active.size)
+    return { pack: active.id, offset }
+  }
+
+  private async rotate (): Promise<{ id: number, fh: FileHandle, size: number }> {
+    const old = this.active
+    if (old != null) {
+      if (this.dirty.has(old.id)) {
+        await old.fh.datasync()
+        this.dirty.delete(old.id)
+      }
+      await old.fh.close()
+    }
+    // continue the newest committed pack if it has room, else start a new one
+    let id = this.nextId - 1
+    const e = this.entries.get(id)
+    let size: number
+    let fh: FileHandle
+    const resume = this.mayContinue && e != null && e.size < this.maxSize
+    this.mayContinue = false
+    if (resume) {
+      fh = await open(this.path(id), 'r+')
+      size = e.size
+    } else {
+      id = this.nextId++
+      fh = await open(this.path(id), 'w')
+      size = 0
+    }
+    this.active = { id, fh, size }
+    return this.active
+  }
+
+  /** Packs appended to since the last call, with their sizes now. */
+  takeWritten (): Map<number, number> {
+    const out = new Map(this.grown)
+    this.grown.clear()
+    return out
+  }
+
+  /** Make every appended byte durable. */
+  async sync (): Promise<void> {
+    const handles = [...this.dirty.values()]
+    this.dirty.clear()
+    await Promise.all(handles.map(async fh => fh.datasync()))
+  }
+
+  /** Stop appending to the active pack (gc does this so every pack can be compacted). */
+  async seal (): Promise<void> {
+    const old = this.active
+    this.active = undefined
+    if (old == null) return
+    if (this.dirty.has(old.id)) {
+      await old.fh.datasync()
+      this.dirty.delete(old.id)
+    }
+    await old.fh.close()
+    this.mayContinue = false
+  }
+
+  /** A new pack file for compaction output; not the active pack. */
+  async create (): Promise<{ id: number, fh: FileHandle }> {
+    this.mayContinue = false
+    const id = this.nextId++
+    return { id, fh: await open(this.path(id), 'w') }
+  }
+
+  async reader (id: number): Promise<FileHandle> {
+    let p = this.readers.get(id)
+    if (p == null) {
+      p = open(this.path(id), 'r')
+      this.readers.set(id, p)
+      p.catch(() => { this.readers.delete(id) })
+    }
+    return p
+  }
+
+  /** Read `length` bytes of a pack into `into` at `at`. */
+  async read (id: number, offset: number, length: number, into: Uint8Array, at = 0): Promise<void> {
+    const fh = await this.reader(id)
+    let done = 0
+    while (done < length) {
+      const { bytesRead } = await fh.read(into, at + done, length - done, offset + done)
+      if (bytesRead === 0) {
+        const err: any = new Error(`pack ${packName(id)} ends before byte ${offset + length}`)
+        err.code = 'ERR_SHORT_PACK'
+        throw err
+      }
+      done += bytesRead
+    }
+  }
+
+  /** Forget and delete a pack file (its index entries must already point elsewhere). */
+  async remove (id: number): Promise<void> {
+    this.entries.delete(id)
+    const r = this.readers.get(id)
+    this.readers.delete(id)
+    if (r != null) {
+      // in-flight reads on the handle finish; later ones reopen and retry their lookup
+      r.then(async fh => fh.close()).catch(() => {})
+    }
+    await unlink(this.path(id)).catch((err: any) => {
+      if (err.code !== 'ENOENT') throw err
+    })
+  }
+
+  async fileSize (id: number): Promise<number | undefined> {
+    try {
+      return (await stat(this.path(id))).size
+    } catch {
+      return undefined
+    }
+  }
+
+  async close (): Promise<void> {
+    await this.seal()
+    const readers = [...this.readers.values()]
+    this.readers.clear()
+    await Promise.all(readers.map(async p => (await p.catch(() => undefined))?.close()))
+  }
+}

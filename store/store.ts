@@ -1,0 +1,634 @@
+/**
+ * The on-disk page store: page bytes in append-only pack files, everything else in level.
+ *
+ * Sublevels of `<repo>/index` (each with an explicit encoding):
+ * - `pages`   32-byte sha-256 digest → pack id, offset, length (12 bytes)
+ * - `blocks`  manifest block CID → block bytes
+ * - `names`   image name → root CID
+ * - `pins`    root CID → {@link PinRecord}
+ * - `packs`   pack id → {@link PackEntry} (committed size, live pages and bytes)
+ * - `imports` in-progress import id → {pid, startedAt}: left behind only by a crash
+ *
+ * Pack bytes are fdatasync'd before the index entries that point at them commit, and entries
+ * that belong together commit in one level batch, so a crash leaves at most orphan bytes.
+ */
+import { join } from 'node:path'
+import { ClassicLevel } from 'classic-level'
+import { CID } from 'multiformats/cid'
+import { logger } from '@libp2p/logger'
+import type { AbstractSublevel } from 'abstract-level'
+import type { AbortOptions } from '@libp2p/interface'
+import {
+  BlockNotFoundError, InvalidRefError, PageNotFoundError, PageVerificationError,
+  RefNotFoundError, StoreClosedError
+} from './errors.ts'
+import { PAGE_SIZE } from './constants.ts'
+import { digestToCid, isPageCid, isZeroPage, sha256Digest, verifyPage } from './page.ts'
+import { Packs, decodeLocation, encodeLocation, packKey } from './pack.ts'
+import type { PackEntry, PageLocation } from './pack.ts'
+import { Hasher } from './hasher.ts'
+import { Mutex } from './mutex.ts'
+import { decodeChunk, decodeRoot, extentPages, verifyBlock } from './manifest.ts'
+import type { Block } from './manifest.ts'
+import { resolveStoreOptions } from './options.ts'
+import type { ResolvedStoreOptions, StoreOptions } from './options.ts'
+import { importImage } from './import/importer.ts'
+import { exportImage } from './export.ts'
+import { collectGarbage } from './gc.ts'
+import { verifyStore } from './verify.ts'
+import type {
+  ExportOptions, GcResult, ImageInfo, ImportOptions, ImportResult, Manifest, Page, PageSlot,
+  PinOptions, Store, StoreStats, VerifyResult
+} from './index.ts'
+
+const log = logger('memfabric:store')
+
+export interface PinRecord {
+  state: 'complete' | 'partial'
+  createdAt: number
+  size: number
+  pages: number
+  zeroPages: number
+  distinctPages: number
+  format: 'raw' | 'elf'
+}
+
+/** Digests and blocks an in-progress import (or other writer) needs kept through a gc. */
+export interface Lease {
+  pages: Set<string>
+  blocks: Set<string>
+}
+
+interface PendingPage {
+  digest: Uint8Array
+  loc: PageLocation
+}
+
+type Sub<K, V> = AbstractSublevel<ClassicLevel<string, string>, string | Buffer | Uint8Array, K, V>
+
+const NAME_RE = /^[A-Za-z0-9._@:-]{1,255}$/
+const ZERO_DIGEST = sha256Digest(new Uint8Array(PAGE_SIZE))
+
+/** Map key of a digest: a 32-char latin1 string. */
+export function digestKey (digest: Uint8Array): string {
+  return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1')
+}
+
+function parseCid (ref: string): CID | undefined {
+  try {
+    return CID.parse(ref)
+  } catch {
+    return undefined
+  }
+}
+
+/** Throw InvalidRefError unless `name` may name an image. */
+export function validateName (name: string): void {
+  if (!NAME_RE.test(name)) {
+    throw new InvalidRefError(`invalid image name "${name}": use 1-255 of A-Z a-z 0-9 . _ @ : -`)
+  }
+  if (parseCid(name) != null) {
+    throw new InvalidRefError(`invalid image name "${name}": it reads as a CID`)
+  }
+}
+
+export class LevelPackStore extends EventTarget implements Store {
+  readonly dir: string
+  readonly options: ResolvedStoreOptions
+  readonly db: ClassicLevel<string, string>
+  readonly pagesDb: Sub<Uint8Array, Uint8Array>
+  readonly blocksDb: Sub<string, Uint8Array>
+  readonly namesDb: Sub<string, string>
+  readonly pinsDb: Sub<string, PinRecord>
+  readonly packsDb: Sub<string, PackEntry>
+  readonly importsDb: Sub<string, { pid: number, startedAt: number, path: string }>
+  readonly packs: Packs
+  readonly hasher: Hasher
+  /** Held by every step that reads presence and then writes pages, pins or names; gc holds it throughout. */
+  readonly lock = new Mutex()
+  readonly leases = new Set<Lease>()
+  /** Pages appended to a pack but not yet committed to the index. */
+  readonly pending = new Map<string, PendingPage>()
+  pendingBytes = 0
+  readonly pendingBlocks = new Map<string, Block>()
+  private closed = false
+
+  private constructor (dir: string, options: ResolvedStoreOptions) {
+    super()
+    this.dir = dir
+    this.options = options
+    this.db = new ClassicLevel<string, string>(join(dir, 'index'), { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    this.pagesDb = this.db.sublevel<Uint8Array, Uint8Array>('pages', { keyEncoding: 'view', valueEncoding: 'view' })
+    this.blocksDb = this.db.sublevel<string, Uint8Array>('blocks', { keyEncoding: 'utf8', valueEncoding: 'view' })
+    this.namesDb = this.db.sublevel<string, string>('names', { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    this.pinsDb = this.db.sublevel<string, PinRecord>('pins', { keyEncoding: 'utf8', valueEncoding: 'json' })
+    this.packsDb = this.db.sublevel<string, PackEntry>('packs', { keyEncoding: 'utf8', valueEncoding: 'json' })
+    this.importsDb = this.db.sublevel<string, { pid: number, startedAt: number, path: string }>('imports', { keyEncoding: 'utf8', valueEncoding: 'json' })
+    this.packs = new Packs(join(dir, 'packs'), options.packSize)
+    this.hasher = new Hasher(options.hashWorkers)
+  }
+
+  /** Open the store in repository `dir` and recover from any interrupted write. */
+  static async open (dir: string, options: StoreOptions = {}): Promise<LevelPackStore> {
+    const store = new LevelPackStore(dir, resolveStoreOptions(options))
+    await store.db.open()
+    try {
+      const entries = new Map<number, PackEntry>()
+      for await (const [k, v] of store.packsDb.iterator()) entries.set(Number(k), v)
+      await store.packs.recover(entries)
+      const leftovers = await store.importsDb.keys().all()
+      if (leftovers.length > 0) {
+        // imports killed before they pinned: their pages and blocks are garbage now
+        log('recovering from %d interrupted import(s)', leftovers.length)
+        await store.db.batch(leftovers.map(key => ({ type: 'del' as const, sublevel: store.importsDb, key })) as any)
+        await store.gc()
+      }
+    } catch (err) {
+      await store.close()
+      throw err
+    }
+    return store
+  }
+
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.lock.run(async () => {
+      if (this.pending.size > 0 || this.pendingBlocks.size > 0) {
+        await this.commitPending([], true).catch(err => { log.error('commit on close failed: %e', err) })
+      }
+    })
+    await this.hasher.close()
+    await this.packs.close()
+    await this.db.close()
+  }
+
+  checkOpen (): void {
+    if (this.closed) throw new StoreClosedError()
+  }
+
+  // ---- internal helpers used by import, export, gc and verify ----
+
+  /** Register digests/blocks to keep through a gc; drop it with `leases.delete`. */
+  lease (): Lease {
+    const l: Lease = { pages: new Set(), blocks: new Set() }
+    this.leases.add(l)
+    return l
+  }
+
+  /** Where each page is stored (pending or committed), `undefined` when not held. */
+  async lookup (digests: Uint8Array[]): Promise<Array<PageLocation | undefined>> {
+    const out = new Array<PageLocation | undefined>(digests.length)
+    const ask: Uint8Array[] = []
+    const at: number[] = []
+    for (let i = 0; i < digests.length; i++) {
+      const p = this.pending.size > 0 ? this.pending.get(digestKey(digests[i])) : undefined
+      if (p != null) {
+        out[i] = p.loc
+      } else {
+        ask.push(digests[i])
+        at.push(i)
+      }
+    }
+    if (ask.length > 0) {
+      const values = await this.pagesDb.getMany(ask)
+      for (let j = 0; j < values.length; j++) {
+        const v = values[j]
+        if (v != null) out[at[j]] = decodeLocation(v)
+      }
+    }
+    return out
+  }
+
+  /**
+   * Append new pages (already known to be absent) to the pack as one write and record them as
+   * pending. `bytes` is their concatenation; `lengths` their sizes. Call with the lock held.
+   */
+  async appendPages (digests: Uint8Array[], bytes: Uint8Array, lengths: number[]): Promise<void> {
+    const { pack, offset } = await this.packs.append(bytes)
+    let at = offset
+    for (let i = 0; i < digests.length; i++) {
+      this.pending.set(digestKey(digests[i]), { digest: digests[i], loc: { pack, offset: at, length: lengths[i] } })
+      at += lengths[i]
+    }
+    this.pendingBytes += bytes.byteLength
+  }
+
+  /**
+   * Sync pack data, then commit pending pages and blocks, pack sizes and `extra` in one batch.
+   * Call with the lock held.
+   */
+  async commitPending (extra: any[] = [], sync = false): Promise<void> {
+    await this.packs.sync()
+    const ops: any[] = []
+    const deltas = new Map<number, { pages: number, bytes: number }>()
+    const added: Uint8Array[] = []
+    for (const p of this.pending.values()) {
+      ops.push({ type: 'put', sublevel: this.pagesDb, key: p.digest, value: encodeLocation(p.loc) })
+      const d = deltas.get(p.loc.pack) ?? { pages: 0, bytes: 0 }
+      d.pages++
+      d.bytes += p.loc.length
+      deltas.set(p.loc.pack, d)
+      added.push(p.digest)
+    }
+    for (const b of this.pendingBlocks.values()) {
+      ops.push({ type: 'put', sublevel: this.blocksDb, key: b.cid.toString(), value: b.bytes })
+    }
+    const updated = new Map<number, PackEntry>()
+    for (const [id, size] of this.packs.takeWritten()) {
+      const old = this.packs.entries.get(id) ?? { size: 0, livePages: 0, liveBytes: 0 }
+      updated.set(id, { ...old, size: Math.max(old.size, size) })
+    }
+    for (const [id, d] of deltas) {
+      const e = updated.get(id) ?? { ...(this.packs.entries.get(id) ?? { size: 0, livePages: 0, liveBytes: 0 }) }
+      e.livePages += d.pages
+      e.liveBytes += d.bytes
+      updated.set(id, e)
+    }
+    for (const [id, e] of updated) ops.push({ type: 'put', sublevel: this.packsDb, key: packKey(id), value: e })
+    ops.push(...extra)
+    if (ops.length > 0) await this.db.batch(ops, { sync })
+    for (const [id, e] of updated) this.packs.entries.set(id, e)
+    this.pending.clear()
+    this.pendingBlocks.clear()
+    this.pendingBytes = 0
+    if (added.length > 0) {
+      this.dispatchEvent(new CustomEvent('pages:added', { detail: added.map(d => digestToCid(d)) }))
+    }
+  }
+
+  /** Read stored pages by location into `into` (at `at`). */
+  async readAt (loc: PageLocation, into: Uint8Array, at = 0): Promise<void> {
+    await this.packs.read(loc.pack, loc.offset, loc.length, into, at)
+  }
+
+  /** Manifest blocks of `root` in order, each decoded to its slots. */
+  async * slotChunks (root: CID, options: AbortOptions = {}): AsyncGenerator<PageSlot[]> {
+    const m = await this.readManifest(root, options)
+    let ext = 0
+    let inExt = 0
+    let index = 0
+    const extents = m.extents
+    const ps = m.pageSize
+    const next = (cid: CID | null): PageSlot => {
+      while (ext < extents.length && inExt >= extentPages(extents[ext], ps)) {
+        ext++
+        inExt = 0
+      }
+      if (ext >= extents.length) throw new BlockNotFoundError(`manifest ${root.toString()} lists more pages than its extents hold`)
+      const e = extents[ext]
+      const offset = e.offset + inExt * ps
+      inExt++
+      return { index: index++, offset, length: Math.min(ps, e.offset + e.length - offset), cid }
+    }
+    for (const c of m.chunks) {
+      options.signal?.throwIfAborted()
+      const bytes = await this.getBlock(c)
+      if (bytes == null) throw new BlockNotFoundError(`manifest chunk ${c.toString()} of image ${root.toString()} is not in the store`)
+      const out: PageSlot[] = []
+      for (const e of decodeChunk(c, bytes)) {
+        if (typeof e === 'number') {
+          for (let k = 0; k < e; k++) out.push(next(null))
+        } else {
+          out.push(next(e))
+        }
+      }
+      yield out
+    }
+    if (index !== m.pages) throw new BlockNotFoundError(`manifest ${root.toString()} lists ${index} pages, expected ${m.pages}`)
+  }
+
+  // ---- PageStore ----
+
+  async has (cids: CID[], options: AbortOptions = {}): Promise<boolean[]> {
+    this.checkOpen()
+    options.signal?.throwIfAborted()
+    const out = new Array<boolean>(cids.length).fill(false)
+    const ask: Uint8Array[] = []
+    const at: number[] = []
+    cids.forEach((cid, i) => {
+      if (!isPageCid(cid)) return
+      const d = cid.multihash.digest
+      if (Buffer.from(d).equals(ZERO_DIGEST)) {
+        out[i] = true
+        return
+      }
+      ask.push(d)
+      at.push(i)
+    })
+    const locs = await this.lookup(ask)
+    locs.forEach((l, j) => { out[at[j]] = l != null })
+    return out
+  }
+
+  async get (cid: CID, options: AbortOptions = {}): Promise<Uint8Array | undefined> {
+    for await (const { bytes } of this.getMany([cid], options)) return bytes
+    return undefined
+  }
+
+  async * getMany (cids: CID[], options: AbortOptions = {}): AsyncGenerator<{ cid: CID, bytes?: Uint8Array }> {
+    this.checkOpen()
+    const BATCH = 256
+    for (let start = 0; start < cids.length; start += BATCH) {
+      options.signal?.throwIfAborted()
+      const batch = cids.slice(start, start + BATCH)
+      const digests = batch.map(c => (isPageCid(c) ? c.multihash.digest : new Uint8Array(32)))
+      const locs = await this.lookup(digests)
+      const results = await Promise.all(batch.map(async (cid, i) => {
+        if (!isPageCid(cid)) return undefined
+        if (Buffer.from(digests[i]).equals(ZERO_DIGEST)) return new Uint8Array(PAGE_SIZE)
+        const loc = locs[i]
+        if (loc == null) return undefined
+        const bytes = await this.readPage(cid, loc)
+        return bytes
+      }))
+      for (let i = 0; i < batch.length; i++) {
+        yield results[i] == null ? { cid: batch[i] } : { cid: batch[i], bytes: results[i] }
+      }
+    }
+  }
+
+  private async readPage (cid: CID, loc: PageLocation): Promise<Uint8Array | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const bytes = new Uint8Array(loc.length)
+        await this.readAt(loc, bytes)
+        if (!verifyPage(cid, bytes)) {
+          throw new PageVerificationError(`page ${cid.toString()} read from pack ${loc.pack} at ${loc.offset} does not match its CID`)
+        }
+        return bytes
+      } catch (err: any) {
+        // gc may have moved the page to another pack meanwhile
+        if (attempt >= 2 || !['ENOENT', 'EBADF', 'ERR_SHORT_PACK'].includes(err.code)) throw err
+        const [again] = await this.lookup([cid.multihash.digest])
+        if (again == null) return undefined
+        loc = again
+      }
+    }
+  }
+
+  async putMany (pages: Page[], options: AbortOptions = {}): Promise<number> {
+    this.checkOpen()
+    options.signal?.throwIfAborted()
+    const fresh = new Map<string, Page>()
+    for (const p of pages) {
+      if (!isPageCid(p.cid) || p.bytes.byteLength > PAGE_SIZE || !verifyPage(p.cid, p.bytes)) {
+        throw new PageVerificationError(`page ${p.cid.toString()} does not match its bytes`)
+      }
+      if (isZeroPage(p.bytes) && p.bytes.byteLength === PAGE_SIZE) continue
+      fresh.set(digestKey(p.cid.multihash.digest), p)
+    }
+    if (fresh.size === 0) return 0
+    return this.lock.run(async () => {
+      this.checkOpen()
+      const list = [...fresh.values()]
+      const locs = await this.lookup(list.map(p => p.cid.multihash.digest))
+      const add = list.filter((_, i) => locs[i] == null)
+      if (add.length === 0) return 0
+      await this.appendPages(add.map(p => p.cid.multihash.digest), Buffer.concat(add.map(p => p.bytes)), add.map(p => p.bytes.byteLength))
+      await this.commitPending()
+      return add.length
+    })
+  }
+
+  async * allPages (options: AbortOptions & { batchSize?: number } = {}): AsyncGenerator<CID[]> {
+    this.checkOpen()
+    const it = this.pagesDb.keys()
+    try {
+      while (true) {
+        options.signal?.throwIfAborted()
+        const keys = await it.nextv(options.batchSize ?? 1024)
+        if (keys.length === 0) break
+        yield keys.map(k => digestToCid(k))
+      }
+    } finally {
+      await it.close()
+    }
+  }
+
+  // ---- BlockStore ----
+
+  async getBlock (cid: CID, options: AbortOptions = {}): Promise<Uint8Array | undefined> {
+    this.checkOpen()
+    options.signal?.throwIfAborted()
+    const key = cid.toString()
+    const bytes = this.pendingBlocks.get(key)?.bytes ?? await this.blocksDb.get(key)
+    if (bytes == null) return undefined
+    if (!verifyBlock(cid, bytes)) throw new PageVerificationError(`block ${key} does not match its CID`)
+    return bytes
+  }
+
+  async putBlock (cid: CID, bytes: Uint8Array, options: AbortOptions = {}): Promise<void> {
+    this.checkOpen()
+    options.signal?.throwIfAborted()
+    if (!verifyBlock(cid, bytes)) throw new PageVerificationError(`block ${cid.toString()} does not match its bytes`)
+    await this.blocksDb.put(cid.toString(), bytes)
+  }
+
+  async hasBlock (cid: CID, options: AbortOptions = {}): Promise<boolean> {
+    this.checkOpen()
+    options.signal?.throwIfAborted()
+    const key = cid.toString()
+    return this.pendingBlocks.has(key) || (await this.blocksDb.has(key))
+  }
+
+  // ---- images ----
+
+  async importImage (path: string, options: ImportOptions = {}): Promise<ImportResult> {
+    this.checkOpen()
+    return importImage(this, path, options)
+  }
+
+  async exportImage (ref: string | CID, outPath: string, options: ExportOptions = {}): Promise<void> {
+    this.checkOpen()
+    return exportImage(this, ref, outPath, options)
+  }
+
+  async resolve (ref: string | CID, options: AbortOptions = {}): Promise<CID> {
+    this.checkOpen()
+    options.signal?.throwIfAborted()
+    let cid = typeof ref === 'string' ? undefined : CID.asCID(ref) ?? undefined
+    if (typeof ref === 'string') {
+      cid = parseCid(ref)
+      if (cid == null) {
+        if (!NAME_RE.test(ref)) throw new InvalidRefError(`invalid reference "${ref}": not a CID or an image name`)
+        const root = await this.namesDb.get(ref)
+        if (root == null) throw new RefNotFoundError(`no image named "${ref}"`)
+        return CID.parse(root)
+      }
+    }
+    if (cid == null) throw new InvalidRefError('invalid reference: not a CID or an image name')
+    const key = cid.toString()
+    if ((await this.pinsDb.has(key)) || (await this.hasBlock(cid))) return cid
+    throw new RefNotFoundError(`no image ${key} in this store`)
+  }
+
+  async readManifest (root: CID, options: AbortOptions = {}): Promise<Manifest> {
+    const bytes = await this.getBlock(root, options)
+    if (bytes == null) throw new BlockNotFoundError(`manifest ${root.toString()} is not in the store`)
+    return decodeRoot(root, bytes)
+  }
+
+  async * pageSlots (root: CID, options: AbortOptions = {}): AsyncGenerator<PageSlot> {
+    this.checkOpen()
+    for await (const slots of this.slotChunks(root, options)) yield * slots
+  }
+
+  /** Count zero and distinct pages of an image; with `require`, throw on the first missing page. */
+  async countPages (root: CID, require: boolean, options: AbortOptions = {}): Promise<{ zeroPages: number, distinctPages: number, missing: number }> {
+    const distinct = new Set<string>()
+    let zeroPages = 0
+    let missing = 0
+    for await (const slots of this.slotChunks(root, options)) {
+      const fresh: PageSlot[] = []
+      for (const s of slots) {
+        if (s.cid == null) {
+          zeroPages++
+          continue
+        }
+        const k = digestKey(s.cid.multihash.digest)
+        if (distinct.has(k)) continue
+        distinct.add(k)
+        fresh.push(s)
+      }
+      const locs = await this.lookup(fresh.map(s => (s.cid as CID).multihash.digest))
+      locs.forEach((l, i) => {
+        if (l != null) return
+        missing++
+        if (require) {
+          const s = fresh[i]
+          throw new PageNotFoundError(`page ${(s.cid as CID).toString()} (image offset ${s.offset}) of image ${root.toString()} is not in the store`)
+        }
+      })
+    }
+    return { zeroPages, distinctPages: distinct.size, missing }
+  }
+
+  async pin (root: CID, options: PinOptions = {}): Promise<void> {
+    this.checkOpen()
+    if (options.name != null) validateName(options.name)
+    await this.lock.run(async () => {
+      const key = root.toString()
+      const existing = await this.pinsDb.get(key)
+      let record: PinRecord
+      if (options.partial === true) {
+        if (existing != null) {
+          record = existing
+        } else {
+          let m: Manifest | undefined
+          try {
+            m = await this.readManifest(root, options)
+          } catch (err) {
+            if (!(err instanceof BlockNotFoundError)) throw err
+          }
+          record = { state: 'partial', createdAt: Date.now(), size: m?.size ?? 0, pages: m?.pages ?? 0, zeroPages: 0, distinctPages: 0, format: m?.format ?? 'raw' }
+        }
+      } else {
+        const m = await this.readManifest(root, options)
+        const counts = await this.countPages(root, true, options)
+        record = { state: 'complete', createdAt: existing?.createdAt ?? Date.now(), size: m.size, pages: m.pages, zeroPages: counts.zeroPages, distinctPages: counts.distinctPages, format: m.format }
+      }
+      const ops: any[] = [{ type: 'put', sublevel: this.pinsDb, key, value: record }]
+      if (options.name != null) ops.push({ type: 'put', sublevel: this.namesDb, key: options.name, value: key })
+      await this.db.batch(ops, { sync: true })
+    })
+  }
+
+  async remove (ref: string | CID, options: AbortOptions = {}): Promise<void> {
+    this.checkOpen()
+    options.signal?.throwIfAborted()
+    await this.lock.run(async () => {
+      const names = await this.namesDb.iterator().all()
+      const isName = typeof ref === 'string' && parseCid(ref) == null
+      const ops: any[] = []
+      if (isName) {
+        if (!NAME_RE.test(ref)) throw new InvalidRefError(`invalid reference "${ref}": not a CID or an image name`)
+        const root = names.find(([n]) => n === ref)?.[1]
+        if (root == null) throw new RefNotFoundError(`no image named "${ref}"`)
+        ops.push({ type: 'del', sublevel: this.namesDb, key: ref })
+        if (!names.some(([n, r]) => r === root && n !== ref)) ops.push({ type: 'del', sublevel: this.pinsDb, key: root })
+      } else {
+        const cid = typeof ref === 'string' ? CID.parse(ref) : ref
+        const key = cid.toString()
+        if (!(await this.pinsDb.has(key))) throw new RefNotFoundError(`image ${key} is not pinned`)
+        ops.push({ type: 'del', sublevel: this.pinsDb, key })
+        for (const [n, r] of names) if (r === key) ops.push({ type: 'del', sublevel: this.namesDb, key: n })
+      }
+      await this.db.batch(ops, { sync: true })
+    })
+  }
+
+  private async namesByRoot (): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>()
+    for await (const [n, r] of this.namesDb.iterator()) {
+      const list = out.get(r) ?? []
+      list.push(n)
+      out.set(r, list)
+    }
+    return out
+  }
+
+  private info (key: string, rec: PinRecord, names: string[]): ImageInfo {
+    return {
+      root: CID.parse(key),
+      names,
+      format: rec.format,
+      size: rec.size,
+      pages: rec.pages,
+      zeroPages: rec.zeroPages,
+      distinctPages: rec.distinctPages,
+      complete: rec.state === 'complete',
+      createdAt: rec.createdAt
+    }
+  }
+
+  async list (options: AbortOptions = {}): Promise<ImageInfo[]> {
+    this.checkOpen()
+    options.signal?.throwIfAborted()
+    const names = await this.namesByRoot()
+    const out: ImageInfo[] = []
+    for await (const [k, rec] of this.pinsDb.iterator()) out.push(this.info(k, rec, names.get(k) ?? []))
+    return out.sort((a, b) => a.createdAt - b.createdAt)
+  }
+
+  async inspect (ref: string | CID, options: AbortOptions = {}): Promise<ImageInfo> {
+    const root = await this.resolve(ref, options)
+    const key = root.toString()
+    const rec = await this.pinsDb.get(key)
+    if (rec == null) throw new RefNotFoundError(`image ${key} is not pinned`)
+    const names = await this.namesByRoot()
+    return this.info(key, rec, names.get(key) ?? [])
+  }
+
+  async gc (options: AbortOptions = {}): Promise<GcResult> {
+    this.checkOpen()
+    return collectGarbage(this, options)
+  }
+
+  async stats (options: AbortOptions = {}): Promise<StoreStats> {
+    this.checkOpen()
+    options.signal?.throwIfAborted()
+    let images = 0
+    let logicalBytes = 0
+    let zeroPages = 0
+    for await (const rec of this.pinsDb.values()) {
+      images++
+      logicalBytes += rec.size
+      zeroPages += rec.zeroPages
+    }
+    let distinctPages = 0
+    let storedBytes = 0
+    let packBytes = 0
+    for (const [id, e] of this.packs.entries) {
+      distinctPages += e.livePages
+      storedBytes += e.liveBytes
+      packBytes += (await this.packs.fileSize(id)) ?? 0
+    }
+    return { images, logicalBytes, zeroPages, distinctPages, storedBytes, packBytes, dedupRatio: storedBytes > 0 ? logicalBytes / storedBytes : 0 }
+  }
+
+  async verify (options: AbortOptions & { deep?: boolean } = {}): Promise<VerifyResult> {
+    this.checkOpen()
+    return verifyStore(this, options)
+  }
+}
