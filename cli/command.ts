@@ -37,8 +37,11 @@ export interface CommandOption {
   description: string
   /** Placeholder shown in help (`DIR`, `NAME`, `MA`). */
   valueName?: string
-  /** Default shown in help; applied by `handlerInit`, not by the parser. */
-  defaultText?: string
+  /**
+   * Default shown in help; applied by `handlerInit`, not by the parser. A function is called
+   * only when help is shown (to read a library's DEFAULT_* without loading it on every run).
+   */
+  defaultText?: string | (() => string | Promise<string>)
   /** Environment variable mapped onto this option (flag beats env beats default). */
   env?: string
 }

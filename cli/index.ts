@@ -83,26 +83,27 @@ function optionLabel (name: string, o: CommandOptions[string]): string {
   return o.short !== undefined ? `-${o.short}, ${flag}` : `    ${flag}`
 }
 
-function optionText (o: CommandOptions[string]): string {
+async function optionText (o: CommandOptions[string]): Promise<string> {
   const notes: string[] = []
   if (o.env !== undefined) {
     notes.push(`env ${o.env}`)
   }
   if (o.defaultText !== undefined) {
-    notes.push(`default: ${o.defaultText}`)
+    notes.push(`default: ${typeof o.defaultText === 'function' ? await o.defaultText() : o.defaultText}`)
   }
   return notes.length > 0 ? `${o.description} (${notes.join(', ')})` : o.description
 }
 
-function optionLines (options: CommandOptions): string[] {
+async function optionLines (options: CommandOptions): Promise<string[]> {
   const entries = Object.entries(options)
   const labels = entries.map(([name, o]) => optionLabel(name, o))
   const width = Math.max(...labels.map(l => l.length))
-  return entries.map(([, o], i) => `  ${labels[i].padEnd(width)}  ${optionText(o)}`)
+  const texts = await Promise.all(entries.map(async ([, o]) => await optionText(o)))
+  return entries.map((_, i) => `  ${labels[i].padEnd(width)}  ${texts[i]}`)
 }
 
 /** `memfabric --help`. */
-export function topHelp (list: AnyCommand[] = commands): string {
+export async function topHelp (list: AnyCommand[] = commands): Promise<string> {
   const width = Math.max(...list.map(c => c.name.length))
   return [
     `${BIN} — a peer-to-peer, content-addressed memory network for migrating VMs`,
@@ -113,27 +114,27 @@ export function topHelp (list: AnyCommand[] = commands): string {
     ...list.map(c => `  ${c.name.padEnd(width)}  ${c.description}`),
     '',
     'Global options (every command):',
-    ...optionLines({ ...GLOBAL_OPTIONS, version: { type: 'boolean', description: 'print the version' } }),
+    ...await optionLines({ ...GLOBAL_OPTIONS, version: { type: 'boolean', description: 'print the version' } }),
     '',
     `Run '${BIN} <command> --help' for a command's options and examples.`
   ].join('\n')
 }
 
 /** `memfabric CMD --help`. */
-export function commandHelp (cmd: AnyCommand): string {
+export async function commandHelp (cmd: AnyCommand): Promise<string> {
   const lines = [`Usage: ${BIN} ${cmd.usage} [--repo DIR] [--json]`, '', cmd.details ?? capitalise(cmd.description) + '.']
   if (cmd.args !== undefined && cmd.args.length > 0) {
     const width = Math.max(...cmd.args.map(a => a.name.length))
     lines.push('', 'Arguments:', ...cmd.args.map(a => `  ${a.name.padEnd(width)}  ${a.description}`))
   }
-  lines.push('', 'Options:', ...optionLines({ ...cmd.options, ...GLOBAL_OPTIONS }))
+  lines.push('', 'Options:', ...await optionLines({ ...cmd.options, ...GLOBAL_OPTIONS }))
   if (cmd.examples !== undefined && cmd.examples.length > 0) {
     lines.push('', 'Examples:')
     for (const e of cmd.examples) {
-      lines.push(`  ${e.command}`)
       if (e.description !== undefined) {
-        lines.push(`      ${e.description}`)
+        lines.push(`  # ${e.description}`)
       }
+      lines.push(`  ${e.command}`)
     }
   }
   return lines.join('\n')
@@ -187,14 +188,14 @@ export async function run (argv: string[], io: RunIo = {}): Promise<number> {
       return EXIT_OK
     }
     if (before.includes('--help') || before.includes('-h')) {
-      stdout.write(topHelp() + '\n')
+      stdout.write(await topHelp() + '\n')
       return EXIT_OK
     }
     if (unknownFlag !== undefined) {
       fail(`unknown option '${unknownFlag}' (see '${BIN} --help')`)
       return EXIT_USAGE
     }
-    stderr.write(topHelp() + '\n')
+    stderr.write(await topHelp() + '\n')
     return EXIT_USAGE
   }
 
@@ -209,13 +210,13 @@ export async function run (argv: string[], io: RunIo = {}): Promise<number> {
   try {
     const parsed = parseCommandArgs(cmd, rest)
     if (parsed.values.help === true) {
-      stdout.write(commandHelp(cmd) + '\n')
+      stdout.write(await commandHelp(cmd) + '\n')
       return EXIT_OK
     }
     params = cmd.handlerInit(parsed, env)
   } catch (err: any) {
     if (wantsHelp) {
-      stdout.write(commandHelp(cmd) + '\n')
+      stdout.write(await commandHelp(cmd) + '\n')
       return EXIT_OK
     }
     if (err instanceof UsageError) {

@@ -1,7 +1,6 @@
 /**
  * `memfabric export REF --out FILE`: rebuild an image byte for byte (zero pages as holes).
  */
-import { PAGE_SIZE } from '../../store/constants.ts'
 import { defineCommand, globalParams, nonEmptyOption, takePositionals, UsageError } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 import { formatBytes } from '../output.ts'
@@ -33,7 +32,7 @@ export const exportCommand = defineCommand({
   },
   async handler (params, ctx) {
     const api = await ctx.connect(params.repo)
-    const progress = ctx.progress('export', params.json, PAGE_SIZE)
+    const progress = ctx.progress('export', params.json)
     try {
       await api.exportImage(params.ref, params.out, {
         signal: ctx.signal,

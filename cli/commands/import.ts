@@ -30,7 +30,7 @@ export const importCommand = defineCommand({
   },
   async handler (params, ctx) {
     const api = await ctx.connect(params.repo)
-    const progress = ctx.progress('import', params.json, PAGE_SIZE)
+    const progress = ctx.progress('import', params.json)
     try {
       const result = await api.importImage(params.file, {
         name: params.name,

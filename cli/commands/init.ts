@@ -5,7 +5,6 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { defineCommand, globalParams, listOption, nonEmptyOption, takePositionals, UsageError } from '../command.ts'
 import type { GlobalParams, ParsedArgs } from '../command.ts'
 import { formatFields } from '../output.ts'
-import { DEFAULT_LISTEN, DEFAULT_SITE, Repo } from '../../store/repo.ts'
 
 export interface InitParams extends GlobalParams {
   /** Undefined: the repository's default. */
@@ -30,6 +29,11 @@ function multiaddrs (args: ParsedArgs, flag: string): string[] | undefined {
   return list
 }
 
+/** The store's repo module, loaded on use: it pulls in level and libp2p crypto (~1 s). */
+async function loadRepo (): Promise<typeof import('../../store/repo.ts')> {
+  return await import('../../store/repo.ts')
+}
+
 export const SITE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 
 export const initCommand = defineCommand({
@@ -38,8 +42,8 @@ export const initCommand = defineCommand({
   usage: 'init [--site NAME] [--listen MA...] [--bootstrap MA...]',
   details: 'Create a new repository directory with a fresh Ed25519 peer identity. Fails if the directory already holds a repository.',
   options: {
-    site: { type: 'string', valueName: 'NAME', description: 'site label of this host (letters, digits, . _ -)', defaultText: DEFAULT_SITE },
-    listen: { type: 'string', multiple: true, valueName: 'MA', description: 'libp2p listen multiaddr (repeat or comma-separate)', defaultText: DEFAULT_LISTEN.join(',') },
+    site: { type: 'string', valueName: 'NAME', description: 'site label of this host (letters, digits, . _ -)', defaultText: async () => (await loadRepo()).DEFAULT_SITE },
+    listen: { type: 'string', multiple: true, valueName: 'MA', description: 'libp2p listen multiaddr (repeat or comma-separate)', defaultText: async () => (await loadRepo()).DEFAULT_LISTEN.join(',') },
     bootstrap: { type: 'string', multiple: true, valueName: 'MA', description: 'bootstrap peer multiaddr with /p2p/ id (repeat or comma-separate)', defaultText: 'none' }
   },
   examples: [
@@ -60,6 +64,7 @@ export const initCommand = defineCommand({
     }
   },
   async handler (params, ctx) {
+    const { Repo } = await loadRepo()
     const repo = await Repo.init(params.repo, {
       site: params.site,
       listen: params.listen,

@@ -22,10 +22,10 @@ export interface CliResult {
 
 /** Environment for a child: no repo from the caller's shell, no debug output. */
 export function childEnv (extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra }
+  const env: NodeJS.ProcessEnv = { ...process.env }
   delete env.MEMFABRIC_REPO
   delete env.DEBUG
-  return env
+  return { ...env, ...extra }
 }
 
 /** Run `memfabric ...args` to completion. */

@@ -81,7 +81,7 @@ test('import --json prints exactly one object with the summary figures', async t
 test('human output uses units and tables', async t => {
   const ls = await cli(['ls'])
   t.regex(ls.stdout, /^NAME +ROOT +FORMAT +SIZE/)
-  t.regex(ls.stdout, /vm1 +bafy\S+ +raw +12\.10 KiB/)
+  t.regex(ls.stdout, /vm1 +bafy\S+ +raw +12\.1 KiB/)
   const stats = await cli(['stats'])
   t.regex(stats.stdout, /dedup ratio: +1\.51x/)
   const gc = await cli(['gc'])
