@@ -22,7 +22,7 @@ export const DEFAULT_KAD_PROTOCOL = '/memfabric/kad/1.0.0'
 /** Listen address used when none is configured. */
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
 
-export interface HostServices {
+export type HostServices = {
   identify: Identify
   ping: Ping
   dht: KadDHT

@@ -1,0 +1,289 @@
+import { join, resolve, relative, isAbsolute } from 'node:path'
+import { mkdir } from 'node:fs/promises'
+import { ClassicLevel } from 'classic-level'
+import { logger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr, isMultiaddr } from '@multiformats/multiaddr'
+import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { loadPrivateKey } from '../store/repo.ts'
+import type { Repo } from '../store/repo.ts'
+import type { PageStore, Store } from '../store/index.ts'
+import { MemfabricError, InvalidRefError } from '../store/errors.ts'
+import { createHost } from './libp2p.ts'
+import type { HostServices } from './libp2p.ts'
+import type { DialMap } from './transport/dial-map.ts'
+import { siteExchange } from '../protocols/site/index.ts'
+import type { SiteExchange } from '../protocols/site/index.ts'
+import { pageExchange } from '../protocols/pages/index.ts'
+import type { PageExchange } from '../protocols/pages/index.ts'
+import { presence } from '../protocols/presence/index.ts'
+import type { Presence } from '../protocols/presence/index.ts'
+import { blockExchange } from '../protocols/blocks/index.ts'
+import type { BlockExchange } from '../protocols/blocks/index.ts'
+import { providerRecords } from '../protocols/providers/index.ts'
+import type { ProviderRecords } from '../protocols/providers/index.ts'
+import { migrateOffer } from '../protocols/migrate/index.ts'
+import type { MigrateOffer, Offer } from '../protocols/migrate/index.ts'
+import { pullImage } from './migration/index.ts'
+import type { Holder, MigrationProgress, MigrationReport, PullDeps } from './migration/index.ts'
+import { Publisher } from './publisher.ts'
+import { DEFAULT_DIAL_TIMEOUT, DEFAULT_MIGRATION_OUT_DIR } from './constants.ts'
+
+const log = logger('memfabric:node')
+
+export type NodeServices = HostServices & {
+  site: SiteExchange
+  pages: PageExchange
+  presence: Presence
+  blocks: BlockExchange
+  providers: ProviderRecords
+  migrate: MigrateOffer
+}
+
+export interface MemfabricNodeInit {
+  repo: Repo
+  /** Listen addresses (default: the repo config's). */
+  listen?: string[]
+  /** Bootstrap peers (default: the repo config's). */
+  bootstrap?: string[]
+  /** Site label (default: the repo config's). */
+  site?: string
+  /** Outgoing TCP rewrites (the test network's WAN emulator). */
+  dialMap?: DialMap
+  /** Announce held pages in the DHT (default true). */
+  publish?: boolean
+}
+
+export class PeerUnreachableError extends MemfabricError {
+  constructor (message: string, options?: ErrorOptions) { super(message, 'ERR_PEER_UNREACHABLE', options) }
+}
+
+export class OutPathError extends MemfabricError {
+  constructor (message: string) { super(message, 'ERR_OUT_PATH') }
+}
+
+export interface PullRequest {
+  root: CID
+  source: PeerId | Multiaddr
+  name?: string
+  out?: string
+  signal?: AbortSignal
+  onProgress?(progress: MigrationProgress): void
+}
+
+/**
+ * A memfabric peer: the repository's store served and announced over libp2p, and the
+ * migration logic that pulls images from the nearest holders.
+ */
+export class MemfabricNode {
+  readonly repo: Repo
+  readonly libp2p: Libp2p<NodeServices>
+  readonly site: string
+  status: 'started' | 'stopping' | 'stopped' = 'started'
+  private readonly records: ClassicLevel<Uint8Array, Uint8Array>
+  private readonly publisher?: Publisher
+  private readonly controller = new AbortController()
+
+  private constructor (repo: Repo, libp2p: Libp2p<NodeServices>, records: ClassicLevel<Uint8Array, Uint8Array>, site: string, publish: boolean) {
+    this.repo = repo
+    this.libp2p = libp2p
+    this.records = records
+    this.site = site
+    if (publish) {
+      this.publisher = new Publisher(repo.store, libp2p.services.providers)
+      this.publisher.start()
+    }
+  }
+
+  /** Start a node on an open repository. */
+  static async create (init: MemfabricNodeInit): Promise<MemfabricNode> {
+    const { repo } = init
+    const site = init.site ?? repo.config.site
+    const records = new ClassicLevel<Uint8Array, Uint8Array>(join(repo.path, 'providers'), { keyEncoding: 'view', valueEncoding: 'view' })
+    await records.open()
+    let node: MemfabricNode | undefined
+    const libp2p = await createHost<Omit<NodeServices, keyof HostServices>>({
+      privateKey: loadPrivateKey(repo.config),
+      listen: init.listen ?? repo.config.addresses.listen,
+      bootstrap: init.bootstrap ?? repo.config.bootstrap,
+      dialMap: init.dialMap,
+      services: {
+        site: siteExchange({ site }),
+        pages: pageExchange({ store: repo.store }),
+        presence: presence({ store: servingStore(repo.store) }),
+        blocks: blockExchange({ blocks: repo.store }),
+        providers: providerRecords({ db: records, source: (options) => repo.store.allPages(options) }),
+        migrate: migrateOffer({
+          onOffer: async (offer, from, options) => {
+            if (node == null) throw new MemfabricError('node is starting', 'ERR_NOT_STARTED')
+            return node.acceptOffer(offer, from, options)
+          }
+        })
+      }
+    }).catch(async err => {
+      await records.close()
+      throw err
+    })
+    node = new MemfabricNode(repo, libp2p as Libp2p<NodeServices>, records, site, init.publish ?? true)
+    log('node %p started in site %s on %s', libp2p.peerId, site, libp2p.getMultiaddrs().map(String).join(', '))
+    return node
+  }
+
+  get peerId (): PeerId {
+    return this.libp2p.peerId
+  }
+
+  /** Stop the host, then the record store (idempotent; does not close the repo). */
+  async stop (): Promise<void> {
+    if (this.status !== 'started') return
+    this.status = 'stopping'
+    this.controller.abort()
+    await this.publisher?.stop()
+    await this.libp2p.stop()
+    await this.records.close()
+    this.status = 'stopped'
+  }
+
+  /** Wait until pages stored so far are announced. */
+  async flushAnnouncements (): Promise<void> {
+    await this.publisher?.flush()
+  }
+
+  /** Connected peers with their site and RTT. */
+  peers (): Holder[] {
+    return this.libp2p.getPeers().map(peer => this.describe(peer))
+  }
+
+  describe (peer: PeerId): Holder {
+    const known = this.libp2p.services.site.get(peer)
+    const rtt = known?.rttMs ?? this.libp2p.getConnections(peer).find(c => c.rtt != null)?.rtt
+    return { peerId: peer, site: known?.site, rttMs: rtt }
+  }
+
+  /** Resolve a peer id (through the fabric) or multiaddr and make sure we are connected. */
+  async connect (target: string | PeerId | Multiaddr, options: { signal?: AbortSignal } = {}): Promise<PeerId> {
+    const signal = options.signal ?? AbortSignal.timeout(DEFAULT_DIAL_TIMEOUT)
+    let dialTarget: PeerId | Multiaddr
+    if (typeof target === 'string') {
+      if (target.startsWith('/')) {
+        dialTarget = multiaddr(target)
+      } else {
+        try {
+          dialTarget = peerIdFromString(target)
+        } catch {
+          throw new InvalidRefError(`'${target}' is neither a peer id nor a multiaddr`)
+        }
+      }
+    } else {
+      dialTarget = target
+    }
+    try {
+      if (!isMultiaddr(dialTarget) && this.libp2p.getConnections(dialTarget).length === 0) {
+        // a peer id: ask the fabric where it is
+        const info = await this.libp2p.peerRouting.findPeer(dialTarget, { signal })
+        await this.libp2p.peerStore.merge(info.id, { multiaddrs: info.multiaddrs })
+      }
+      const connection = await this.libp2p.dial(dialTarget, { signal })
+      const peer = connection.remotePeer
+      // learn its site before planning (the exchange also runs on identify)
+      if (this.libp2p.services.site.get(peer) == null) {
+        await this.libp2p.services.site.exchange(peer).catch(() => {})
+      }
+      return peer
+    } catch (err: any) {
+      throw new PeerUnreachableError(`cannot reach peer ${target.toString()}: ${err.message}`, { cause: err })
+    }
+  }
+
+  /** Destination side: pull an image from the nearest holders, the source last. */
+  async pull (request: PullRequest): Promise<MigrationReport> {
+    const source = await this.connect(request.source, { signal: request.signal })
+    return pullImage(this.pullDeps(), {
+      root: request.root,
+      source,
+      name: request.name,
+      out: request.out,
+      signal: request.signal,
+      onProgress: request.onProgress
+    })
+  }
+
+  /** Source side: offer an image to a destination and wait for its report. */
+  async offer (to: string | PeerId | Multiaddr, offer: Offer, options: { signal?: AbortSignal, onProgress?(p: MigrationProgress): void } = {}): Promise<MigrationReport> {
+    const peer = await this.connect(to, { signal: options.signal })
+    // the destination may ask any fabric peer; make sure what we hold is announced
+    await this.flushAnnouncements()
+    return await this.libp2p.services.migrate.offer(peer, offer, options) as MigrationReport
+  }
+
+  /** Where a migration offered by a peer may write its memory file. */
+  resolveOfferedOut (out: string): string {
+    const dir = resolve(this.repo.path, DEFAULT_MIGRATION_OUT_DIR)
+    const path = resolve(dir, out)
+    const rel = relative(dir, path)
+    if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) {
+      throw new OutPathError(`a migration offered by a peer may only write inside ${dir}; got ${out}`)
+    }
+    return path
+  }
+
+  private async acceptOffer (offer: Offer, from: PeerId, options: { signal?: AbortSignal, onProgress(progress: unknown): void }): Promise<MigrationReport> {
+    let out: string | undefined
+    if (offer.out != null) {
+      out = this.resolveOfferedOut(offer.out)
+      await mkdir(resolve(out, '..'), { recursive: true })
+    }
+    const signal = AbortSignal.any([this.controller.signal, ...(options.signal != null ? [options.signal] : [])])
+    const report = await pullImage(this.pullDeps(), { root: offer.root, source: from, name: offer.name, out, signal, onProgress: options.onProgress })
+    if (offer.previous != null && !offer.previous.equals(offer.root)) {
+      // a live round supersedes the previous one
+      await this.repo.store.remove(offer.previous).catch(() => {})
+    }
+    return { ...report, rounds: offer.round ?? 1 }
+  }
+
+  private pullDeps (): PullDeps {
+    const { pages, presence: presenceService, providers, blocks } = this.libp2p.services
+    return {
+      store: this.repo.store,
+      site: this.site,
+      self: this.peerId,
+      peers: () => this.peers(),
+      describe: (peer) => this.describe(peer),
+      presence: async (peer, cids, options) => presenceService.query(peer, cids, options),
+      findProviders: async (cids, options) => providers.findProviders(cids, options),
+      fetch: async (peer, cids, options) => {
+        if (cids.length > 0 && cids[0].code !== raw.code) {
+          const result = await blocks.fetch(peer, cids, { signal: options.signal, onBlock: options.onBlock })
+          return { wireBytes: result.wireBytes, missing: result.missing }
+        }
+        const result = await pages.fetch(peer, cids, {
+          signal: options.signal,
+          compress: options.compress ? 'zstd' : undefined,
+          onPage: options.onBlock
+        })
+        return { wireBytes: result.wireBytes, missing: result.missing }
+      }
+    }
+  }
+}
+
+/** The store as peers see it: presence answers for manifest blocks as well as pages. */
+function servingStore (store: Store): PageStore {
+  return {
+    has: async (cids, options) => {
+      const held = await store.has(cids, options)
+      await Promise.all(cids.map(async (cid, i) => {
+        if (cid.code !== raw.code) held[i] = await store.hasBlock(cid, options)
+      }))
+      return held
+    },
+    get: async (cid, options) => store.get(cid, options),
+    getMany: (cids, options) => store.getMany(cids, options),
+    putMany: async (pages, options) => store.putMany(pages, options),
+    allPages: (options) => store.allPages(options)
+  }
+}

@@ -1,0 +1,79 @@
+import { logger } from '@libp2p/logger'
+import type { CID } from 'multiformats/cid'
+import type { Store } from '../store/index.ts'
+import type { ProviderRecords } from '../protocols/providers/index.ts'
+import { DEFAULT_PUBLISH_BATCH, DEFAULT_PUBLISH_DELAY } from './constants.ts'
+
+const log = logger('memfabric:publisher')
+
+/**
+ * Announces the pages a node holds: everything once at start, then new pages in batches as the
+ * store reports them. Dropped pages are simply not re-announced; their records expire.
+ */
+export class Publisher {
+  private readonly store: Store
+  private readonly providers: Pick<ProviderRecords, 'provide'>
+  private queue: CID[] = []
+  private timer?: ReturnType<typeof setTimeout>
+  private running: Promise<void> = Promise.resolve()
+  private readonly controller = new AbortController()
+  /** Records announced since start. */
+  published = 0
+
+  constructor (store: Store, providers: Pick<ProviderRecords, 'provide'>) {
+    this.store = store
+    this.providers = providers
+    this.onAdded = this.onAdded.bind(this)
+  }
+
+  start (): void {
+    this.store.addEventListener('pages:added', this.onAdded as (evt: Event) => void)
+    this.enqueue(async () => {
+      const signal = this.controller.signal
+      const result = await this.providers.provide(this.store.allPages({ signal, batchSize: DEFAULT_PUBLISH_BATCH }), { signal })
+      this.published += result.records
+      log('announced %d stored pages', result.records)
+    })
+  }
+
+  /** Resolves when everything queued so far has been announced. */
+  async flush (): Promise<void> {
+    if (this.timer != null) {
+      clearTimeout(this.timer)
+      this.timer = undefined
+      this.drain()
+    }
+    await this.running
+  }
+
+  async stop (): Promise<void> {
+    this.store.removeEventListener('pages:added', this.onAdded as (evt: Event) => void)
+    clearTimeout(this.timer)
+    this.controller.abort()
+    await this.running
+  }
+
+  private onAdded (evt: CustomEvent<CID[]>): void {
+    for (const cid of evt.detail) this.queue.push(cid)
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined
+      this.drain()
+    }, DEFAULT_PUBLISH_DELAY)
+  }
+
+  private drain (): void {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, DEFAULT_PUBLISH_BATCH)
+      this.enqueue(async () => {
+        const result = await this.providers.provide(batch, { signal: this.controller.signal })
+        this.published += result.records
+      })
+    }
+  }
+
+  private enqueue (task: () => Promise<void>): void {
+    this.running = this.running.then(task).catch(err => {
+      if (!this.controller.signal.aborted) log.error('publishing failed - %e', err)
+    })
+  }
+}
