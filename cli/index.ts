@@ -67,9 +67,10 @@ function parseErrorMessage (err: { code?: string, message?: string }): string {
   if (unknown != null) {
     return `unknown option '${unknown[1]}'`
   }
-  const missing = /^Option '(-\w, )?(--[\w-]+)[^']*' argument missing/.exec(message)
-  if (missing != null) {
-    return `option '${missing[2]}' needs a value`
+  if (/^Option '[^']+' argument (missing|is ambiguous)/.test(message)) {
+    // the long name appears in both forms of the message ('-o, --out <value>', '--out=-XYZ')
+    const long = /(--[\w-]+)/.exec(message)
+    return `option '${long?.[1] ?? message.split("'")[1]}' needs a value`
   }
   const dot = message.indexOf('. ')
   if (dot > 0) {

@@ -1,4 +1,5 @@
 import test from 'ava'
+import type { ExecutionContext } from 'ava'
 import { spawn } from 'node:child_process'
 import { chmod, mkdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -35,7 +36,7 @@ test('init → import → ls → inspect → export → stats → dedup → rm �
 
   const human = await ok(t, ['inspect', 'vm1', ...r])
   t.true(human.includes(impA.root))
-  t.regex(human, /size: +64\.\d+ KiB/)
+  t.regex(human, /size: +257 KiB \(263,378 bytes\)/)
   const details = await ok(t, ['inspect', impA.root, '--json', ...r])
   t.like(details, { root: impA.root, pageSize: PAGE, distinctPages: a.distinctPages })
 
@@ -98,15 +99,42 @@ test('MEMFABRIC_REPO selects the repository', async t => {
   t.deepEqual(JSON.parse(ls.stdout), [])
 })
 
-test('bad input: one-line errors, non-zero exit, stored images unchanged', async t => {
+/** A repo with one image, and a check that its images and stats are unchanged at the end. */
+async function repoWithImage (t: ExecutionContext): Promise<{ repo: string, dir: string, r: string[], unchanged: () => Promise<void> }> {
   const repo = await tempRepo(t)
   const dir = await tempDir(t)
   const r = ['--repo', repo]
-  const img = makeImage(8, 0)
-  await ok(t, ['import', await writeTemp(dir, 'good.ram', img.bytes), '--name', 'good', ...r])
+  await ok(t, ['import', await writeTemp(dir, 'good.ram', makeImage(8, 0).bytes), '--name', 'good', ...r])
   const before = await ok(t, ['ls', '--json', ...r])
   const statsBefore = await ok(t, ['stats', '--json', ...r])
+  return {
+    repo,
+    dir,
+    r,
+    // called at the end of the test: nothing stored changed
+    async unchanged () {
+      t.deepEqual(await ok(t, ['ls', '--json', ...r]), before)
+      t.deepEqual(await ok(t, ['stats', '--json', ...r]), statsBefore)
+      t.regex(await ok(t, ['verify', ...r]), /^ok/)
+    }
+  }
+}
 
+type BadCase = [string, string[], number, RegExp]
+
+/** Each case (run one after the other: they share the repo lock) fails with one line. */
+async function expectFailures (t: ExecutionContext, cases: BadCase[], r: string[]): Promise<void> {
+  for (const [what, args, code, message] of cases) {
+    const res = await cli([...args, ...r])
+    t.is(res.code, code, `${what}: ${res.stderr}`)
+    oneLineError(t, res.stderr, what)
+    t.regex(res.stderr, message, what)
+    t.is(res.stdout, '', what)
+  }
+}
+
+test('bad input files: one-line errors, non-zero exit, stored images unchanged', async t => {
+  const { dir, r, unchanged } = await repoWithImage(t)
   const empty = await writeTemp(dir, 'empty.ram', '')
   const sub = join(dir, 'a-directory')
   await mkdir(sub)
@@ -127,43 +155,54 @@ test('bad input: one-line errors, non-zero exit, stored images unchanged', async
   const truncatedElf = await writeTemp(dir, 'core.truncated', elf)
   const shortElf = await writeTemp(dir, 'core.short', elf.subarray(0, 20))
 
-  const cases: Array<[string, string[], number, RegExp]> = [
+  await expectFailures(t, [
     ['missing file', ['import', join(dir, 'nope.ram')], 1, /nope\.ram/],
     ['empty file', ['import', empty], 1, /empty/],
     ['directory', ['import', sub], 1, /directory/],
     ['truncated ELF', ['import', truncatedElf, '--name', 'bad'], 1, /truncated ELF/],
-    ['ELF shorter than its header', ['import', shortElf], 1, /truncated ELF/],
-    ['unknown REF (export)', ['export', 'nope', '--out', join(dir, 'x.out')], 1, /nope/],
-    ['unknown REF (inspect)', ['inspect', 'nope'], 1, /nope/],
-    ['unknown REF (rm)', ['rm', 'nope'], 1, /nope/],
-    ['unknown root CID', ['inspect', 'bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'], 1, /bafyrei/],
-    ['malformed CID (providers)', ['providers', 'bafyNOTACID'], 1, /malformed CID/],
-    ['unknown flag', ['import', empty, '--bogus'], 2, /unknown option '--bogus'/],
-    ['missing argument', ['export', 'good'], 2, /--out/],
-    ['unknown command', ['frobnicate'], 2, /unknown command/],
-    ['init on an existing repo', ['init'], 1, /already exists/]
-  ]
-  for (const [what, args, code, message] of cases) {
-    const res = await cli([...args, ...r])
-    t.is(res.code, code, `${what}: ${res.stderr}`)
-    oneLineError(t, res.stderr, what)
-    t.regex(res.stderr, message, what)
-    t.is(res.stdout, '', what)
-  }
+    ['ELF shorter than its header', ['import', shortElf], 1, /truncated ELF/]
+  ], r)
 
   if (process.getuid?.() === 0) {
     t.log('running as root: unreadable-file case skipped (root reads any file)')
   } else {
-    const locked = await writeTemp(dir, 'unreadable.ram', img.bytes)
-    await chmod(locked, 0)
-    const res = await cli(['import', locked, ...r])
-    t.is(res.code, 1)
-    oneLineError(t, res.stderr, 'unreadable file')
+    const unreadable = await writeTemp(dir, 'unreadable.ram', makeImage(2, 0).bytes)
+    await chmod(unreadable, 0)
+    await expectFailures(t, [['unreadable file', ['import', unreadable], 1, /unreadable\.ram/]], r)
   }
+  await unchanged()
+})
 
-  t.deepEqual(await ok(t, ['ls', '--json', ...r]), before)
-  t.deepEqual(await ok(t, ['stats', '--json', ...r]), statsBefore)
-  t.regex(await ok(t, ['verify', ...r]), /^ok/)
+test('unknown and malformed refs: one-line errors, stored images unchanged', async t => {
+  const { dir, r, unchanged } = await repoWithImage(t)
+  await expectFailures(t, [
+    ['unknown REF (export)', ['export', 'nope', '--out', join(dir, 'x.out')], 1, /nope/],
+    ['unknown REF (inspect)', ['inspect', 'nope'], 1, /nope/],
+    ['unknown REF (rm)', ['rm', 'nope'], 1, /nope/],
+    ['unknown root CID', ['rm', 'bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'], 1, /bafyrei/],
+    ['malformed ref', ['inspect', 'bad/ref!'], 1, /bad\/ref!/],
+    ['malformed CID (providers)', ['providers', 'bafyNOTACID'], 1, /malformed CID/],
+    ['init on an existing repo', ['init'], 1, /already exists/]
+  ], r)
+  await unchanged()
+})
+
+test('wrong flags and commands exit 2 with one line and touch nothing', async t => {
+  const r = ['--repo', join(await tempDir(t), 'never-created')]
+  const cases: BadCase[] = [
+    ['unknown flag', ['import', 'x.ram', '--bogus'], 2, /unknown option '--bogus'/],
+    ['missing --out', ['export', 'good'], 2, /--out/],
+    ['missing argument', ['inspect'], 2, /missing argument REF/],
+    ['flag without value', ['import', 'x.ram', '--name'], 2, /'--name' needs a value/],
+    ['unknown command', ['frobnicate'], 2, /unknown command/],
+    ['bad multiaddr', ['init', '--listen', 'nope'], 2, /invalid multiaddr/]
+  ]
+  // none of these opens the repository, so they may run side by side
+  await Promise.all(cases.map(async c => { await expectFailures(t, [c], r) }))
+  const missing = await cli(['ls', ...r])
+  t.is(missing.code, 1)
+  oneLineError(t, missing.stderr, 'no repository')
+  t.regex(missing.stderr, /memfabric init/)
 })
 
 test('a repository locked by another process: error names the PID, nothing changes', async t => {

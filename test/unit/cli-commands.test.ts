@@ -110,3 +110,8 @@ test('providers: CID parsed and normalised; malformed CID is a typed error', t =
   t.throws(() => init('providers', ['not-a-cid']), { code: 'ERR_INVALID_REF', message: /malformed CID/ })
   t.throws(() => init('providers', []), usage)
 })
+
+test('a flag followed by another flag instead of its value is a clear usage error', t => {
+  t.throws(() => init('import', ['a.ram', '--name', '--repo', '/r']), { instanceOf: UsageError, message: /^option '--name' needs a value$/ })
+  t.throws(() => init('export', ['vm1', '-o', '--json']), { instanceOf: UsageError, message: /^option '--out' needs a value$/ })
+})

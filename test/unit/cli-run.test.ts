@@ -46,6 +46,8 @@ function fakeApi (overrides: Partial<MemfabricApi> = {}): MemfabricApi & { calls
     async id () { return { peerId: '12D3KooWtest', site: 'fra1', addresses: [] } },
     async peers () { return [] },
     async providers () { return [] },
+    async migrate () { throw new Error('not used by these tests') },
+    async pull () { throw new Error('not used by these tests') },
     async close () { api.closed++ },
     ...overrides
   }
