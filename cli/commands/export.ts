@@ -1,6 +1,7 @@
 /**
  * `memfabric export REF --out FILE`: rebuild an image byte for byte (zero pages as holes).
  */
+import { resolve } from 'node:path'
 import { defineCommand, globalParams, nonEmptyOption, takePositionals, UsageError } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 import { formatBytes } from '../output.ts'
@@ -34,7 +35,8 @@ export const exportCommand = defineCommand({
     const api = await ctx.connect(params.repo)
     const progress = ctx.progress('export', params.json)
     try {
-      await api.exportImage(params.ref, params.out, {
+      // absolute: a daemon writes the file from its own working directory
+      await api.exportImage(params.ref, resolve(params.out), {
         signal: ctx.signal,
         onProgress: u => { progress.update(u) }
       })

@@ -2,6 +2,7 @@
  * `memfabric import FILE`: page a raw memory file or ELF core into the store.
  */
 import { PAGE_SIZE } from '../../store/constants.ts'
+import { resolve } from 'node:path'
 import { defineCommand, globalParams, nonEmptyOption, takePositionals } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 import { formatBytes, formatCount, formatFields, formatPercent } from '../output.ts'
@@ -32,7 +33,8 @@ export const importCommand = defineCommand({
     const api = await ctx.connect(params.repo)
     const progress = ctx.progress('import', params.json)
     try {
-      const result = await api.importImage(params.file, {
+      // absolute: a daemon reads the file from its own working directory
+      const result = await api.importImage(resolve(params.file), {
         name: params.name,
         signal: ctx.signal,
         onProgress: u => { progress.update(u) }
