@@ -1,7 +1,5 @@
 /** Defaults of a memfabric node and daemon; the CLI reuses them. */
 
-/** Control API port when the config names none. */
-export const DEFAULT_API_PORT = 5001
 /** Pages announced to the DHT per provide call when new pages arrive. */
 export const DEFAULT_PUBLISH_BATCH = 65_536
 /** Wait this long (ms) after new pages arrive before announcing, to batch them. */

@@ -67,7 +67,8 @@ export class OutPathError extends MemfabricError {
 
 export interface PullRequest {
   root: CID
-  source: PeerId | Multiaddr
+  /** Peer id (found through the fabric), multiaddr string, PeerId or Multiaddr. */
+  source: string | PeerId | Multiaddr
   name?: string
   out?: string
   signal?: AbortSignal

@@ -17,6 +17,9 @@ import { verifyCommand } from './verify.ts'
 import { idCommand } from './id.ts'
 import { peersCommand } from './peers.ts'
 import { providersCommand } from './providers.ts'
+import { daemonCommand } from './daemon.ts'
+import { migrateCommand } from './migrate.ts'
+import { pullCommand } from './pull.ts'
 
 export const commands: AnyCommand[] = [
   initCommand,
@@ -30,7 +33,10 @@ export const commands: AnyCommand[] = [
   verifyCommand,
   idCommand,
   peersCommand,
-  providersCommand
+  providersCommand,
+  daemonCommand,
+  migrateCommand,
+  pullCommand
 ]
 
 /** The command called `name`, if any. */

@@ -13,6 +13,7 @@
  * ```
  */
 import type { GcResult, StoreStats, VerifyResult, Extent } from '../../store/index.ts'
+import type { MigrationReport } from '../migration/index.ts'
 
 export interface ProgressUpdate {
   phase: string
@@ -85,5 +86,40 @@ export interface MemfabricApi {
   peers (options?: { signal?: AbortSignal }): Promise<PeerSummary[]>
   /** Needs a daemon. */
   providers (cid: string, options?: { signal?: AbortSignal }): Promise<PeerSummary[]>
+  /** Needs a daemon. Source side: offer an image (REF, or a file to import first) to a peer. */
+  migrate (ref: string, to: string, options?: ProgressOptions & MigrateOptions): Promise<MigrationSummary>
+  /** Needs a daemon. Destination side: pull an image from a peer. */
+  pull (root: string, from: string, options?: ProgressOptions & { name?: string, out?: string }): Promise<MigrationSummary>
   close (): Promise<void>
+}
+
+export interface MigrateOptions {
+  /** Name of the image at the destination (default: the source's name for REF). */
+  name?: string
+  /** Memory file the destination writes (inside its migration output folder). */
+  out?: string
+  /** Iterative pre-copy rounds while the file at REF keeps changing. */
+  live?: boolean
+  /** Shell command that pauses the source VM before the final round. */
+  pauseCommand?: string
+  /** Live: stop pre-copy once a round changes at most this many pages. */
+  minDirtyPages?: number
+  /** Live: most pre-copy rounds. */
+  maxRounds?: number
+}
+
+export interface RoundSummary {
+  round: number
+  root: string
+  /** Pages that changed since the previous round (all non-zero pages in round 1). */
+  dirtyPages: number
+  final: boolean
+  report: MigrationReport
+}
+
+/** The destination's report, plus the rounds of a live migration. */
+export interface MigrationSummary extends MigrationReport {
+  roundsDetail?: RoundSummary[]
+  /** Live: time from pausing the source to the destination holding the final image (ms). */
+  downtimeMs?: number
 }

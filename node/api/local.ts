@@ -9,7 +9,7 @@ import type { ImageInfo } from '../../store/index.ts'
 import type { StoreOptions } from '../../store/options.ts'
 import type { GcResult, StoreStats, VerifyResult } from '../../store/index.ts'
 import type {
-  ImageDetails, ImageSummary, ImportSummary, MemfabricApi, NodeIdentity, PeerSummary, ProgressOptions
+  ImageDetails, ImageSummary, ImportSummary, MemfabricApi, MigrateOptions, MigrationSummary, NodeIdentity, PeerSummary, ProgressOptions
 } from './index.ts'
 
 /** A network operation was asked of a repository that no daemon holds. */
@@ -38,7 +38,7 @@ function cidString (cid: CID): string {
 }
 
 export class LocalApi implements MemfabricApi {
-  readonly online = false
+  readonly online: boolean = false
   readonly repo: Repo
 
   constructor (repo: Repo) {
@@ -115,7 +115,15 @@ export class LocalApi implements MemfabricApi {
     throw new DaemonNotRunningError(this.repo.path)
   }
 
-  async providers (): Promise<PeerSummary[]> {
+  async providers (_cid: string, _options?: { signal?: AbortSignal }): Promise<PeerSummary[]> {
+    throw new DaemonNotRunningError(this.repo.path)
+  }
+
+  async migrate (_ref: string, _to: string, _options?: ProgressOptions & MigrateOptions): Promise<MigrationSummary> {
+    throw new DaemonNotRunningError(this.repo.path)
+  }
+
+  async pull (_root: string, _from: string, _options?: ProgressOptions & { name?: string, out?: string }): Promise<MigrationSummary> {
     throw new DaemonNotRunningError(this.repo.path)
   }
 

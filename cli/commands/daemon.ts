@@ -1,0 +1,99 @@
+/**
+ * `memfabric daemon`: run the node on the repository until Ctrl-C.
+ */
+import { readFile } from 'node:fs/promises'
+import { Daemon } from '../../node/daemon.ts'
+import type { DialMap } from '../../node/transport/dial-map.ts'
+import { defineCommand, globalParams, listOption, nonEmptyOption, takePositionals, UsageError } from '../command.ts'
+import type { GlobalParams } from '../command.ts'
+import { formatFields } from '../output.ts'
+
+export interface DaemonParams extends GlobalParams {
+  listen?: string[]
+  bootstrap?: string[]
+  site?: string
+  api?: string
+  apiToken?: string
+  dialMap?: string
+  publish: boolean
+}
+
+export const daemonCommand = defineCommand({
+  name: 'daemon',
+  description: 'run the node: serve and announce pages, accept migrations, control API on localhost',
+  usage: 'daemon [--listen MA…] [--bootstrap MA…] [--site NAME] [--api MA | --api-port N]',
+  details: 'Joins the fabric, announces every page the repository holds in the DHT, serves pages to peers and accepts migrations. CLI commands on the same repository go through the daemon\'s control API (its URL is written to <repo>/api). The first Ctrl-C stops cleanly, a second forces exit.',
+  options: {
+    listen: { type: 'string', multiple: true, valueName: 'MA', description: 'libp2p listen address', defaultText: 'the repo config\'s' },
+    bootstrap: { type: 'string', multiple: true, valueName: 'MA', description: 'peer to join the fabric through (with /p2p/ID)', defaultText: 'the repo config\'s' },
+    site: { type: 'string', valueName: 'NAME', description: 'site label of this host', defaultText: 'the repo config\'s' },
+    api: { type: 'string', valueName: 'MA', description: 'control API address', defaultText: 'the repo config\'s (/ip4/127.0.0.1/tcp/5001)' },
+    'api-port': { type: 'string', valueName: 'N', description: 'control API port on 127.0.0.1 (0 picks a free one)' },
+    'api-token': { type: 'string', valueName: 'TOKEN', description: 'bearer token the control API requires (needed beyond loopback)', env: 'MEMFABRIC_API_TOKEN' },
+    'dial-map': { type: 'string', valueName: 'FILE', description: 'JSON {"ip:port": "ip:port"} of outgoing dial rewrites (test network WAN emulation)' },
+    'no-publish': { type: 'boolean', description: 'do not announce held pages in the DHT' }
+  },
+  examples: [
+    { command: 'memfabric daemon --site paris --listen /ip4/0.0.0.0/tcp/4001' },
+    { command: 'memfabric daemon --bootstrap /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW...' }
+  ],
+  handlerInit (args, env): DaemonParams {
+    takePositionals(args, [])
+    const port = nonEmptyOption(args, 'api-port')
+    let api = nonEmptyOption(args, 'api')
+    if (port !== undefined) {
+      if (api !== undefined) throw new UsageError('give --api or --api-port, not both')
+      if (!/^\d+$/.test(port) || Number(port) > 65535) throw new UsageError(`invalid --api-port '${port}'`)
+      api = `/ip4/127.0.0.1/tcp/${port}`
+    }
+    return {
+      ...globalParams(args, env),
+      listen: listOption(args, 'listen'),
+      bootstrap: listOption(args, 'bootstrap'),
+      site: nonEmptyOption(args, 'site'),
+      api,
+      apiToken: nonEmptyOption(args, 'api-token') ?? (env.MEMFABRIC_API_TOKEN !== '' ? env.MEMFABRIC_API_TOKEN : undefined),
+      dialMap: nonEmptyOption(args, 'dial-map'),
+      publish: args.values['no-publish'] !== true
+    }
+  },
+  async handler (params, ctx) {
+    let dialMap: DialMap | undefined
+    if (params.dialMap !== undefined) {
+      try {
+        dialMap = JSON.parse(await readFile(params.dialMap, 'utf8'))
+      } catch (err: any) {
+        throw new UsageError(`cannot read --dial-map ${params.dialMap}: ${err.message}`)
+      }
+    }
+    const daemon = await Daemon.create({
+      repo: params.repo,
+      listen: params.listen,
+      bootstrap: params.bootstrap,
+      site: params.site,
+      api: params.api,
+      apiToken: params.apiToken,
+      dialMap,
+      publish: params.publish
+    })
+    const addresses = daemon.node.libp2p.getMultiaddrs().map(String)
+    if (params.json) {
+      ctx.printJson({ peerId: daemon.node.peerId.toString(), site: daemon.node.site, addresses, api: daemon.apiUrl })
+    } else {
+      ctx.print('daemon ready')
+      ctx.print(formatFields([
+        ['peer id', daemon.node.peerId.toString()],
+        ['site', daemon.node.site],
+        ['api', daemon.apiUrl],
+        ...addresses.map((a, i): [string, string] => [i === 0 ? 'listening' : '', a])
+      ]))
+    }
+    await new Promise<void>(resolve => {
+      if (ctx.signal.aborted) resolve()
+      ctx.signal.addEventListener('abort', () => { resolve() }, { once: true })
+    })
+    await daemon.stop()
+    ctx.warn('daemon stopped')
+    return 0
+  }
+})

@@ -1,0 +1,91 @@
+import { readFile, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { logger } from '@libp2p/logger'
+import { multiaddr } from '@multiformats/multiaddr'
+import { Repo } from '../store/repo.ts'
+import { MemfabricError } from '../store/errors.ts'
+import { MemfabricNode } from './node.ts'
+import type { MemfabricNodeInit } from './node.ts'
+import { ApiServer } from './api/http-server.ts'
+import { NodeApi } from './api/node-api.ts'
+import { API_FILE } from './api/connect.ts'
+
+const log = logger('memfabric:daemon')
+
+export interface DaemonInit extends Omit<MemfabricNodeInit, 'repo'> {
+  /** Repository directory. */
+  repo: string
+  /** Control API address as a multiaddr (default: the repo config's `addresses.api`). */
+  api?: string
+  /** Bearer token the control API requires (needed to bind beyond loopback). */
+  apiToken?: string
+}
+
+export class InvalidApiAddressError extends MemfabricError {
+  constructor (message: string) { super(message, 'ERR_INVALID_API_ADDRESS') }
+}
+
+/**
+ * A node on a repository plus its control API on localhost; the API URL is written into the
+ * repository so CLI commands find the daemon. `stop()` undoes `create()` in reverse order.
+ */
+export class Daemon {
+  readonly repo: Repo
+  readonly node: MemfabricNode
+  readonly api: ApiServer
+  readonly apiUrl: string
+  private stopping?: Promise<void>
+
+  private constructor (repo: Repo, node: MemfabricNode, api: ApiServer, apiUrl: string) {
+    this.repo = repo
+    this.node = node
+    this.api = api
+    this.apiUrl = apiUrl
+  }
+
+  static async create (init: DaemonInit): Promise<Daemon> {
+    const repo = await Repo.open(init.repo)
+    let node: MemfabricNode | undefined
+    let api: ApiServer | undefined
+    try {
+      const { host, port } = parseApiAddress(init.api ?? repo.config.addresses.api)
+      node = await MemfabricNode.create({ ...init, repo })
+      const nodeApi = new NodeApi(node, () => api?.url ?? '')
+      api = new ApiServer(nodeApi, { host, port, token: init.apiToken })
+      const url = await api.listen()
+      await writeFile(join(repo.path, API_FILE), url + '\n')
+      log('daemon on %s, API %s', repo.path, url)
+      return new Daemon(repo, node, api, url)
+    } catch (err) {
+      await api?.close()
+      await node?.stop()
+      await repo.close()
+      throw err
+    }
+  }
+
+  /** Stop serving: API file, API, node, repository (idempotent). */
+  async stop (): Promise<void> {
+    this.stopping ??= (async () => {
+      const file = join(this.repo.path, API_FILE)
+      const written = await readFile(file, 'utf8').catch(() => '')
+      if (written.trim() === this.apiUrl) await rm(file, { force: true })
+      await this.api.close()
+      await this.node.stop()
+      await this.repo.close()
+    })()
+    await this.stopping
+  }
+}
+
+function parseApiAddress (address: string): { host: string, port: number } {
+  try {
+    const parts = multiaddr(address).getComponents()
+    const ip = parts.find(c => c.name === 'ip4' || c.name === 'ip6' || c.name === 'dns4' || c.name === 'dns')
+    const tcp = parts.find(c => c.name === 'tcp')
+    if (ip?.value == null || tcp?.value == null) throw new Error('needs an IP and a TCP port')
+    return { host: ip.value, port: Number(tcp.value) }
+  } catch (err: any) {
+    throw new InvalidApiAddressError(`invalid control API address ${address}: ${err.message}`)
+  }
+}
