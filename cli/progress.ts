@@ -29,6 +29,8 @@ export interface ProgressOptions {
 export const DEFAULT_PROGRESS_DELAY_MS = 1000
 export const DEFAULT_PROGRESS_INTERVAL_MS = 100
 const BAR_WIDTH = 24
+/** The rate is measured over about this much recent time. */
+const RATE_WINDOW_MS = 5000
 
 export interface Progress {
   /** Pass as `onProgress` to the api. */
@@ -43,16 +45,22 @@ export const silentProgress: Progress = {
   done () {}
 }
 
-/** The text of one progress line (pure; exported for tests). */
-export function renderProgress (label: string, doneBytes: number, totalBytes: number, elapsedMs: number, width = 80): string {
+/**
+ * The text of one progress line (pure; exported for tests). `rate` is bytes/s; the bar
+ * shrinks (or goes) so that the line fits in `width` columns.
+ */
+export function renderProgress (label: string, doneBytes: number, totalBytes: number, rate: number, width = 80): string {
   const fraction = totalBytes > 0 ? Math.min(1, doneBytes / totalBytes) : 0
-  const filled = Math.round(fraction * BAR_WIDTH)
-  const bar = '#'.repeat(filled) + '-'.repeat(BAR_WIDTH - filled)
-  const rate = elapsedMs > 0 ? doneBytes / (elapsedMs / 1000) : 0
-  const eta = rate > 0 ? (totalBytes - doneBytes) / rate : Number.NaN
+  const eta = rate > 0 ? Math.max(0, totalBytes - doneBytes) / rate : Number.NaN
   const pct = `${(fraction * 100).toFixed(0).padStart(3)}%`
-  const line = `${label} ${pct} [${bar}] ${formatBytes(doneBytes)}/${formatBytes(totalBytes)}  ${formatRate(rate)}  ETA ${formatDuration(eta)}`
-  return line.length > width - 1 ? line.slice(0, width - 1) : line
+  const tail = `${formatBytes(doneBytes)}/${formatBytes(totalBytes)}  ${formatRate(rate)}  ETA ${formatDuration(eta)}`
+  const room = width - 1 - label.length - pct.length - tail.length - 5
+  const barWidth = Math.min(BAR_WIDTH, room)
+  if (barWidth < 5) {
+    return `${label} ${pct} ${tail}`.slice(0, Math.max(0, width - 1))
+  }
+  const filled = Math.round(fraction * barWidth)
+  return `${label} ${pct} [${'#'.repeat(filled)}${'-'.repeat(barWidth - filled)}] ${tail}`
 }
 
 /** A progress bar drawing on `stream` (a TTY). */
@@ -64,6 +72,8 @@ export function createProgress (stream: ProgressStream, options: ProgressOptions
   const start = now()
   let lastDraw = Number.NEGATIVE_INFINITY
   let drawn = false
+  // recent (time, bytes) samples: the rate and ETA follow the current speed, not the average
+  const samples: Array<[number, number]> = [[start, 0]]
 
   return {
     update (update) {
@@ -73,8 +83,15 @@ export function createProgress (stream: ProgressStream, options: ProgressOptions
       }
       lastDraw = t
       drawn = true
+      const doneBytes = update.done * unitBytes
+      samples.push([t, doneBytes])
+      while (samples.length > 2 && t - samples[0][0] > RATE_WINDOW_MS) {
+        samples.shift()
+      }
+      const [t0, d0] = samples[0]
+      const rate = t > t0 ? (doneBytes - d0) / ((t - t0) / 1000) : 0
       const label = update.phase !== '' ? update.phase : options.label
-      const line = renderProgress(label, update.done * unitBytes, update.total * unitBytes, t - start, stream.columns ?? 80)
+      const line = renderProgress(label, doneBytes, update.total * unitBytes, rate, stream.columns ?? 80)
       stream.write(`\r${line}\x1b[K`)
     },
     done () {

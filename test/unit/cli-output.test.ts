@@ -41,8 +41,13 @@ test('oneLine and tildify', t => {
 })
 
 test('progress line has percentage, rate and ETA', t => {
-  const line = renderProgress('import', 512 * 1024 ** 2, 1024 ** 3, 2000)
+  const line = renderProgress('import', 512 * 1024 ** 2, 1024 ** 3, 256 * 1024 ** 2)
   t.regex(line, /^import +50% \[#{12}-{12}\] 512 MiB\/1.00 GiB {2}256 MiB\/s {2}ETA 2s$/)
+  t.true(line.length < 80)
+  const narrow = renderProgress('export', 8 * 1024 ** 2, 400 * 1024 ** 2, 7 * 1024 ** 2, 56)
+  t.true(narrow.length <= 55, narrow)
+  t.regex(narrow, /ETA 56s$/)
+  t.notRegex(narrow, /\[/, 'no room for a bar')
 })
 
 test('progress stays silent for the first second, then draws and erases', t => {
