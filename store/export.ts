@@ -11,8 +11,9 @@ import { InputFileError, PageNotFoundError, PageVerificationError } from './erro
 import { packName } from './pack.ts'
 import type { PageLocation } from './pack.ts'
 import { digestKey } from './store.ts'
-import type { LevelPackStore } from './store.ts'
-import type { ExportOptions, PageSlot } from './index.ts'
+import type { LevelPackStore, Slot } from './store.ts'
+import type { ExportOptions } from './index.ts'
+import { digestToCid } from './page.ts'
 import type { FileHandle } from 'node:fs/promises'
 
 const log = logger('memfabric:store:export')
@@ -22,7 +23,6 @@ const MAX_IOV = 1024
 
 interface Distinct {
   digest: Uint8Array
-  cid: CID
   offset: number
   length: number
   loc?: PageLocation
@@ -55,7 +55,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     for (let i = 0; i < distinct.length; i++) {
       const loc = locs[i]
       const d = distinct[i]
-      if (loc == null) throw new PageNotFoundError(`page ${d.cid.toString()} (image offset ${d.offset}) of image ${root.toString()} is not in the store`)
+      if (loc == null) throw new PageNotFoundError(`page ${digestToCid(d.digest).toString()} (image offset ${d.offset}) of image ${root.toString()} is not in the store`)
       d.loc = loc
     }
     const order = [...distinct].sort((a, b) => (a.loc as PageLocation).pack - (b.loc as PageLocation).pack || (a.loc as PageLocation).offset - (b.loc as PageLocation).offset)
@@ -80,17 +80,16 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     await Promise.all(reads)
   }
 
-  const runBatch = async (slots: PageSlot[]): Promise<void> => {
+  const runBatch = async (slots: Slot[]): Promise<void> => {
     const byKey = new Map<string, Distinct>()
     const distinct: Distinct[] = []
     const slotOf: Distinct[] = []
     for (const s of slots) {
-      const cid = s.cid as CID
-      const digest = cid.multihash.digest
+      const digest = s.digest as Uint8Array
       const k = digestKey(digest)
       let d = byKey.get(k)
       if (d == null) {
-        d = { digest, cid, offset: s.offset, length: s.length, pos: 0 }
+        d = { digest, offset: s.offset, length: s.length, pos: 0 }
         byKey.set(k, d)
         distinct.push(d)
       }
@@ -114,7 +113,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
       const got = hashed.digests.subarray(d.pos * 32, d.pos * 32 + 32)
       if (!Buffer.from(got).equals(d.digest)) {
         const loc = d.loc as PageLocation
-        throw new PageVerificationError(`page ${d.cid.toString()} at image offset ${d.offset} failed verification (read from ${packName(loc.pack)} at ${loc.offset})`)
+        throw new PageVerificationError(`page ${digestToCid(d.digest).toString()} at image offset ${d.offset} failed verification (read from ${packName(loc.pack)} at ${loc.offset})`)
       }
     }
     // write runs of adjacent slots with one writev each
@@ -141,7 +140,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
 
   const pool = new Set<Promise<void>>()
   let failure: unknown
-  const launch = async (slots: PageSlot[]): Promise<void> => {
+  const launch = async (slots: Slot[]): Promise<void> => {
     while (pool.size >= store.options.exportConcurrency) await Promise.race(pool)
     if (failure != null) throw failure
     const p: Promise<void> = runBatch(slots).catch(err => { failure ??= err }).finally(() => { pool.delete(p) })
@@ -150,10 +149,10 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
 
   try {
     await fh.truncate(total)
-    let batch: PageSlot[] = []
+    let batch: Slot[] = []
     for await (const slots of store.slotChunks(root, options)) {
       for (const s of slots) {
-        if (s.cid == null) {
+        if (s.digest == null) {
           progress(s.length)
           continue
         }

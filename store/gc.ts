@@ -8,10 +8,10 @@ import { logger } from '@libp2p/logger'
 import { CID } from 'multiformats/cid'
 import type { AbortOptions } from '@libp2p/interface'
 import { RepoCorruptError } from './errors.ts'
-import { decodeChunk, decodeRoot } from './manifest.ts'
-import { decodeLocation, encodeLocation, packKey, packName } from './pack.ts'
+import { decodeChunkDigests, decodeRoot } from './manifest.ts'
+import { decodeLocation, packKey, packName } from './pack.ts'
 import type { PackEntry, PageLocation } from './pack.ts'
-import { digestKey } from './store.ts'
+import { delPageOp, digestKey, putPageOp } from './store.ts'
 import type { LevelPackStore } from './store.ts'
 import { digestToCid } from './page.ts'
 import type { GcResult } from './index.ts'
@@ -62,8 +62,8 @@ async function mark (store: LevelPackStore, options: AbortOptions): Promise<{ pa
         if (complete) throw new RepoCorruptError(`gc stopped: manifest chunk ${ck} of image ${key} is missing`)
         continue
       }
-      for (const e of decodeChunk(c, cb)) {
-        if (typeof e !== 'number') pages.add(digestKey(e.multihash.digest))
+      for (const e of decodeChunkDigests(c, cb)) {
+        if (typeof e !== 'number') pages.add(digestKey(e))
       }
     }
   }
@@ -84,7 +84,7 @@ async function sweepPages (store: LevelPackStore, live: Set<string>, options: Ab
       for (const [key, value] of entries) {
         if (live.has(digestKey(key))) continue
         const loc = decodeLocation(value)
-        ops.push({ type: 'del', sublevel: store.pagesDb, key })
+        ops.push(delPageOp(key))
         dead.push(key)
         const e = deltas.get(loc.pack) ?? { ...(store.packs.entries.get(loc.pack) ?? { size: 0, livePages: 0, liveBytes: 0 }) }
         e.livePages -= 1
@@ -159,7 +159,7 @@ async function compact (store: LevelPackStore, options: AbortOptions): Promise<n
         while (w < buf.byteLength) w += (await fh.write(buf, w, buf.byteLength - w, written + w)).bytesWritten
         for (let k = i; k < j; k++) {
           const p = pages[k]
-          ops.push({ type: 'put', sublevel: store.pagesDb, key: p.key, value: encodeLocation({ pack: newId, offset: written + (p.loc.offset - start), length: p.loc.length }) })
+          ops.push(putPageOp(p.key, { pack: newId, offset: written + (p.loc.offset - start), length: p.loc.length }))
         }
         written += buf.byteLength
         i = j

@@ -9,7 +9,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { ImageFormatError } from './errors.ts'
-import { SHA256_CODE, digestToCid, sha256Digest } from './page.ts'
+import { SHA256_CODE, sha256Digest } from './page.ts'
 import type { Extent, Manifest } from './index.ts'
 
 export const DAG_CBOR_CODE = dagCbor.code
@@ -46,10 +46,13 @@ export interface ChunkerOptions {
   max: number
 }
 
+/** A chunk entry inside the store: a page digest (32 bytes) or a run of n zero pages. */
+export type DigestEntry = Uint8Array | number
+
 /** Cuts the page-entry sequence of an image into chunk blocks. */
 export class Chunker {
   private readonly options: ChunkerOptions
-  private entries: ChunkEntry[] = []
+  private entries: DigestEntry[] = []
   readonly chunks: CID[] = []
 
   constructor (options: ChunkerOptions) {
@@ -68,7 +71,7 @@ export class Chunker {
       }
       return entries.length >= this.options.max ? this.cut() : undefined
     }
-    entries.push(digestToCid(digest))
+    entries.push(digest)
     const prefix = ((digest[0] << 24) | (digest[1] << 16) | (digest[2] << 8) | digest[3]) >>> 0
     if ((entries.length >= this.options.min && prefix % this.options.modulus === 0) || entries.length >= this.options.max) {
       return this.cut()
@@ -82,11 +85,101 @@ export class Chunker {
   }
 
   private cut (): Block {
-    const block = encodeBlock(this.entries)
+    const bytes = encodeChunk(this.entries)
+    const block = { cid: CID.createV1(DAG_CBOR_CODE, Digest.create(SHA256_CODE, sha256Digest(bytes))), bytes }
     this.entries = []
     this.chunks.push(block.cid)
     return block
   }
+}
+
+// A page link in dag-cbor: tag 42, a 37-byte string: 0x00, then CIDv1 raw sha2-256 (0x01 0x55 0x12 0x20 digest).
+const LINK_HEAD = Uint8Array.from([0xd8, 0x2a, 0x58, 0x25, 0x00, 0x01, 0x55, 0x12, 0x20])
+const LINK_BYTES = LINK_HEAD.byteLength + 32
+
+function headLength (n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9
+}
+
+function writeHead (buf: Buffer, at: number, major: number, n: number): number {
+  const m = major << 5
+  if (n < 24) { buf[at] = m | n; return at + 1 }
+  if (n < 0x100) { buf[at] = m | 24; buf[at + 1] = n; return at + 2 }
+  if (n < 0x10000) { buf[at] = m | 25; buf.writeUInt16BE(n, at + 1); return at + 3 }
+  if (n < 0x100000000) { buf[at] = m | 26; buf.writeUInt32BE(n, at + 1); return at + 5 }
+  buf[at] = m | 27
+  buf.writeBigUInt64BE(BigInt(n), at + 1)
+  return at + 9
+}
+
+/**
+ * Encode chunk entries as a dag-cbor list of page links and zero-run integers. Written by hand
+ * (canonical, minimal-length heads) because building a CID object per page costs more than
+ * hashing it; `decodeChunk` and any dag-cbor decoder read the result.
+ */
+export function encodeChunk (entries: DigestEntry[]): Uint8Array {
+  let size = headLength(entries.length)
+  for (const e of entries) size += typeof e === 'number' ? headLength(e) : LINK_BYTES
+  const buf = Buffer.allocUnsafe(size)
+  let at = writeHead(buf, 0, 4, entries.length)
+  for (const e of entries) {
+    if (typeof e === 'number') {
+      at = writeHead(buf, at, 0, e)
+    } else {
+      buf.set(LINK_HEAD, at)
+      buf.set(e, at + LINK_HEAD.byteLength)
+      at += LINK_BYTES
+    }
+  }
+  return buf
+}
+
+function readHead (buf: Buffer, at: number): [major: number, n: number, next: number] | undefined {
+  const b = buf[at]
+  const major = b >> 5
+  const info = b & 0x1f
+  if (info < 24) return [major, info, at + 1]
+  if (info === 24 && at + 2 <= buf.length) return [major, buf[at + 1], at + 2]
+  if (info === 25 && at + 3 <= buf.length) return [major, buf.readUInt16BE(at + 1), at + 3]
+  if (info === 26 && at + 5 <= buf.length) return [major, buf.readUInt32BE(at + 1), at + 5]
+  if (info === 27 && at + 9 <= buf.length) return [major, Number(buf.readBigUInt64BE(at + 1)), at + 9]
+  return undefined
+}
+
+/** Decode a chunk block into page digests and zero runs. */
+export function decodeChunkDigests (cid: CID, bytes: Uint8Array): DigestEntry[] {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const fast = (): DigestEntry[] | undefined => {
+    const head = buf.length > 0 ? readHead(buf, 0) : undefined
+    if (head == null || head[0] !== 4) return undefined
+    const out: DigestEntry[] = new Array(head[1])
+    let at = head[2]
+    for (let i = 0; i < head[1]; i++) {
+      if (at >= buf.length) return undefined
+      if (buf[at] === 0xd8) {
+        if (at + LINK_BYTES > buf.length) return undefined
+        for (let k = 0; k < LINK_HEAD.byteLength; k++) if (buf[at + k] !== LINK_HEAD[k]) return undefined
+        out[i] = buf.subarray(at + LINK_HEAD.byteLength, at + LINK_BYTES)
+        at += LINK_BYTES
+      } else {
+        const h = readHead(buf, at)
+        if (h == null || h[0] !== 0 || h[1] === 0) return undefined
+        out[i] = h[1]
+        at = h[2]
+      }
+    }
+    return at === buf.length ? out : undefined
+  }
+  const entries = fast()
+  if (entries != null) return entries
+  // anything unusual goes through the full decoder, which names what is wrong
+  return decodeChunk(cid, bytes).map(e => {
+    if (typeof e === 'number') return e
+    if (e.version !== 1 || e.code !== 0x55 || e.multihash.code !== SHA256_CODE || e.multihash.digest.byteLength !== 32) {
+      throw new ImageFormatError(`manifest chunk ${cid.toString()} links a block that is not a raw sha2-256 page`)
+    }
+    return e.multihash.digest
+  })
 }
 
 /** Slots (pages, the last one possibly short) of an extent. */

@@ -25,6 +25,9 @@ export interface PageLocation {
 
 export const LOCATION_BYTES = 12
 
+/** Appended bytes after which a datasync starts in the background (writeback overlaps hashing). */
+const EARLY_SYNC_BYTES = 32 * 1024 * 1024
+
 export function encodeLocation (loc: PageLocation): Uint8Array {
   const b = Buffer.allocUnsafe(LOCATION_BYTES)
   b.writeUInt32BE(loc.pack, 0)
@@ -56,6 +59,11 @@ export class Packs {
   private mayContinue = true
   private active?: { id: number, fh: FileHandle, size: number }
   private readonly dirty = new Map<number, FileHandle>()
+  /** Background datasyncs started while appending, so the commit's own sync finds little left. */
+  private readonly early = new Set<Promise<void>>()
+  private readonly writes = new Set<Promise<void>>()
+  private failed?: Error
+  private sinceEarly = 0
   /** Sizes of packs appended to since the last commit. */
   private readonly grown = new Map<number, number>()
   private readonly readers = new Map<number, Promise<FileHandle>>()
@@ -96,26 +104,51 @@ export class Packs {
     this.nextId = maxId + 1
   }
 
-  /** Append bytes to the active pack (rotating when full); returns where they landed. */
-  async append (bytes: Uint8Array): Promise<{ pack: number, offset: number }> {
+  /**
+   * Append bytes to the active pack (rotating when full). The offset is assigned at once; the
+   * write itself runs in the background (`done`), and `sync` waits for every such write.
+   */
+  async append (bytes: Uint8Array): Promise<{ pack: number, offset: number, done: Promise<void> }> {
     let active = this.active
     if (active == null || (active.size > 0 && active.size + bytes.byteLength > this.maxSize)) {
       active = await this.rotate()
     }
     const offset = active.size
     active.size += bytes.byteLength
-    let done = 0
-    while (done < bytes.byteLength) {
-      const { bytesWritten } = await active.fh.write(bytes, done, bytes.byteLength - done, offset + done)
-      done += bytesWritten
-    }
+    const fh = active.fh
+    const done: Promise<void> = (async () => {
+      let w = 0
+      while (w < bytes.byteLength) {
+        w += (await fh.write(bytes, w, bytes.byteLength - w, offset + w)).bytesWritten
+      }
+    })()
+    const tracked = done.catch(err => { this.failed ??= err }).finally(() => { this.writes.delete(tracked) })
+    this.writes.add(tracked)
     this.dirty.set(active.id, active.fh)
     this.grown.set(active.id, active.size)
-    return { pack: active.id, offset }
+    this.sinceEarly += bytes.byteLength
+    if (this.sinceEarly >= EARLY_SYNC_BYTES) {
+      this.sinceEarly = 0
+      const p: Promise<void> = Promise.all(this.writes).then(async () => fh.datasync()).catch(err => { log('early sync failed: %e', err) }).finally(() => { this.early.delete(p) })
+      this.early.add(p)
+    }
+    return { pack: active.id, offset, done }
+  }
+
+  /** Wait for background writes; rethrow the first one that failed. */
+  private async drain (): Promise<void> {
+    await Promise.all(this.writes)
+    await Promise.all(this.early)
+    if (this.failed != null) {
+      const err = this.failed
+      this.failed = undefined
+      throw err
+    }
   }
 
   private async rotate (): Promise<{ id: number, fh: FileHandle, size: number }> {
     const old = this.active
+    await this.drain()
     if (old != null) {
       if (this.dirty.has(old.id)) {
         await old.fh.datasync()
@@ -151,6 +184,7 @@ export class Packs {
 
   /** Make every appended byte durable. */
   async sync (): Promise<void> {
+    await this.drain()
     const handles = [...this.dirty.values()]
     this.dirty.clear()
     await Promise.all(handles.map(async fh => fh.datasync()))
@@ -160,6 +194,7 @@ export class Packs {
   async seal (): Promise<void> {
     const old = this.active
     this.active = undefined
+    await this.drain()
     if (old == null) return
     if (this.dirty.has(old.id)) {
       await old.fh.datasync()

@@ -37,24 +37,24 @@ export async function verifyStore (store: LevelPackStore, options: AbortOptions 
       for await (const slots of store.slotChunks(root, options)) {
         if (!complete) continue
         const fresh = slots.filter(s => {
-          if (s.cid == null) return false
-          const k = digestKey(s.cid.multihash.digest)
+          if (s.digest == null) return false
+          const k = digestKey(s.digest)
           if (seen.has(k)) return false
           seen.add(k)
           return true
         })
-        const locs = await store.lookup(fresh.map(s => (s.cid as CID).multihash.digest))
+        const locs = await store.lookup(fresh.map(s => s.digest as Uint8Array))
         locs.forEach((loc, i) => {
           pagesChecked++
           const s = fresh[i]
           if (loc == null) {
-            problem(`image ${key}: page ${(s.cid as CID).toString()} (offset ${s.offset}) is not in the store`)
+            problem(`image ${key}: page ${digestToCid(s.digest as Uint8Array).toString()} (offset ${s.offset}) is not in the store`)
             return
           }
           const e = store.packs.entries.get(loc.pack)
-          if (e == null) problem(`image ${key}: page ${(s.cid as CID).toString()} points at unknown pack ${loc.pack}`)
-          else if (loc.offset + loc.length > e.size) problem(`image ${key}: page ${(s.cid as CID).toString()} lies beyond the end of ${packName(loc.pack)}`)
-          else if (loc.length !== s.length) problem(`image ${key}: page ${(s.cid as CID).toString()} is stored with length ${loc.length}, the manifest says ${s.length}`)
+          if (e == null) problem(`image ${key}: page ${digestToCid(s.digest as Uint8Array).toString()} points at unknown pack ${loc.pack}`)
+          else if (loc.offset + loc.length > e.size) problem(`image ${key}: page ${digestToCid(s.digest as Uint8Array).toString()} lies beyond the end of ${packName(loc.pack)}`)
+          else if (loc.length !== s.length) problem(`image ${key}: page ${digestToCid(s.digest as Uint8Array).toString()} is stored with length ${loc.length}, the manifest says ${s.length}`)
         })
       }
     } catch (err: any) {

@@ -47,8 +47,11 @@ export async function importImage (store: LevelPackStore, path: string, options:
   let done = 0
   let committed = false
 
+  // read buffers are recycled: allocating 8 MiB per chunk keeps the garbage collector busy
+  const spare: Uint8Array[] = []
   const readAndHash = async (job: ReadJob): Promise<HashResult> => {
-    const buf = Buffer.allocUnsafeSlow(job.length)
+    const old = spare.pop()
+    const buf = old != null && old.byteLength >= job.length ? Buffer.from(old.buffer, 0, old.byteLength) : Buffer.allocUnsafeSlow(chunkBytes)
     let got = 0
     while (got < job.length) {
       let bytesRead: number
@@ -63,6 +66,10 @@ export async function importImage (store: LevelPackStore, path: string, options:
     return store.hasher.hash(new Uint8Array(buf.buffer, 0, job.length), pageSize)
   }
 
+  const recycle = (r: HashResult): void => {
+    if (r.bytes.buffer.byteLength === chunkBytes) spare.push(new Uint8Array(r.bytes.buffer as ArrayBuffer))
+  }
+
   const addBlock = (block: Block | undefined): void => {
     if (block == null) return
     const key = block.cid.toString()
@@ -70,7 +77,9 @@ export async function importImage (store: LevelPackStore, path: string, options:
     store.pendingBlocks.set(key, block)
   }
 
-  const storeChunk = async (r: HashResult): Promise<void> => {
+  /** Resolves when the chunk's new pages are written (its buffer may then be reused). */
+  const storeChunk = async (r: HashResult): Promise<{ written: Promise<void> }> => {
+    let written: Promise<void> = Promise.resolve()
     const n = r.zero.length
     const len = r.bytes.byteLength
     await store.lock.run(async () => {
@@ -109,7 +118,8 @@ export async function importImage (store: LevelPackStore, path: string, options:
           }
           bytes = out
         }
-        await store.appendPages(addIdx.map(i => r.digests.subarray(i * 32, i * 32 + 32)), bytes, lengths)
+        const appended = await store.appendPages(addIdx.map(i => r.digests.subarray(i * 32, i * 32 + 32)), bytes, lengths)
+        written = appended.done
         newPages += addIdx.length
       }
       for (let i = 0; i < n; i++) {
@@ -125,6 +135,7 @@ export async function importImage (store: LevelPackStore, path: string, options:
     })
     done += len
     options.onProgress?.({ done, total: size })
+    return { written }
   }
 
   try {
@@ -140,7 +151,8 @@ export async function importImage (store: LevelPackStore, path: string, options:
       options.signal?.throwIfAborted()
       const r = await (inflight.shift() as Promise<HashResult>)
       if (next < jobs.length) launch()
-      await storeChunk(r)
+      const { written } = await storeChunk(r)
+      written.then(() => { recycle(r) }, () => {})
     }
     addBlock(chunker.flush())
     const root = encodeRoot({ format, size, pageSize, extents, pages, chunks: chunker.chunks })
