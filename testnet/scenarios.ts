@@ -1,0 +1,301 @@
+/**
+ * Testnet scenarios: which synthetic images each site holds, which VM migrates from site A to
+ * site B, and the measured outcome (tiers, WAN bytes counted by memfabric and by the emulator,
+ * time, the floor, and whether the destination's file is byte-identical to the source's).
+ *
+ * Images are prepared apart from the network (`prepareScenario`) so the benchmark can send the
+ * very same files with the other tools.
+ */
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { mkdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { zstdCompressSync, constants as zlibConstants } from 'node:zlib'
+import { logger } from '@libp2p/logger'
+import { DEFAULT_MIGRATION_OUT_DIR } from '../node/constants.ts'
+import type { MigrationReport, Tier, TierFigures } from '../node/migration/index.ts'
+import { MemfabricError } from '../store/errors.ts'
+import { PAGE_SIZE, evolveImage, writeImage } from './synthetic.ts'
+import type { Testnet, TestnetNode } from './testnet.ts'
+import type { WanLinkStats } from './wan/index.ts'
+
+const log = logger('memfabric:testnet')
+
+export type ScenarioName = 'family' | 'return' | 'unrelated'
+
+export const SCENARIOS: Record<ScenarioName, string> = {
+  family: 'a VM cloned from the family template migrates A→B, where siblings of the same template already run',
+  return: 'a VM migrates back A→B, where its older snapshot still is',
+  unrelated: 'a VM with nothing in common with site B (B runs another family) migrates A→B'
+}
+
+/** Image size of a scenario when none is given */
+export const DEFAULT_SCENARIO_SIZE = 64 * 1024 * 1024
+/** Share of an image that is the family template (kernel, libraries, page cache) */
+export const FAMILY_TEMPLATE_SHARE = 0.5
+/** Share of pages that differ between the older snapshot and the returning VM */
+export const RETURN_CHANGE_FRACTION = 0.1
+/** zstd level of the floor (the default level of the zstd CLI) */
+export const FLOOR_ZSTD_LEVEL = 3
+/** How long the WAN must be quiet before a migration starts, ms */
+export const QUIET_MS = 750
+/** How long to wait for a quiet WAN at most, ms */
+export const QUIET_TIMEOUT_MS = 20_000
+
+export class ScenarioError extends MemfabricError {
+  constructor (message: string, options?: ErrorOptions) { super(message, 'ERR_SCENARIO', options) }
+}
+
+export interface ImageFile {
+  path: string
+  name: string
+}
+
+export interface ScenarioPlan {
+  scenario: ScenarioName
+  description: string
+  sizeBytes: number
+  /** The VM that migrates, imported on the first host of site A */
+  source: ImageFile
+  /** Images already held in site B, by host number (1-based) */
+  siteB: Array<ImageFile & { host: number }>
+  /** The host of site B the VM migrates to */
+  destHost: number
+  /** The image of site B closest to the source (basis for rsync / zstd --patch-from) */
+  closest?: ImageFile
+}
+
+/**
+ * Write the images of a scenario into `dir` (files already there with the right size are kept:
+ * the generator is deterministic). `hostsB` is the number of hosts of site B.
+ */
+export async function prepareScenario (scenario: ScenarioName, dir: string, sizeBytes: number = DEFAULT_SCENARIO_SIZE, hostsB = 3): Promise<ScenarioPlan> {
+  if (!(scenario in SCENARIOS)) throw new ScenarioError(`unknown scenario '${scenario}' (one of ${Object.keys(SCENARIOS).join(', ')})`)
+  if (sizeBytes % PAGE_SIZE !== 0 || sizeBytes <= 0) throw new ScenarioError(`image size must be a positive multiple of ${PAGE_SIZE}`)
+  await mkdir(dir, { recursive: true })
+  const pages = sizeBytes / PAGE_SIZE
+  const mib = Math.round(sizeBytes / 2 ** 20)
+  const file = (name: string): string => join(dir, `${scenario}-${name}-${mib}MiB.mem`)
+  const destHost = hostsB
+  // holders: every site-B host but the destination (the destination itself when B has one host)
+  const holders = hostsB > 1 ? Array.from({ length: hostsB - 1 }, (_, i) => i + 1) : [1]
+  const family = (seed: number, templateSeed: number): Parameters<typeof writeImage>[1] => ({
+    sizeBytes, seed, template: { seed: templateSeed, pages: Math.floor(pages * FAMILY_TEMPLATE_SHARE) }
+  })
+  const ensure = async (path: string, make: () => Promise<unknown>): Promise<void> => {
+    const size = await stat(path).then(s => s.size, () => -1)
+    if (size !== sizeBytes) await make()
+  }
+  const plan: ScenarioPlan = { scenario, description: SCENARIOS[scenario], sizeBytes, source: { path: '', name: '' }, siteB: [], destHost }
+  if (scenario === 'family') {
+    plan.source = { path: file('vm1'), name: 'vm1' }
+    await ensure(plan.source.path, async () => writeImage(plan.source.path, family(101, 7)))
+    for (const [i, host] of holders.entries()) {
+      const sibling = { path: file(`sibling${i + 1}`), name: `sibling${i + 1}`, host }
+      await ensure(sibling.path, async () => writeImage(sibling.path, family(201 + i, 7)))
+      plan.siteB.push(sibling)
+    }
+  } else if (scenario === 'return') {
+    const older = { path: file('vm1-t1'), name: 'vm1@t1' }
+    plan.source = { path: file('vm1-t2'), name: 'vm1@t2' }
+    await ensure(older.path, async () => writeImage(older.path, family(301, 8)))
+    await ensure(plan.source.path, async () => evolveImage(older.path, plan.source.path, { changeFraction: RETURN_CHANGE_FRACTION, seed: 302 }))
+    plan.siteB.push({ ...older, host: holders[0] })
+  } else {
+    plan.source = { path: file('vm1'), name: 'vm1' }
+    await ensure(plan.source.path, async () => writeImage(plan.source.path, { sizeBytes, seed: 401 }))
+    for (const [i, host] of holders.entries()) {
+      const other = { path: file(`other${i + 1}`), name: `other${i + 1}`, host }
+      await ensure(other.path, async () => writeImage(other.path, family(501 + i, 9)))
+      plan.siteB.push(other)
+    }
+  }
+  plan.closest = plan.siteB[0]
+  return plan
+}
+
+export interface Floor {
+  /** Distinct non-zero pages of the image that no site-B image holds */
+  pages: number
+  /** Their bytes, uncompressed */
+  bytes: number
+  /** Their bytes compressed together with zstd */
+  zstdBytes: number
+}
+
+export interface PageCensus {
+  pages: number
+  zeroPages: number
+  distinctPages: number
+}
+
+/** Hashes of the non-zero pages of a file, and its page counts. */
+async function pageHashes (path: string, onPage?: (hash: string, page: Buffer) => void): Promise<{ hashes: Set<string>, census: PageCensus }> {
+  const hashes = new Set<string>()
+  const census: PageCensus = { pages: 0, zeroPages: 0, distinctPages: 0 }
+  const zero = Buffer.alloc(PAGE_SIZE)
+  let rest = Buffer.alloc(0)
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 }) as AsyncIterable<Buffer>) {
+    const data = rest.length > 0 ? Buffer.concat([rest, chunk]) : chunk
+    let p = 0
+    for (; p + PAGE_SIZE <= data.length; p += PAGE_SIZE) {
+      const page = data.subarray(p, p + PAGE_SIZE)
+      census.pages++
+      if (page.equals(zero)) { census.zeroPages++; continue }
+      const hash = createHash('sha256').update(page).digest('base64')
+      if (!hashes.has(hash)) {
+        hashes.add(hash)
+        onPage?.(hash, page)
+      }
+    }
+    rest = Buffer.from(data.subarray(p))
+  }
+  census.distinctPages = hashes.size
+  return { hashes, census }
+}
+
+/**
+ * The floor of a migration: the distinct non-zero pages of `image` that none of `held` has,
+ * compressed with zstd — what any method must at least send across the WAN (plus names).
+ */
+export async function computeFloor (image: string, held: string[]): Promise<{ floor: Floor, census: PageCensus }> {
+  const have = new Set<string>()
+  for (const path of held) for (const h of (await pageHashes(path)).hashes) have.add(h)
+  const missing: Buffer[] = []
+  const { census } = await pageHashes(image, (hash, page) => { if (!have.has(hash)) missing.push(Buffer.from(page)) })
+  const all = Buffer.concat(missing)
+  const zstdBytes = all.length > 0 ? zstdCompressSync(all, { params: { [zlibConstants.ZSTD_c_compressionLevel]: FLOOR_ZSTD_LEVEL } }).length : 0
+  return { floor: { pages: missing.length, bytes: all.length, zstdBytes }, census }
+}
+
+/** SHA-256 of a file, hex. */
+export async function sha256File (path: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 })) hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}
+
+/** Bytes the emulator carried between two sites, per direction. */
+export interface WanCount {
+  /** site A → site B */
+  aToB: number
+  /** site B → site A */
+  bToA: number
+}
+
+export function wanCount (stats: WanLinkStats[], a = 1, b = 2): WanCount {
+  const bytes = (from: number, to: number): number => stats.filter(s => s.from === from && s.to === to).reduce((n, s) => n + s.bytes, 0)
+  return { aToB: bytes(a, b), bToA: bytes(b, a) }
+}
+
+export interface ScenarioResult {
+  scenario: ScenarioName
+  description: string
+  root: string
+  from: string
+  to: string
+  imageBytes: number
+  pages: number
+  zeroPages: number
+  distinctPages: number
+  tiers: Record<Tier, TierFigures>
+  /** WAN bytes memfabric itself reports (received from other sites) */
+  wanBytes: number
+  /** Bytes the emulator counted on the A↔B links during the migration */
+  emulator: WanCount
+  manifestWireBytes: number
+  /** Wall time of the migrate call, ms */
+  durationMs: number
+  /** Image bytes per second of wall time */
+  throughput: number
+  floor: Floor & { manifestBytes: number, totalBytes: number }
+  identical: boolean
+  sourceSha256: string
+  destSha256: string
+  report: MigrationReport
+}
+
+export interface RunOptions {
+  signal?: AbortSignal
+  /** Called with a one-line status as the scenario advances */
+  onStatus?(status: string): void
+}
+
+/** Run a prepared scenario on a network of at least 2 sites. */
+export async function runScenario (net: Testnet, plan: ScenarioPlan, options: RunOptions = {}): Promise<ScenarioResult> {
+  const { signal } = options
+  const status = (s: string): void => { log(s); options.onStatus?.(s) }
+  if (net.sites < 2) throw new ScenarioError('a scenario needs at least 2 sites')
+  const siteA = net.site(1)
+  const siteB = net.site(2)
+  const dest = siteB.find(n => n.host === plan.destHost) ?? siteB[siteB.length - 1]
+  const src = siteA[0]
+  status(`importing into site B: ${plan.siteB.map(i => `${i.name}→B${i.host}`).join(', ')}`)
+  await Promise.all(plan.siteB.map(async img => nodeOf(siteB, img.host).api.importImage(img.path, { name: img.name, signal })))
+  status(`importing ${plan.source.name} into ${src.name}`)
+  await src.api.importImage(plan.source.path, { name: plan.source.name, signal })
+  status('computing the floor')
+  const { floor, census } = await computeFloor(plan.source.path, plan.siteB.map(i => i.path))
+  const sourceSha256 = await sha256File(plan.source.path)
+  status('waiting for a quiet WAN (announcements)')
+  await waitForQuietWan(net, signal)
+  const before = wanCount(net.linkStats())
+  status(`migrating ${plan.source.name} ${src.name} → ${dest.name}`)
+  const out = `${plan.scenario}-${plan.source.name.replace(/[^A-Za-z0-9._-]/g, '_')}.mem`
+  const started = performance.now()
+  const report = await src.api.migrate(plan.source.name, dest.multiaddr, { name: plan.source.name, out, signal })
+  const durationMs = performance.now() - started
+  const after = wanCount(net.linkStats())
+  const emulator = { aToB: after.aToB - before.aToB, bToA: after.bToA - before.bToA }
+  status('checking the destination file')
+  const destFile = join(dest.repo, DEFAULT_MIGRATION_OUT_DIR, out)
+  let destSha256 = await sha256File(destFile).catch(() => '')
+  if (destSha256 === '') {
+    // no memory file written: export the image from the destination's store instead
+    const exported = join(dest.repo, DEFAULT_MIGRATION_OUT_DIR, `exported-${out}`)
+    await dest.api.exportImage(report.root, exported, { signal })
+    destSha256 = await sha256File(exported)
+  }
+  const manifestBytes = report.manifest?.wireBytes ?? 0
+  return {
+    scenario: plan.scenario,
+    description: plan.description,
+    root: report.root,
+    from: src.name,
+    to: dest.name,
+    imageBytes: report.size,
+    pages: report.pages,
+    zeroPages: report.zeroPages,
+    distinctPages: report.distinctPages ?? census.distinctPages,
+    tiers: report.tiers,
+    wanBytes: report.wanBytes,
+    emulator,
+    manifestWireBytes: manifestBytes,
+    durationMs,
+    throughput: report.size / (durationMs / 1000),
+    floor: { ...floor, manifestBytes, totalBytes: floor.zstdBytes + manifestBytes },
+    identical: destSha256 === sourceSha256,
+    sourceSha256,
+    destSha256,
+    report
+  }
+}
+
+function nodeOf (site: TestnetNode[], host: number): TestnetNode {
+  return site.find(n => n.host === host) ?? site[0]
+}
+
+/** Poll the emulator until no byte crossed any link for QUIET_MS (or QUIET_TIMEOUT_MS passed). */
+async function waitForQuietWan (net: Testnet, signal?: AbortSignal): Promise<void> {
+  const total = (): number => net.linkStats().reduce((n, s) => n + s.bytes, 0)
+  const deadline = Date.now() + QUIET_TIMEOUT_MS
+  let last = total()
+  let since = Date.now()
+  while (Date.now() < deadline) {
+    signal?.throwIfAborted()
+    await new Promise(resolve => setTimeout(resolve, 100))
+    const now = total()
+    if (now !== last) { last = now; since = Date.now() } else if (Date.now() - since >= QUIET_MS) return
+  }
+  log('WAN still busy after %d ms; migrating anyway', QUIET_TIMEOUT_MS)
+}
