@@ -1,0 +1,56 @@
+import test from 'ava'
+import { access, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { writeImage } from '../../testnet/synthetic.ts'
+import { cli, ok, tempDir } from './cli-helpers.ts'
+import { startDaemon } from '../fixtures/daemon.ts'
+import { waitFor } from '../fixtures/wait.ts'
+
+const MiB = 1024 * 1024
+
+test('two daemons in two sites: import through the daemon, find providers, migrate, stop cleanly', async t => {
+  const dir = await tempDir(t)
+  const a = join(dir, 'a')
+  const b = join(dir, 'b')
+  await ok(t, ['init', '--repo', a, '--site', 'paris', '--listen', '/ip4/127.0.1.1/tcp/0'])
+  await ok(t, ['init', '--repo', b, '--site', 'berlin', '--listen', '/ip4/127.0.2.1/tcp/0'])
+  const da = await startDaemon(t, a)
+  const db = await startDaemon(t, b, ['--bootstrap', da.info.addresses[0]])
+
+  const id = await ok(t, ['id', '--repo', a, '--json'])
+  t.is(id.peerId, da.info.peerId)
+  t.is(id.site, 'paris')
+
+  await waitFor(async () => {
+    const peers = await ok(t, ['peers', '--repo', b, '--json'])
+    return peers.some((p: any) => p.peerId === da.info.peerId && p.site === 'paris')
+  })
+
+  const image = join(dir, 'vm.ram')
+  await writeImage(image, { sizeBytes: 8 * MiB, seed: 3 })
+  const imported = await ok(t, ['import', image, '--name', 'vm1', '--repo', a, '--json'])
+
+  // a page of the image, announced by the daemon that imported it
+  const slots = await ok(t, ['inspect', 'vm1', '--repo', a, '--json'])
+  t.is(slots.root, imported.root)
+
+  const report = await ok(t, ['migrate', 'vm1', '--to', db.info.peerId, '--out', 'vm1.ram', '--repo', a, '--json'])
+  t.is(report.root, imported.root)
+  t.true(report.tiers.source.pages > 0)
+  t.true(report.wanBytes > 0)
+  t.deepEqual(await readFile(join(b, 'out', 'vm1.ram')), await readFile(image))
+  const onB = await ok(t, ['ls', '--repo', b, '--json'])
+  t.true(onB.some((i: any) => i.root === imported.root && i.names.includes('vm1') && i.complete))
+
+  // a destination refuses to write outside its output folder
+  const escape = await cli(['migrate', 'vm1', '--to', db.info.peerId, '--out', '../../escape.ram', '--repo', a])
+  t.not(escape.code, 0)
+  t.regex(escape.stderr, /may only write inside/)
+
+  t.is(await da.stop(), 0)
+  t.is(await db.stop(), 0)
+  await t.throwsAsync(access(join(a, 'api')), undefined, 'the api file is removed on clean stop')
+  // offline commands work again once the daemon is gone
+  const ls = await ok(t, ['ls', '--repo', a, '--json'])
+  t.is(ls.length, 1)
+})
