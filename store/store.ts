@@ -208,7 +208,7 @@ export class LevelPackStore extends EventTarget implements Store {
 
   /** Where each page is stored (pending or committed), `undefined` when not held. */
   async lookup (digests: Uint8Array[]): Promise<Array<PageLocation | undefined>> {
-    const out = new Array<PageLocation | undefined>(digests.length)
+    const out = new Array<PageLocation | undefined>(digests.length).fill(undefined)
     const ask: Uint8Array[] = []
     const at: number[] = []
     for (let i = 0; i < digests.length; i++) {
