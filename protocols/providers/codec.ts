@@ -157,11 +157,12 @@ export function encodeMessage (message: Request | Response): Uint8Array {
   return dagCbor.encode(plain)
 }
 
-/** Split packed keys into 32-byte views (no copy). */
-export function unpackKeys (keys: Uint8Array): Uint8Array[] {
-  const out: Uint8Array[] = new Array(keys.byteLength / DIGEST_LENGTH)
+/** Split packed keys into 32-byte Buffer views (no copy; level takes Buffers as they are). */
+export function unpackKeys (keys: Uint8Array): Buffer[] {
+  const all = Buffer.from(keys.buffer, keys.byteOffset, keys.byteLength)
+  const out: Buffer[] = new Array(keys.byteLength / DIGEST_LENGTH)
   for (let i = 0; i < out.length; i++) {
-    out[i] = keys.subarray(i * DIGEST_LENGTH, (i + 1) * DIGEST_LENGTH)
+    out[i] = all.subarray(i * DIGEST_LENGTH, (i + 1) * DIGEST_LENGTH)
   }
   return out
 }

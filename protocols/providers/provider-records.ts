@@ -365,9 +365,12 @@ export class ProviderRecords implements Startable {
     const entries = cids.map((cid, index) => {
       checkCid(cid)
       const raw = cid.multihash.bytes
-      return { digest: cid.multihash.digest, kad: kadKeyOf(raw), raw, index, candidates: [] as Candidate[] }
+      const kad = kadKeyOf(raw)
+      // the top 48 bits order almost every pair without a call into Buffer.compare
+      const top = kad[0] * 2 ** 40 + kad[1] * 2 ** 32 + ((kad[2] << 24 | kad[3] << 16 | kad[4] << 8 | kad[5]) >>> 0)
+      return { digest: cid.multihash.digest, kad, top, raw, index, candidates: [] as Candidate[] }
     })
-    entries.sort((a, b) => compareKeys(a.kad, b.kad))
+    entries.sort((a, b) => (a.top - b.top) || compareKeys(a.kad, b.kad))
     let region: Region | undefined
     for (const e of entries) {
       if (region == null || !hasPrefix(e.kad, region.prefix, region.bits)) {
@@ -496,10 +499,17 @@ export class ProviderRecords implements Startable {
    * are added to the peer store so callers can dial them.
    */
   async findProviders (cids: CID[], options: FindProvidersOptions = {}): Promise<Map<string, PeerId[]>> {
+    const found = await this.resolve(cids, options)
+    const out = new Map<string, PeerId[]>()
+    for (let i = 0; i < cids.length; i++) out.set(cids[i].toString(), found[i])
+    return out
+  }
+
+  /** Like findProviders, but the answer is aligned with `cids` (no CID strings to build). */
+  async resolve (cids: CID[], options: FindProvidersOptions = {}): Promise<PeerId[][]> {
     this.assertStarted()
     const entries = await this.place(cids, options)
-    const found: PeerId[][] = cids.map(() => [])
-    const seen: Array<Set<string> | undefined> = new Array(cids.length)
+    const found: PeerId[][] = new Array(cids.length)
     const peerCache = new Map<string, PeerId>()
     const run = new Run(this, options)
 
@@ -529,13 +539,14 @@ export class ProviderRecords implements Startable {
         const list = answer.providers[j]
         if (list.length === 0) continue
         const idx = group[j].index
-        const s = seen[idx] ??= new Set()
+        const have = found[idx]
+        if (have == null) {
+          found[idx] = list.map(p => ids[p])
+          continue
+        }
+        // one PeerId object per peer within a call: identity is enough to dedupe
         for (const p of list) {
-          const id = ids[p]
-          const key = id.toString()
-          if (s.has(key)) continue
-          s.add(key)
-          found[idx].push(id)
+          if (!have.includes(ids[p])) have.push(ids[p])
         }
       }
     }
@@ -585,15 +596,14 @@ export class ProviderRecords implements Startable {
         }
         await Promise.all(work)
         if (options.queryAll === true) break
-        pending = pending.filter(i => found[entries[i].index].length === 0)
+        pending = pending.filter(i => found[entries[i].index] == null)
       }
     } finally {
       await run.close()
     }
     this.counters.resolved += cids.length
-    const out = new Map<string, PeerId[]>()
-    for (let i = 0; i < cids.length; i++) out.set(cids[i].toString(), found[i])
-    return out
+    for (let i = 0; i < found.length; i++) found[i] ??= []
+    return found
   }
 
   // ---------------------------------------------------------------- server
@@ -603,7 +613,19 @@ export class ProviderRecords implements Startable {
     const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_SIZE })
     const provider = connection.remotePeer.toMultihash().bytes
     const signal = this.controller.signal
-    while (true) {
+    // up to `window` frames are worked on at once (the store's threads overlap); answers
+    // still leave in request order through one write chain
+    let writes: Promise<void> = Promise.resolve()
+    let inflight = 0
+    let slot: PromiseWithResolvers<void> | undefined
+    let failed = false
+    const fail = (err: Error, what: string): void => {
+      if (failed) return
+      failed = true
+      log('%s from %p, resetting - %e', what, connection.remotePeer, err)
+      stream.abort(err)
+    }
+    while (!failed) {
       let request: Request
       try {
         // re-armed per frame: an idle or stalled client is cut off
@@ -611,21 +633,33 @@ export class ProviderRecords implements Startable {
         request = decodeRequest(frame)
       } catch (err: any) {
         if (err.name === 'UnexpectedEOFError' && stream.readBufferLength === 0) {
-          // the client closed its side between frames: a clean end
+          // the client closed its side between frames: a clean end once answers are out
+          await writes
+          if (failed) return
           try { await stream.close({ signal: withTimeout(this.messageTimeout, signal) }) } catch (e: any) { stream.abort(e) }
           return
         }
-        log('bad or late frame from %p, resetting - %e', connection.remotePeer, err)
-        stream.abort(err)
+        fail(err, 'bad or late frame')
         return
       }
-      try {
-        const response = await this.answer(provider, request, signal)
-        await lp.write(encodeMessage(response), { signal: withTimeout(this.messageTimeout, signal) })
-      } catch (err: any) {
-        log.error('failed to answer %s from %p - %e', request.type, connection.remotePeer, err)
-        stream.abort(err)
-        return
+      inflight++
+      const answer = this.answer(provider, request, signal)
+      answer.catch(() => {})
+      writes = writes.then(async () => {
+        if (failed) return
+        try {
+          const response = await answer
+          await lp.write(encodeMessage(response), { signal: withTimeout(this.messageTimeout, signal) })
+        } catch (err: any) {
+          fail(err, `failed to answer ${request.type}`)
+        } finally {
+          inflight--
+          slot?.resolve()
+        }
+      })
+      while (inflight >= this.window && !failed) {
+        slot = Promise.withResolvers()
+        await slot.promise
       }
     }
   }
