@@ -20,6 +20,7 @@ import { providersCommand } from './providers.ts'
 import { daemonCommand } from './daemon.ts'
 import { migrateCommand } from './migrate.ts'
 import { pullCommand } from './pull.ts'
+import { testnetCommand } from './testnet.ts'
 
 export const commands: AnyCommand[] = [
   initCommand,
@@ -36,7 +37,8 @@ export const commands: AnyCommand[] = [
   providersCommand,
   daemonCommand,
   migrateCommand,
-  pullCommand
+  pullCommand,
+  testnetCommand
 ]
 
 /** The command called `name`, if any. */
