@@ -14,11 +14,14 @@ import type { Ping } from '@libp2p/ping'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import type { KadDHT } from '@libp2p/kad-dht'
 import { bootstrap } from '@libp2p/bootstrap'
+import { preSharedKey } from '@libp2p/pnet'
 import { tcpWithDialMap } from './transport/dial-map.ts'
 import type { DialMap } from './transport/dial-map.ts'
 
 /** Private kad protocol id: keeps the fabric's DHT apart from the public IPFS DHT. */
 export const DEFAULT_KAD_PROTOCOL = '/memfabric/kad/1.0.0'
+/** Time allowed for the private-network nonce exchange (ms). */
+export const DEFAULT_PNET_TIMEOUT = 10_000
 /** Listen address used when none is configured. */
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
 
@@ -35,6 +38,8 @@ export interface CreateHostOptions<T extends ServiceMap = Record<string, never>>
   kadProtocol?: string
   /** Rewrites of outgoing TCP dials (the test network's WAN emulator). */
   dialMap?: DialMap
+  /** Private-network key (swarm.key format): only peers with the same key can connect. */
+  fabricKey?: Uint8Array
   /** Extra services (memfabric protocols) to mount next to the built-in ones. */
   services?: { [K in keyof T]: (components: any) => T[K] }
 }
@@ -51,6 +56,8 @@ export async function createHost<T extends ServiceMap = Record<string, never>> (
     transports: [options.dialMap != null ? tcpWithDialMap(options.dialMap) : tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
+    // the nonce exchange crosses the WAN: allow more than the 1 s default
+    ...(options.fabricKey != null ? { connectionProtector: preSharedKey({ psk: options.fabricKey, timeout: DEFAULT_PNET_TIMEOUT }) } : {}),
     peerDiscovery,
     connectionManager: {
       // many peers of one site share a host address in tests and on NAT'd sites

@@ -30,6 +30,7 @@ import type { MigrateOffer, Offer } from '../protocols/migrate/index.ts'
 import { pullImage } from './migration/index.ts'
 import type { Holder, MigrationProgress, MigrationReport, PullDeps } from './migration/index.ts'
 import { Publisher } from './publisher.ts'
+import { readRepoFabricKey } from './fabric-key.ts'
 import { DEFAULT_DIAL_TIMEOUT, DEFAULT_MIGRATION_OUT_DIR } from './constants.ts'
 
 const log = logger('memfabric:node')
@@ -55,6 +56,8 @@ export interface MemfabricNodeInit {
   dialMap?: DialMap
   /** Announce held pages in the DHT (default true). */
   publish?: boolean
+  /** Private-network key (default: the repo's fabric.key; none means an open fabric). */
+  fabricKey?: Uint8Array
 }
 
 export class PeerUnreachableError extends MemfabricError {
@@ -111,6 +114,7 @@ export class MemfabricNode {
       listen: init.listen ?? repo.config.addresses.listen,
       bootstrap: init.bootstrap ?? repo.config.bootstrap,
       dialMap: init.dialMap,
+      fabricKey: init.fabricKey ?? await readRepoFabricKey(repo.path),
       services: {
         site: siteExchange({ site }),
         pages: pageExchange({ store: repo.store }),

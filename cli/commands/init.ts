@@ -11,6 +11,8 @@ export interface InitParams extends GlobalParams {
   site?: string
   listen?: string[]
   bootstrap?: string[]
+  /** Join the fabric of this key file instead of creating a new fabric. */
+  fabricKey?: string
 }
 
 /** Check each multiaddr parses; `flag` names the option in the error. */
@@ -44,7 +46,8 @@ export const initCommand = defineCommand({
   options: {
     site: { type: 'string', valueName: 'NAME', description: 'site label of this host (letters, digits, . _ -)', defaultText: async () => (await loadRepo()).DEFAULT_SITE },
     listen: { type: 'string', multiple: true, valueName: 'MA', description: 'libp2p listen multiaddr (repeat or comma-separate)', defaultText: async () => (await loadRepo()).DEFAULT_LISTEN.join(',') },
-    bootstrap: { type: 'string', multiple: true, valueName: 'MA', description: 'bootstrap peer multiaddr with /p2p/ id (repeat or comma-separate)', defaultText: 'none' }
+    bootstrap: { type: 'string', multiple: true, valueName: 'MA', description: 'bootstrap peer multiaddr with /p2p/ id (repeat or comma-separate)', defaultText: 'none' },
+    'fabric-key': { type: 'string', valueName: 'FILE', description: 'join the fabric of this key (another host\'s <repo>/fabric.key)', defaultText: 'a new fabric key' }
   },
   examples: [
     { command: 'memfabric init', description: 'create ~/.memfabric' },
@@ -60,17 +63,22 @@ export const initCommand = defineCommand({
       ...globalParams(args, env),
       site,
       listen: multiaddrs(args, 'listen'),
-      bootstrap: multiaddrs(args, 'bootstrap')
+      bootstrap: multiaddrs(args, 'bootstrap'),
+      fabricKey: nonEmptyOption(args, 'fabric-key')
     }
   },
   async handler (params, ctx) {
     const { Repo } = await loadRepo()
+    const { createFabricKey, readFabricKeyFile, writeRepoFabricKey } = await import('../../node/fabric-key.ts')
+    // read the key first: a bad key file must not leave a half-made repository
+    const fabricKey = params.fabricKey !== undefined ? await readFabricKeyFile(params.fabricKey) : createFabricKey()
     const repo = await Repo.init(params.repo, {
       site: params.site,
       listen: params.listen,
       bootstrap: params.bootstrap
     })
     const config = repo.config
+    await writeRepoFabricKey(repo.path, fabricKey)
     await repo.close()
     const result = {
       repo: params.repo,

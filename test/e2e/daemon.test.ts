@@ -13,7 +13,7 @@ test('two daemons in two sites: import through the daemon, find providers, migra
   const a = join(dir, 'a')
   const b = join(dir, 'b')
   await ok(t, ['init', '--repo', a, '--site', 'paris', '--listen', '/ip4/127.0.1.1/tcp/0'])
-  await ok(t, ['init', '--repo', b, '--site', 'berlin', '--listen', '/ip4/127.0.2.1/tcp/0'])
+  await ok(t, ['init', '--repo', b, '--site', 'berlin', '--listen', '/ip4/127.0.2.1/tcp/0', '--fabric-key', join(a, 'fabric.key')])
   const da = await startDaemon(t, a)
   const db = await startDaemon(t, b, ['--bootstrap', da.info.addresses[0]])
 
@@ -53,4 +53,19 @@ test('two daemons in two sites: import through the daemon, find providers, migra
   // offline commands work again once the daemon is gone
   const ls = await ok(t, ['ls', '--repo', a, '--json'])
   t.is(ls.length, 1)
+})
+
+test('a daemon of another fabric cannot connect', async t => {
+  const dir = await tempDir(t)
+  const a = join(dir, 'a')
+  const stranger = join(dir, 'stranger')
+  await ok(t, ['init', '--repo', a, '--site', 'paris', '--listen', '/ip4/127.0.1.2/tcp/0'])
+  await ok(t, ['init', '--repo', stranger, '--site', 'paris', '--listen', '/ip4/127.0.1.3/tcp/0'])
+  const da = await startDaemon(t, a)
+  const ds = await startDaemon(t, stranger, ['--bootstrap', da.info.addresses[0]])
+  const pull = await cli(['pull', 'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku', '--from', da.info.addresses[0], '--repo', stranger])
+  t.not(pull.code, 0)
+  t.regex(pull.stderr, /cannot reach peer/)
+  const peers = await ok(t, ['peers', '--repo', a, '--json'])
+  t.false(peers.some((p: any) => p.peerId === ds.info.peerId))
 })
