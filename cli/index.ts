@@ -31,8 +31,11 @@ export interface RunIo {
   /** Aborting it stops the running command (the bin aborts it on the first Ctrl-C). */
   signal?: AbortSignal
   /** How commands reach a repository (default: `connectApi` from node/api/connect.ts). */
-  connect?(repo: string, options: { signal: AbortSignal }): Promise<MemfabricApi>
+  connect?(repo: string, options: { signal: AbortSignal, token?: string }): Promise<MemfabricApi>
 }
+
+/** Bearer token for a daemon whose control API requires one (shared with `daemon --api-token`). */
+export const API_TOKEN_ENV = 'MEMFABRIC_API_TOKEN'
 
 /** The package version, read once on demand. */
 export function version (): string {
@@ -164,7 +167,7 @@ function splitCommand (argv: string[]): { before: string[], name?: string, rest:
   return { before: argv, rest: [] }
 }
 
-function defaultConnect (repo: string, options: { signal: AbortSignal }): Promise<MemfabricApi> {
+function defaultConnect (repo: string, options: { signal: AbortSignal, token?: string }): Promise<MemfabricApi> {
   return import('../node/api/connect.ts').then(async m => await m.connectApi(repo, options))
 }
 
@@ -236,7 +239,10 @@ export async function run (argv: string[], io: RunIo = {}): Promise<number> {
     print: text => { stdout.write(text + '\n') },
     printJson: value => { stdout.write(JSON.stringify(value, null, 2) + '\n') },
     warn: text => { stderr.write(`${BIN}: warning: ${oneLine(text)}\n`) },
-    connect: async repo => await connect(repo, { signal }),
+    connect: async repo => {
+      const token = env[API_TOKEN_ENV]
+      return await connect(repo, { signal, ...(token !== undefined && token !== '' ? { token } : {}) })
+    },
     progress: (label, asJson, unitBytes) => stderr.isTTY === true && !asJson
       ? createProgress(stderr, { label, unitBytes })
       : silentProgress

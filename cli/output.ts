@@ -109,3 +109,8 @@ export function tildify (path: string, home: string): string {
 export function oneLine (message: string): string {
   return message.split(/\r?\n/).map(s => s.trim()).filter(s => s !== '').join('; ')
 }
+
+/** `1 image`, `2 images`. */
+export function plural (n: number, noun: string): string {
+  return `${formatCount(n)} ${noun}${n === 1 ? '' : 's'}`
+}

@@ -30,7 +30,7 @@ export const statsCommand = defineCommand({
         ['distinct pages', formatCount(s.distinctPages)],
         ['stored', formatBytes(s.storedBytes)],
         ['on disk', formatBytes(s.packBytes)],
-        ['dedup ratio', formatRatio(s.dedupRatio)]
+        ['dedup ratio', s.storedBytes > 0 ? formatRatio(s.dedupRatio) : '-']
       ]))
       return 0
     } finally {

@@ -3,7 +3,7 @@
  */
 import { defineCommand, globalParams, takePositionals } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
-import { formatCount } from '../output.ts'
+import { plural } from '../output.ts'
 
 export interface VerifyParams extends GlobalParams {
   deep: boolean
@@ -29,14 +29,14 @@ export const verifyCommand = defineCommand({
       if (params.json) {
         ctx.printJson(r)
       } else if (r.ok) {
-        ctx.print(`ok: ${formatCount(r.images)} images, ${formatCount(r.pagesChecked)} pages checked`)
+        ctx.print(`ok: ${plural(r.images, 'image')}, ${plural(r.pagesChecked, 'page')} checked`)
       } else {
         for (const p of r.problems) {
           ctx.print(p)
         }
       }
       if (!r.ok) {
-        ctx.warn(`verify found ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}`)
+        ctx.warn(`verify found ${plural(r.problems.length, 'problem')}`)
         return 1
       }
       return 0

@@ -73,7 +73,7 @@ test('init → import → ls → inspect → export → stats → dedup → rm �
   t.true(s3.storedBytes < s2.storedBytes)
 
   const verify = await ok(t, ['verify', ...r])
-  t.regex(verify, /^ok: 1 images/)
+  t.regex(verify, /^ok: 1 image, /)
   const deep = await ok(t, ['verify', '--deep', '--json', ...r])
   t.true(deep.ok)
 
@@ -226,7 +226,10 @@ test('a repository locked by another process: error names the PID, nothing chang
   })
   let out = ''
   holder.stdout.setEncoding('utf8').on('data', (s: string) => { out += s })
-  await waitFor(() => out.includes('ready'), 20_000, 'the holder to lock the repo')
+  await waitFor(() => {
+    if (holder.exitCode !== null) throw new Error(`the lock holder exited with ${holder.exitCode}`)
+    return out.includes('ready')
+  }, 90_000, 'the holder to lock the repo')
 
   for (const args of [['import', file, '--name', 'x'], ['ls'], ['gc']]) {
     const res = await cli([...args, '--repo', repo])
@@ -273,7 +276,7 @@ test('first Ctrl-C aborts an import cleanly; the repository stays consistent', a
   // the lock file appears once the CLI has the repo open (its signal handlers are installed by then)
   let done = false
   void closed.then(() => { done = true })
-  await waitFor(async () => done || await stat(join(repo, 'repo.lock')).then(() => true, () => false), 20_000, 'the import to start')
+  await waitFor(async () => done || await stat(join(repo, 'repo.lock')).then(() => true, () => false), 90_000, 'the import to start')
   child.kill('SIGINT')
   const code = await closed
   if (code === 0) {
@@ -282,7 +285,7 @@ test('first Ctrl-C aborts an import cleanly; the repository stays consistent', a
     t.is(code, 130, stderr)
     t.regex(stderr, /interrupted/)
   }
-  await waitFor(async () => await stat(join(repo, 'repo.lock')).then(() => false, () => true), 5000, 'the lock to be released')
+  await waitFor(async () => await stat(join(repo, 'repo.lock')).then(() => false, () => true), 30_000, 'the lock to be released')
   t.regex(await ok(t, ['verify', '--repo', repo]), /^ok/)
   const list = await ok(t, ['ls', '--json', '--repo', repo])
   t.true(list.length === (code === 0 ? 1 : 0))
