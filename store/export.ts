@@ -80,6 +80,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     await Promise.all(reads)
   }
 
+  const spare: Uint8Array[] = []
   const runBatch = async (slots: Slot[]): Promise<void> => {
     const byKey = new Map<string, Distinct>()
     const distinct: Distinct[] = []
@@ -95,7 +96,8 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
       }
       slotOf.push(d)
     }
-    let buf: Uint8Array = new Uint8Array(Buffer.allocUnsafeSlow(distinct.length * ps).buffer)
+    const spareBuf = spare.pop()
+    let buf: Uint8Array = spareBuf != null && spareBuf.byteLength >= distinct.length * ps ? spareBuf : new Uint8Array(Buffer.allocUnsafeSlow(Math.max(distinct.length, store.options.exportBatch) * ps).buffer)
     for (let attempt = 0; ; attempt++) {
       try {
         await readBatch(distinct, buf)
@@ -133,6 +135,8 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
       i = j
     }
     await Promise.all(writes)
+    // batch buffers are recycled: a fresh 8 MiB buffer per batch keeps the garbage collector busy
+    spare.push(new Uint8Array(buf.buffer as ArrayBuffer))
     let bytes = 0
     for (const s of slots) bytes += s.length
     progress(bytes)

@@ -101,6 +101,7 @@ const ZERO_DIGEST = sha256Digest(new Uint8Array(PAGE_SIZE))
 
 /** Map key of a digest: a 32-char latin1 string. */
 export function digestKey (digest: Uint8Array): string {
+  if (Buffer.isBuffer(digest)) return digest.toString('latin1')
   return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1')
 }
 

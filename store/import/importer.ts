@@ -11,7 +11,7 @@ import { Chunker, encodeRoot } from '../manifest.ts'
 import type { Block } from '../manifest.ts'
 import { PAGE_SIZE } from '../constants.ts'
 import { openImage } from './index.ts'
-import { digestKey, validateName } from '../store.ts'
+import { validateName } from '../store.ts'
 import type { LevelPackStore, PinRecord } from '../store.ts'
 import type { HashResult } from '../hasher.ts'
 import type { ImportOptions, ImportResult } from '../index.ts'
@@ -86,14 +86,15 @@ export async function importImage (store: LevelPackStore, path: string, options:
       store.checkOpen()
       const fresh: number[] = []
       const freshDigests: Uint8Array[] = []
+      const digests = Buffer.from(r.digests.buffer, r.digests.byteOffset, r.digests.byteLength)
       for (let i = 0; i < n; i++) {
         if (r.zero[i] === 1) continue
-        const d = r.digests.subarray(i * 32, i * 32 + 32)
-        const k = digestKey(d)
+        // keys straight from the digest buffer: no view object per page
+        const k = digests.toString('latin1', i * 32, i * 32 + 32)
         if (lease.pages.has(k)) continue
         lease.pages.add(k)
         fresh.push(i)
-        freshDigests.push(d)
+        freshDigests.push(digests.subarray(i * 32, i * 32 + 32))
       }
       const locs = await store.lookup(freshDigests)
       const addIdx: number[] = []

@@ -46,11 +46,11 @@ test('an import killed midway leaves a repository that opens, verifies, and keep
   await repo.store.importImage(join(tmp, 'early'), { name: 'early' })
   await repo.close()
 
-  const big = Buffer.concat([seeded('early', PAGE * 100), seeded('big', 48 * 1024 * 1024)])
+  const big = Buffer.concat([seeded('early', PAGE * 100), seeded('big', 32 * 1024 * 1024)])
   await writeFile(join(tmp, 'big'), big)
   const { killed, lines } = await runAndKill(t, ['import', dir, join(tmp, 'big')], line => {
     const m = /^progress (\d+)$/.exec(line)
-    return m != null && Number(m[1]) >= 16 * 1024 * 1024
+    return m != null && Number(m[1]) >= 8 * 1024 * 1024
   })
   t.true(killed, `child output: ${lines.slice(-3).join(' | ')}`)
   t.false(lines.includes('done'))
@@ -78,8 +78,8 @@ test('an import killed midway leaves a repository that opens, verifies, and keep
 
 test('a gc killed midway leaves a repository that opens, verifies, and loses nothing referenced', async t => {
   const { dir, tmp } = await makeRepo(t)
-  const keep = seeded('keep', 24 * 1024 * 1024)
-  const drop = seeded('drop', 24 * 1024 * 1024)
+  const keep = seeded('keep', 12 * 1024 * 1024)
+  const drop = seeded('drop', 12 * 1024 * 1024)
   await writeFile(join(tmp, 'keep'), keep)
   await writeFile(join(tmp, 'drop'), drop)
   let repo = await Repo.open(dir, { packSize: 4 * 1024 * 1024 })

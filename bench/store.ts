@@ -1,0 +1,156 @@
+/**
+ * Store benchmark: imports a generated 1 GiB image (about a quarter zero pages, duplicates
+ * within the image, pages shared with a template already in the store, unique pages) into a
+ * fresh repository and exports it again. Prints MB/s for import and export (median of runs)
+ * beside baselines measured in the same run on the same file: a sequential copy with a final
+ * fdatasync, and a single-threaded SHA-256 of the file.
+ *
+ *   node bench/store.ts [--gib 1] [--runs 3]
+ *
+ * Writes bench/results/store.json and docs/bench-store.md.
+ */
+import { createHash } from 'node:crypto'
+import { mkdtemp, mkdir, open, rm, writeFile } from 'node:fs/promises'
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { Repo } from '../store/repo.ts'
+import { writeImage, writeTemplate, DEFAULT_MIX } from './image-gen.ts'
+
+const PAGE = 4096
+const CHUNK = 8 * 1024 * 1024
+const { values } = parseArgs({ options: { gib: { type: 'string', default: '1' }, runs: { type: 'string', default: '3' } } })
+const size = Math.round(Number(values.gib) * 1024 * 1024 * 1024 / PAGE) * PAGE
+const runs = Number(values.runs)
+const templatePages = Math.ceil(size / PAGE / 4)
+const out = (line: string): void => { process.stdout.write(line + '\n') }
+const mbps = (bytes: number, ms: number): number => Math.round(bytes / 1e6 / (ms / 1000))
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+async function copyFile (from: string, to: string): Promise<void> {
+  const src = await open(from, 'r')
+  const dst = await open(to, 'w')
+  const buf = Buffer.allocUnsafe(CHUNK)
+  try {
+    for (let at = 0; ; at += CHUNK) {
+      const { bytesRead } = await src.read(buf, 0, CHUNK, at)
+      if (bytesRead === 0) break
+      await dst.write(buf, 0, bytesRead, at)
+    }
+    await dst.datasync()
+  } finally {
+    await src.close()
+    await dst.close()
+  }
+}
+
+async function sha256File (path: string): Promise<string> {
+  const fh = await open(path, 'r')
+  const h = createHash('sha256')
+  const buf = Buffer.allocUnsafe(CHUNK)
+  try {
+    for (let at = 0; ; at += CHUNK) {
+      const { bytesRead } = await fh.read(buf, 0, CHUNK, at)
+      if (bytesRead === 0) break
+      h.update(buf.subarray(0, bytesRead))
+    }
+  } finally {
+    await fh.close()
+  }
+  return h.digest('hex')
+}
+
+async function timed (fn: () => Promise<unknown>): Promise<number> {
+  const t = performance.now()
+  await fn()
+  return performance.now() - t
+}
+
+const work = await mkdtemp(join(tmpdir(), 'memfabric-bench-'))
+try {
+  const image = join(work, 'image.ram')
+  const template = join(work, 'template.ram')
+  out(`generating a ${size / 2 ** 30} GiB image and a ${templatePages * PAGE / 2 ** 20} MiB template in ${work}`)
+  await writeTemplate(template, templatePages)
+  await writeImage(image, size / PAGE, templatePages, DEFAULT_MIX)
+  const loadBefore = loadavg()
+  const rows: Array<Record<string, number>> = []
+  let newPages = 0
+  let zeroPages = 0
+  for (let run = 1; run <= runs; run++) {
+    const copyMs = await timed(async () => copyFile(image, join(work, 'copy.ram')))
+    await rm(join(work, 'copy.ram'))
+    const shaMs = await timed(async () => sha256File(image))
+    const dir = join(work, `repo-${run}`)
+    const repo = await Repo.init(dir)
+    let importMs = 0
+    let exportMs = 0
+    try {
+      await repo.store.importImage(template, { name: 'template' })
+      importMs = await timed(async () => {
+        const res = await repo.store.importImage(image, { name: 'vm' })
+        newPages = res.newPages
+        zeroPages = res.zeroPages
+      })
+      exportMs = await timed(async () => repo.store.exportImage('vm', join(work, 'out.ram')))
+    } finally {
+      await repo.close()
+      await rm(dir, { recursive: true, force: true })
+      await rm(join(work, 'out.ram'), { force: true })
+    }
+    const row = { run, import: mbps(size, importMs), export: mbps(size, exportMs), copy: mbps(size, copyMs), sha256: mbps(size, shaMs) }
+    rows.push(row)
+    out(`run ${run}: import ${row.import} MB/s, export ${row.export} MB/s, copy+fdatasync ${row.copy} MB/s, sha256 ${row.sha256} MB/s`)
+  }
+  const result = {
+    date: new Date().toISOString(),
+    machine: { cpus: availableParallelism(), model: cpus()[0]?.model ?? 'unknown', memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, loadBefore: loadBefore.map(x => Math.round(x * 10) / 10), loadAfter: loadavg().map(x => Math.round(x * 10) / 10) },
+    image: { bytes: size, pages: size / PAGE, zeroPages, newPages, templatePages, mix: DEFAULT_MIX },
+    runs: rows,
+    median: {
+      importMBps: median(rows.map(r => r.import)),
+      exportMBps: median(rows.map(r => r.export)),
+      copyMBps: median(rows.map(r => r.copy)),
+      sha256MBps: median(rows.map(r => r.sha256))
+    }
+  }
+  const m = result.median
+  out(`median: import ${m.importMBps} MB/s (${(m.importMBps / m.copyMBps).toFixed(2)}x copy, ${(m.importMBps / m.sha256MBps).toFixed(2)}x sha256), export ${m.exportMBps} MB/s (${(m.exportMBps / m.copyMBps).toFixed(2)}x copy)`)
+  const root = new URL('..', import.meta.url).pathname
+  await mkdir(join(root, 'bench', 'results'), { recursive: true })
+  await writeFile(join(root, 'bench', 'results', 'store.json'), JSON.stringify(result, null, 2) + '\n')
+  await writeFile(join(root, 'docs', 'bench-store.md'), markdown(result))
+} finally {
+  await rm(work, { recursive: true, force: true })
+}
+
+function markdown (r: any): string {
+  const m = r.median
+  return `# Store benchmark
+
+\`node bench/store.ts\` (\`npm run bench:store\`): a ${r.image.bytes / 2 ** 30} GiB generated image
+(${r.image.pages} pages: ${r.image.zeroPages} zero, ${r.image.newPages} new to the store; the rest are
+duplicates within the image or pages of a ${r.image.templatePages * PAGE / 2 ** 20} MiB template imported
+first) is imported into a fresh repository and exported again. Median of ${r.runs.length} runs; the
+baselines are measured in the same runs on the same file.
+
+Machine: ${r.machine.cpus} cores (${r.machine.model}), ${r.machine.memGiB} GiB RAM, Node ${r.machine.node};
+load average before/after: ${r.machine.loadBefore.join(' ')} / ${r.machine.loadAfter.join(' ')}.
+Date: ${r.date}.
+
+| | MB/s | vs copy | vs sha256 |
+|---|---:|---:|---:|
+| import (hash, dedup, pack append, fdatasync, index commit) | ${m.importMBps} | ${(m.importMBps / m.copyMBps).toFixed(2)} | ${(m.importMBps / m.sha256MBps).toFixed(2)} |
+| export (lookup, pack read, verify every page, sparse write) | ${m.exportMBps} | ${(m.exportMBps / m.copyMBps).toFixed(2)} | ${(m.exportMBps / m.sha256MBps).toFixed(2)} |
+| baseline: sequential copy + fdatasync | ${m.copyMBps} | 1.00 | |
+| baseline: sha256 of the file, one thread | ${m.sha256MBps} | | 1.00 |
+
+Per run:
+
+| run | import | export | copy | sha256 |
+|---:|---:|---:|---:|---:|
+${r.runs.map((x: any) => `| ${x.run} | ${x.import} | ${x.export} | ${x.copy} | ${x.sha256} |`).join('\n')}
+
+Targets (issue 2): import ≥ 400 MB/s, export ≥ 800 MB/s for a 1 GiB image on this 2-core machine.
+`
+}
