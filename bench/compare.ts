@@ -1,0 +1,405 @@
+/**
+ * memfabric against what people use instead, on the same synthetic images and the same
+ * emulated WAN, in one run:
+ *
+ *   raw copy · zstd stream · zero-page elision + zstd (what QEMU multifd+zstd sends) ·
+ *   rsync against the destination's closest image · zstd --patch-from that image ·
+ *   memfabric migrate (a real testnet) · the floor
+ *
+ * Every method sends from site A (127.0.1.x) to site B (127.0.2.x) through a WanEmulator with
+ * the same RTT and bandwidth; WAN bytes are the emulator's own counters, both directions.
+ *
+ *   node bench/compare.ts [--size 256MiB] [--scenarios family,return] [--wan-rtt 40] [--wan-mbit 100]
+ *
+ * Writes bench/results/compare.json, docs/benchmark.md and docs/benchmark.svg.
+ */
+import { execFileSync, spawn } from 'node:child_process'
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
+import net from 'node:net'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { Transform } from 'node:stream'
+import type { Readable, TransformCallback } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { createZstdCompress, constants as zlibConstants } from 'node:zlib'
+import { WanEmulator } from '../testnet/wan/index.ts'
+import { Testnet, prepareScenario, runScenario, wanCount } from '../testnet/index.ts'
+import type { ScenarioName, ScenarioPlan, ScenarioResult } from '../testnet/index.ts'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const PAGE = 4096
+const MiB = 2 ** 20
+const ZSTD_LEVEL = 3
+
+interface MethodResult {
+  method: string
+  /** Bytes the emulator carried A→B */
+  aToB: number
+  /** Bytes the emulator carried B→A */
+  bToA: number
+  /** Wall time, ms */
+  ms: number
+  note?: string
+  skipped?: string
+}
+
+interface ScenarioBench {
+  scenario: ScenarioName
+  description: string
+  sizeBytes: number
+  closest?: string
+  methods: MethodResult[]
+  floor: { pages: number, zstdBytes: number, manifestBytes: number, totalBytes: number }
+  memfabric?: Omit<ScenarioResult, 'report'>
+}
+
+const { values: argv } = parseArgs({
+  options: {
+    size: { type: 'string', default: '256MiB' },
+    scenarios: { type: 'string', default: 'family,return' },
+    'wan-rtt': { type: 'string', default: '40' },
+    'wan-mbit': { type: 'string', default: '100' },
+    hosts: { type: 'string', default: '3' },
+    images: { type: 'string' },
+    'no-docs': { type: 'boolean', default: false }
+  }
+})
+const sizeBytes = Number.parseInt(argv.size) * (/g/i.test(argv.size) ? 1024 * MiB : /m/i.test(argv.size) ? MiB : 1)
+const scenarios = argv.scenarios.split(',').map(s => s.trim()) as ScenarioName[]
+const wanRttMs = Number(argv['wan-rtt'].replace(/ms$/, ''))
+const wanMbit = Number(argv['wan-mbit'])
+const hosts = Number(argv.hosts)
+
+function say (text: string): void { process.stderr.write(`bench: ${text}\n`) }
+
+/** The tool's version line, or undefined when it is not installed (installing it via apt-get when possible). */
+function tool (name: string, versionArgs: string[]): string | undefined {
+  const version = (): string | undefined => {
+    try { return execFileSync(name, versionArgs, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0].trim() } catch { return undefined }
+  }
+  let v = version()
+  if (v === undefined && process.getuid?.() === 0) {
+    say(`${name} missing: apt-get install -y ${name}`)
+    try { execFileSync('apt-get', ['install', '-y', '-qq', name], { stdio: 'ignore' }) } catch {
+      try { execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore' }); execFileSync('apt-get', ['install', '-y', '-qq', name], { stdio: 'ignore' }) } catch {}
+    }
+    v = version()
+  }
+  return v
+}
+
+// ---- one transfer through the emulated WAN ----------------------------------------------------
+
+/**
+ * Open a sink in site B, let `send` write into a socket that crosses the emulated link from
+ * site A, and measure until the sink has read everything.
+ */
+async function throughWan (wan: WanEmulator, send: (socket: net.Socket) => Promise<void>): Promise<{ aToB: number, bToA: number, ms: number }> {
+  let received = 0
+  let done!: () => void
+  const finished = new Promise<void>(resolve => { done = resolve })
+  const sink = net.createServer(socket => {
+    socket.on('data', (chunk: Buffer) => { received += chunk.length })
+    socket.on('end', () => { socket.end(); done() })
+    socket.on('error', () => { done() })
+  })
+  await new Promise<void>(resolve => sink.listen(0, '127.0.2.1', resolve))
+  const port = (sink.address() as net.AddressInfo).port
+  await wan.expose({ site: 2, host: '127.0.2.1', port })
+  const [host, proxyPort] = wan.dialMap(1)[`127.0.2.1:${port}`].split(':')
+  const before = wanCount(wan.stats())
+  const started = performance.now()
+  const socket = net.connect({ host, port: Number(proxyPort), localAddress: '127.0.1.1' })
+  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+  await send(socket)
+  await finished
+  const ms = performance.now() - started
+  const after = wanCount(wan.stats())
+  await new Promise<void>(resolve => sink.close(() => { resolve() }))
+  return { aToB: after.aToB - before.aToB, bToA: after.bToA - before.bToA, ms }
+}
+
+/** Pages as QEMU multifd sends them: zero pages only as their offset, others offset + data. */
+class ZeroElision extends Transform {
+  private rest = Buffer.alloc(0)
+  private offset = 0
+  private readonly zero = Buffer.alloc(PAGE)
+
+  _transform (chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    const data = this.rest.length > 0 ? Buffer.concat([this.rest, chunk]) : chunk
+    const out: Buffer[] = []
+    let p = 0
+    for (; p + PAGE <= data.length; p += PAGE, this.offset += PAGE) {
+      const page = data.subarray(p, p + PAGE)
+      const header = Buffer.alloc(8)
+      const isZero = page.equals(this.zero)
+      // bit 0 of the (page-aligned) offset flags a zero page
+      header.writeBigUInt64LE(BigInt(this.offset) | (isZero ? 1n : 0n))
+      out.push(header)
+      if (!isZero) out.push(page)
+    }
+    this.rest = Buffer.from(data.subarray(p))
+    callback(null, Buffer.concat(out))
+  }
+}
+
+function zstdStream (): Transform {
+  return createZstdCompress({ params: { [zlibConstants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } })
+}
+
+async function runChild (cmd: string, args: string[], stdout?: (out: Readable) => Promise<void>): Promise<string> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  let text = ''
+  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
+  const consumed = stdout != null ? stdout(child.stdout) : new Promise<void>(resolve => { child.stdout.setEncoding('utf8').on('data', (s: string) => { text += s }).on('end', resolve) })
+  const code = await new Promise<number | null>((resolve, reject) => { child.once('error', reject); child.once('close', resolve) })
+  await consumed
+  if (code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.trim()}`)
+  return text
+}
+
+// ---- the methods ---------------------------------------------------------------------------
+
+async function raw (wan: WanEmulator, plan: ScenarioPlan): Promise<MethodResult> {
+  const r = await throughWan(wan, async socket => { await pipeline(createReadStream(plan.source.path), socket) })
+  return { method: 'raw copy', ...r }
+}
+
+async function zstdWhole (wan: WanEmulator, plan: ScenarioPlan): Promise<MethodResult> {
+  const r = await throughWan(wan, async socket => { await pipeline(createReadStream(plan.source.path), zstdStream(), socket) })
+  return { method: 'zstd stream', ...r, note: `node:zlib zstd level ${ZSTD_LEVEL}` }
+}
+
+async function zeroZstd (wan: WanEmulator, plan: ScenarioPlan): Promise<MethodResult> {
+  const r = await throughWan(wan, async socket => { await pipeline(createReadStream(plan.source.path), new ZeroElision(), zstdStream(), socket) })
+  return { method: 'zero pages elided + zstd', ...r, note: `like QEMU multifd + zstd: 8-byte header per page, zstd level ${ZSTD_LEVEL}` }
+}
+
+async function patchFrom (wan: WanEmulator, plan: ScenarioPlan, zstdVersion?: string): Promise<MethodResult> {
+  const method = 'zstd --patch-from closest'
+  if (zstdVersion === undefined) return { method, aToB: 0, bToA: 0, ms: 0, skipped: 'zstd CLI not installed' }
+  if (plan.closest == null) return { method, aToB: 0, bToA: 0, ms: 0, skipped: 'no image at the destination' }
+  const r = await throughWan(wan, async socket => {
+    await runChild('zstd', [`-${ZSTD_LEVEL}`, '-q', '-c', `--patch-from=${plan.closest!.path}`, plan.source.path], async out => { await pipeline(out, socket) })
+  })
+  return { method, ...r, note: `${zstdVersion}, level ${ZSTD_LEVEL}, reference ${plan.closest.name}` }
+}
+
+async function rsync (wan: WanEmulator, plan: ScenarioPlan, work: string, rsyncVersion?: string): Promise<MethodResult> {
+  const method = 'rsync -z against closest'
+  if (rsyncVersion === undefined) return { method, aToB: 0, bToA: 0, ms: 0, skipped: 'rsync not installed' }
+  if (plan.closest == null) return { method, aToB: 0, bToA: 0, ms: 0, skipped: 'no image at the destination' }
+  // an rsync daemon in site B whose module already holds the basis under the target's name
+  const dir = join(work, `rsync-${plan.scenario}`)
+  await rm(dir, { recursive: true, force: true })
+  await mkdir(dir, { recursive: true })
+  await copyFile(plan.closest.path, join(dir, 'vm.mem'))
+  const port = await new Promise<number>((resolve, reject) => {
+    const s = net.createServer().once('error', reject).listen(0, '127.0.2.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => { resolve(p) }) })
+  })
+  const conf = join(work, `rsyncd-${plan.scenario}.conf`)
+  await writeFile(conf, [
+    `pid file = ${join(work, `rsyncd-${plan.scenario}.pid`)}`,
+    `uid = ${process.getuid?.() ?? 0}`, `gid = ${process.getgid?.() ?? 0}`, 'use chroot = no',
+    '[vm]', `path = ${dir}`, 'read only = no', ''
+  ].join('\n'))
+  const daemon = spawn('rsync', ['--daemon', '--no-detach', `--config=${conf}`, '--address=127.0.2.1', `--port=${port}`], { stdio: 'ignore' })
+  try {
+    await waitForPort('127.0.2.1', port)
+    await wan.expose({ site: 2, host: '127.0.2.1', port })
+    const proxy = wan.dialMap(1)[`127.0.2.1:${port}`]
+    const before = wanCount(wan.stats())
+    const started = performance.now()
+    const stats = await runChild('rsync', ['--no-whole-file', '-z', '--compress-choice=zstd', '--stats', plan.source.path, `rsync://${proxy}/vm/vm.mem`])
+    const ms = performance.now() - started
+    const after = wanCount(wan.stats())
+    const sent = /Total bytes sent: ([\d,.]+)/.exec(stats)?.[1] ?? '?'
+    const literal = /Literal data: ([\d,.]+)/.exec(stats)?.[1] ?? '?'
+    const same = await sameFile(plan.source.path, join(dir, 'vm.mem'))
+    return {
+      method,
+      aToB: after.aToB - before.aToB,
+      bToA: after.bToA - before.bToA,
+      ms,
+      note: `${rsyncVersion.replace(/\s+/g, ' ')}, rsync daemon in site B through the emulated link; rsync says sent ${sent} B, literal ${literal} B${same ? '' : '; RESULT DIFFERS'}`
+    }
+  } finally {
+    daemon.kill('SIGTERM')
+    await new Promise(resolve => { if (daemon.exitCode != null) resolve(undefined); else daemon.once('exit', resolve) })
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+async function memfabric (plan: ScenarioPlan): Promise<{ method: MethodResult, result: ScenarioResult }> {
+  const tn = await Testnet.create({ sites: 2, hosts, wanRttMs, wanMbit })
+  try {
+    const result = await runScenario(tn, plan, { onStatus: s => { say(`  memfabric: ${s}`) } })
+    if (!result.identical) throw new Error(`memfabric ${plan.scenario}: destination differs from the source`)
+    const site = result.tiers.site.pages
+    const source = result.tiers.source.pages
+    return {
+      method: { method: 'memfabric migrate', aToB: result.emulator.aToB, bToA: result.emulator.bToA, ms: result.durationMs, note: `${hosts} hosts per site; pages from site B ${site}, from the source ${source}, local ${result.tiers.local.pages}; byte-identical` },
+      result
+    }
+  } finally {
+    await tn.stop()
+  }
+}
+
+async function waitForPort (host: string, port: number): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (true) {
+    const ok = await new Promise<boolean>(resolve => {
+      const s = net.connect({ host, port }, () => { s.destroy(); resolve(true) }).once('error', () => { resolve(false) })
+    })
+    if (ok) return
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+async function sameFile (a: string, b: string): Promise<boolean> {
+  const { sha256File } = await import('../testnet/index.ts')
+  return (await sha256File(a)) === (await sha256File(b))
+}
+
+// ---- output ------------------------------------------------------------------------------
+
+function mib (bytes: number): string { return (bytes / MiB).toFixed(bytes < 10 * MiB ? 2 : 1) }
+function ratio (x: number): string { return Number.isFinite(x) ? (x >= 10 ? x.toFixed(0) : x.toFixed(1)) + '×' : '–' }
+
+function markdown (runs: ScenarioBench[], meta: Record<string, string>): string {
+  const lines: string[] = []
+  lines.push('# memfabric against the alternatives', '')
+  lines.push(`Generated by \`npm run bench\` (\`node bench/compare.ts --size ${argv.size} --scenarios ${scenarios.join(',')}\`) on **${meta.date}**.`, '')
+  lines.push(`**Machine:** ${meta.machine}. ${meta.software}.`, '')
+  lines.push(`**Link:** site A (127.0.1.x) → site B (127.0.2.x) through the user-space WAN emulator (\`testnet/wan\`), ${wanRttMs} ms RTT, ${wanMbit} Mbit/s per direction. WAN bytes are the emulator's own counters, both directions, for every method. Images are **synthetic** (\`testnet/synthetic.ts\`), ${sizeBytes / MiB} MiB each, ~25 % zero pages.`, '')
+  lines.push('![WAN bytes per method](benchmark.svg)', '')
+  for (const run of runs) {
+    const mf = run.methods.find(m => m.method === 'memfabric migrate')
+    const raw = run.methods.find(m => m.method === 'raw copy')
+    const mfBytes = mf != null ? mf.aToB + mf.bToA : NaN
+    lines.push(`## ${run.scenario}`, '', `${run.description}. Closest image at the destination (basis for rsync and zstd --patch-from): \`${run.closest ?? 'none'}\`.`, '')
+    lines.push('| method | WAN bytes (MiB) | of raw | × memfabric | wall time (s) | notes |')
+    lines.push('|---|---:|---:|---:|---:|---|')
+    for (const m of run.methods) {
+      if (m.skipped != null) { lines.push(`| ${m.method} | – | – | – | – | skipped: ${m.skipped} |`); continue }
+      const bytes = m.aToB + m.bToA
+      lines.push(`| ${m.method === 'memfabric migrate' ? '**memfabric migrate**' : m.method} | ${mib(bytes)} | ${raw != null ? ((100 * bytes) / (raw.aToB + raw.bToA)).toFixed(1) + ' %' : '–'} | ${ratio(bytes / mfBytes)} | ${(m.ms / 1000).toFixed(1)} | ${m.note ?? ''} |`)
+    }
+    lines.push(`| *floor* | ${mib(run.floor.totalBytes)} | ${raw != null ? ((100 * run.floor.totalBytes) / (raw.aToB + raw.bToA)).toFixed(1) + ' %' : '–'} | ${ratio(run.floor.totalBytes / mfBytes)} | | ${run.floor.pages} distinct non-zero pages site B lacks, zstd level 3 (${mib(run.floor.zstdBytes)} MiB) + manifest (${mib(run.floor.manifestBytes)} MiB) |`)
+    if (run.memfabric != null) {
+      const r = run.memfabric
+      lines.push('', `memfabric's own report: ${mib(r.wanBytes)} MiB received from other sites (emulator: ${mib(r.emulator.aToB)} MiB A→B, ${mib(r.emulator.bToA)} MiB B→A); tiers local ${r.tiers.local.pages}, site ${r.tiers.site.pages}, remote ${r.tiers.remote.pages}, source ${r.tiers.source.pages} pages; ${(r.durationMs / 1000).toFixed(1)} s.`)
+    }
+    lines.push('')
+  }
+  lines.push('## How each method is measured', '')
+  lines.push('- **raw copy**, **zstd stream**, **zero pages elided + zstd**: one TCP stream from a socket in site A to a sink in site B through the emulated link; wall time from connect to the last byte read by the sink (receiver-side decompression not included). Zero elision sends an 8-byte header per page and the data of non-zero pages only, then zstd — close to what QEMU multifd with zstd sends.')
+  lines.push('- **rsync**: a real `rsync --daemon` listening in site B whose module already holds the closest image under the target\'s name; the client in site A runs `rsync --no-whole-file -z --compress-choice=zstd` through the emulated link (rsync:// protocol over the emulator\'s TCP proxy). Wall time is the client process from start to exit, including checksumming the basis on the receiver.')
+  lines.push('- **zstd --patch-from**: `zstd -3 --patch-from=<closest> -c image` streamed through the link; wall time includes compression, not decompression at the destination.')
+  lines.push('- **memfabric migrate**: a fresh `Testnet` (real daemon processes, one per host, 2 sites) with the same link; site B\'s images imported on B hosts, the VM on A1; `migrate` from A1 to the last B host; wall time of the migrate call; the destination file is checked byte-identical (sha256). Emulator bytes include everything between the sites during the call (noise, yamux, DHT).')
+  lines.push('- **floor**: distinct non-zero pages of the image that no site-B image holds (hashing every page), compressed together with zstd level 3, plus the manifest bytes memfabric fetched — no method that must deliver the missing content can send much less.')
+  lines.push('', 'Raw results: `bench/results/compare.json`.', '')
+  return lines.join('\n')
+}
+
+function svg (runs: ScenarioBench[]): string {
+  const rows: Array<{ label: string, bytes: number, kind: 'mf' | 'floor' | 'base', group: string }> = []
+  for (const run of runs) {
+    for (const m of run.methods) if (m.skipped == null) rows.push({ label: m.method, bytes: m.aToB + m.bToA, kind: m.method === 'memfabric migrate' ? 'mf' : 'base', group: run.scenario })
+    rows.push({ label: 'floor', bytes: run.floor.totalBytes, kind: 'floor', group: run.scenario })
+  }
+  const max = Math.max(...rows.map(r => r.bytes))
+  const barH = 18
+  const gap = 4
+  const left = 200
+  const width = 760
+  const plotW = width - left - 110
+  let y = 40
+  const parts: string[] = []
+  const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;')
+  for (const run of runs) {
+    parts.push(`<text x="10" y="${y + 12}" font-weight="bold">${esc(run.scenario)}</text>`)
+    y += 20
+    for (const r of rows.filter(r => r.group === run.scenario)) {
+      const w = Math.max(1, (r.bytes / max) * plotW)
+      const fill = r.kind === 'mf' ? '#1f77b4' : r.kind === 'floor' ? '#2ca02c' : '#aaaaaa'
+      parts.push(`<text x="${left - 8}" y="${y + 13}" text-anchor="end">${esc(r.label)}</text>`)
+      parts.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${fill}"/>`)
+      parts.push(`<text x="${left + w + 6}" y="${y + 13}">${mib(r.bytes)} MiB</text>`)
+      y += barH + gap
+    }
+    y += 14
+  }
+  const height = y + 10
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="10" y="20" font-size="14" font-weight="bold">WAN bytes A↔B, ${sizeBytes / MiB} MiB synthetic VM, ${wanRttMs} ms RTT, ${wanMbit} Mbit/s (fewer is better)</text>`,
+    ...parts,
+    '</svg>',
+    ''
+  ].join('\n')
+}
+
+// ---- main ----------------------------------------------------------------------------------
+
+const work = await mkdtemp(join(tmpdir(), 'memfabric-bench-'))
+const imagesDir = argv.images ?? join(work, 'images')
+const zstdVersion = tool('zstd', ['--version'])?.replace(/.*?(v\d+\.\d+\.\d+).*/, 'zstd $1')
+const rsyncVersion = tool('rsync', ['--version'])?.replace(/^rsync\s+version\s+(\S+).*/, 'rsync $1')
+const runs: ScenarioBench[] = []
+try {
+  for (const scenario of scenarios) {
+    say(`${scenario}: generating ${sizeBytes / MiB} MiB images`)
+    const plan = await prepareScenario(scenario, imagesDir, sizeBytes, hosts)
+    const wan = await WanEmulator.create({ sites: [{ id: 1, name: 'A' }, { id: 2, name: 'B' }], wanRttMs, wanMbit })
+    const methods: MethodResult[] = []
+    try {
+      for (const run of [raw, zstdWhole, zeroZstd]) {
+        methods.push(await run(wan, plan))
+        say(`  ${methods.at(-1)!.method}: ${mib(methods.at(-1)!.aToB)} MiB in ${(methods.at(-1)!.ms / 1000).toFixed(1)} s`)
+      }
+      methods.push(await rsync(wan, plan, work, rsyncVersion))
+      say(`  rsync: ${mib(methods.at(-1)!.aToB)} MiB in ${(methods.at(-1)!.ms / 1000).toFixed(1)} s`)
+      methods.push(await patchFrom(wan, plan, zstdVersion))
+      say(`  patch-from: ${mib(methods.at(-1)!.aToB)} MiB in ${(methods.at(-1)!.ms / 1000).toFixed(1)} s`)
+    } finally {
+      await wan.close()
+    }
+    const { method, result } = await memfabric(plan)
+    methods.push(method)
+    say(`  memfabric: ${mib(method.aToB)} MiB in ${(method.ms / 1000).toFixed(1)} s`)
+    const { report: _report, ...summary } = result
+    runs.push({
+      scenario,
+      description: plan.description,
+      sizeBytes,
+      closest: plan.closest?.name,
+      methods,
+      floor: { pages: result.floor.pages, zstdBytes: result.floor.zstdBytes, manifestBytes: result.floor.manifestBytes, totalBytes: result.floor.totalBytes },
+      memfabric: summary
+    })
+  }
+  const cpu = cpus()
+  const meta = {
+    date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC',
+    machine: `this ${cpu.length}-core box (${cpu[0]?.model.trim() ?? 'unknown CPU'}), ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Linux`,
+    software: `Node ${process.version}, ${zstdVersion ?? 'no zstd CLI'}, ${rsyncVersion ?? 'no rsync'}`
+  }
+  await mkdir(join(ROOT, 'bench/results'), { recursive: true })
+  await writeFile(join(ROOT, 'bench/results/compare.json'), JSON.stringify({ ...meta, sizeBytes, wanRttMs, wanMbit, hosts, runs }, null, 2) + '\n')
+  if (argv['no-docs'] !== true) {
+    await mkdir(join(ROOT, 'docs'), { recursive: true })
+    await writeFile(join(ROOT, 'docs/benchmark.md'), markdown(runs, meta))
+    await writeFile(join(ROOT, 'docs/benchmark.svg'), svg(runs))
+  }
+  process.stdout.write(markdown(runs, meta))
+} finally {
+  await rm(work, { recursive: true, force: true })
+}
