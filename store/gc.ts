@@ -96,7 +96,7 @@ async function sweepPages (store: LevelPackStore, live: Set<string>, options: Ab
       await store.db.batch(ops)
       for (const [id, e] of deltas) store.packs.entries.set(id, e)
       removed += dead.length
-      store.dispatchEvent(new CustomEvent('pages:removed', { detail: dead.map(d => digestToCid(d)) }))
+      if (store.hasListeners('pages:removed')) store.dispatchEvent(new CustomEvent('pages:removed', { detail: dead.map(d => digestToCid(d)) }))
     }
   } finally {
     await it.close()

@@ -19,7 +19,7 @@ import { logger } from '@libp2p/logger'
 import type { AbstractSublevel } from 'abstract-level'
 import type { AbortOptions } from '@libp2p/interface'
 import {
-  BlockNotFoundError, InvalidRefError, PageNotFoundError, PageVerificationError,
+  BlockNotFoundError, ImageFormatError, InvalidRefError, PageNotFoundError, PageVerificationError,
   RefNotFoundError, StoreClosedError
 } from './errors.ts'
 import { PAGE_SIZE } from './constants.ts'
@@ -143,6 +143,8 @@ export class LevelPackStore extends EventTarget implements Store {
   pendingBytes = 0
   readonly pendingBlocks = new Map<string, Block>()
   private closed = false
+  /** Listeners per event type: building CIDs for an event nobody hears costs more than hashing. */
+  private readonly listening = new Map<string, number>()
 
   private constructor (dir: string, options: ResolvedStoreOptions) {
     super()
@@ -192,6 +194,23 @@ export class LevelPackStore extends EventTarget implements Store {
     await this.hasher.close()
     await this.packs.close()
     await this.db.close()
+  }
+
+  override addEventListener (...args: Parameters<EventTarget['addEventListener']>): void {
+    const [type, listener] = args
+    if (listener != null) this.listening.set(type, (this.listening.get(type) ?? 0) + 1)
+    super.addEventListener(...args)
+  }
+
+  override removeEventListener (...args: Parameters<EventTarget['removeEventListener']>): void {
+    const [type, listener] = args
+    if (listener != null) this.listening.set(type, Math.max(0, (this.listening.get(type) ?? 0) - 1))
+    super.removeEventListener(...args)
+  }
+
+  /** Whether anyone may be listening for `type` (counts can over-estimate, never under). */
+  hasListeners (type: string): boolean {
+    return (this.listening.get(type) ?? 0) > 0
   }
 
   checkOpen (): void {
@@ -284,7 +303,7 @@ export class LevelPackStore extends EventTarget implements Store {
     this.pending.clear()
     this.pendingBlocks.clear()
     this.pendingBytes = 0
-    if (added.length > 0) {
+    if (added.length > 0 && this.hasListeners('pages:added')) {
       this.dispatchEvent(new CustomEvent('pages:added', { detail: added.map(d => digestToCid(d)) }))
     }
   }
@@ -307,7 +326,7 @@ export class LevelPackStore extends EventTarget implements Store {
         ext++
         inExt = 0
       }
-      if (ext >= extents.length) throw new BlockNotFoundError(`manifest ${root.toString()} lists more pages than its extents hold`)
+      if (ext >= extents.length) throw new ImageFormatError(`manifest ${root.toString()} lists more pages than its extents hold`)
       const e = extents[ext]
       const offset = e.offset + inExt * ps
       inExt++
@@ -327,7 +346,7 @@ export class LevelPackStore extends EventTarget implements Store {
       }
       yield out
     }
-    if (index !== m.pages) throw new BlockNotFoundError(`manifest ${root.toString()} lists ${index} pages, expected ${m.pages}`)
+    if (index !== m.pages) throw new ImageFormatError(`manifest ${root.toString()} lists ${index} pages, expected ${m.pages}`)
   }
 
   // ---- PageStore ----
