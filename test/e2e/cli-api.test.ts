@@ -1,4 +1,5 @@
 import test from 'ava'
+// serial: each test spawns several CLI processes; side by side they only starve each other
 import { readFile, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ApiServer } from '../../node/api/http-server.ts'
@@ -16,7 +17,7 @@ async function fakeDaemon (t: any, repo: string): Promise<{ api: LocalApi, serve
   return { api, server, url }
 }
 
-test('commands go through the daemon when its api file answers', async t => {
+test.serial('commands go through the daemon when its api file answers', async t => {
   const repo = await tempRepo(t)
   const dir = await tempDir(t)
   await fakeDaemon(t, repo)
@@ -36,7 +37,7 @@ test('commands go through the daemon when its api file answers', async t => {
   t.regex(missing.stderr, /^memfabric: error: no image named "nope"\n$/)
 })
 
-test('a stale api file (daemon gone) falls back to the repository', async t => {
+test.serial('a stale api file (daemon gone) falls back to the repository', async t => {
   const repo = await tempRepo(t)
   const { server, api } = await fakeDaemon(t, repo)
   await server.close()
@@ -49,7 +50,7 @@ test('a stale api file (daemon gone) falls back to the repository', async t => {
   t.deepEqual(list, [])
 })
 
-test('without an api file connectApi opens the repository directly', async t => {
+test.serial('without an api file connectApi opens the repository directly', async t => {
   const repo = await tempRepo(t)
   await unlink(join(repo, API_FILE)).catch(() => {})
   const api = await connectApi(repo)

@@ -1,4 +1,5 @@
 import test from 'ava'
+// serial: each test spawns several CLI processes; side by side they only starve each other
 import type { ExecutionContext } from 'ava'
 import { spawn } from 'node:child_process'
 import { chmod, mkdir, readFile, stat } from 'node:fs/promises'
@@ -14,7 +15,7 @@ function oneLineError (t: any, stderr: string, what: string): void {
   t.is(stderr.trimEnd().split('\n').length, 1, `${what}: ${stderr}`)
 }
 
-test('init → import → ls → inspect → export → stats → dedup → rm → gc → verify', async t => {
+test.serial('init → import → ls → inspect → export → stats → dedup → rm → gc → verify', async t => {
   const dir = await tempDir(t)
   const repo = join(dir, 'repo')
   const r = ['--repo', repo]
@@ -89,7 +90,7 @@ test('init → import → ls → inspect → export → stats → dedup → rm �
   t.regex(peers.stderr, /no daemon is running on repository .*; start one with `memfabric daemon`/)
 })
 
-test('MEMFABRIC_REPO selects the repository', async t => {
+test.serial('MEMFABRIC_REPO selects the repository', async t => {
   const dir = await tempDir(t)
   const repo = join(dir, 'envrepo')
   const init = await cli(['init', '--json'], { env: { MEMFABRIC_REPO: repo } })
@@ -133,7 +134,7 @@ async function expectFailures (t: ExecutionContext, cases: BadCase[], r: string[
   }
 }
 
-test('bad input files: one-line errors, non-zero exit, stored images unchanged', async t => {
+test.serial('bad input files: one-line errors, non-zero exit, stored images unchanged', async t => {
   const { dir, r, unchanged } = await repoWithImage(t)
   const empty = await writeTemp(dir, 'empty.ram', '')
   const sub = join(dir, 'a-directory')
@@ -173,7 +174,7 @@ test('bad input files: one-line errors, non-zero exit, stored images unchanged',
   await unchanged()
 })
 
-test('unknown and malformed refs: one-line errors, stored images unchanged', async t => {
+test.serial('unknown and malformed refs: one-line errors, stored images unchanged', async t => {
   const { dir, r, unchanged } = await repoWithImage(t)
   await expectFailures(t, [
     ['unknown REF (export)', ['export', 'nope', '--out', join(dir, 'x.out')], 1, /nope/],
@@ -187,7 +188,7 @@ test('unknown and malformed refs: one-line errors, stored images unchanged', asy
   await unchanged()
 })
 
-test('wrong flags and commands exit 2 with one line and touch nothing', async t => {
+test.serial('wrong flags and commands exit 2 with one line and touch nothing', async t => {
   const r = ['--repo', join(await tempDir(t), 'never-created')]
   const cases: BadCase[] = [
     ['unknown flag', ['import', 'x.ram', '--bogus'], 2, /unknown option '--bogus'/],
@@ -205,7 +206,7 @@ test('wrong flags and commands exit 2 with one line and touch nothing', async t 
   t.regex(missing.stderr, /memfabric init/)
 })
 
-test('a repository locked by another process: error names the PID, nothing changes', async t => {
+test.serial('a repository locked by another process: error names the PID, nothing changes', async t => {
   const repo = await tempRepo(t)
   const dir = await tempDir(t)
   const file = await writeTemp(dir, 'img.ram', makeImage(8, 100).bytes)
@@ -243,7 +244,7 @@ test('a repository locked by another process: error names the PID, nothing chang
   t.deepEqual(await ok(t, ['ls', '--json', '--repo', repo]), [])
 })
 
-test('--help for the top level and a command; --version', async t => {
+test.serial('--help for the top level and a command; --version', async t => {
   const top = await cli(['--help'])
   t.is(top.code, 0)
   t.regex(top.stdout, /^Usage: memfabric <command>/m)
@@ -259,7 +260,7 @@ test('--help for the top level and a command; --version', async t => {
   t.regex(version.stdout, /^memfabric \d+\.\d+\.\d+/)
 })
 
-test('first Ctrl-C aborts an import cleanly; the repository stays consistent', async t => {
+test.serial('first Ctrl-C aborts an import cleanly; the repository stays consistent', async t => {
   const repo = await tempRepo(t)
   const dir = await tempDir(t)
   // big enough that the import is still running when the signal lands
