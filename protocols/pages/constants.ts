@@ -38,7 +38,7 @@ export const DEFAULT_MAX_STREAMS_PER_PEER = 16
 export const DEFAULT_MAX_INBOUND_STREAMS = 32
 export const DEFAULT_MAX_OUTBOUND_STREAMS = 64
 /** A stream with work outstanding that sees no frame for this long is aborted. */
-export const DEFAULT_IDLE_TIMEOUT = 10_000
+export const DEFAULT_IDLE_TIMEOUT = 30_000
 /** Verified pages are written into `options.sink` in batches of this many. */
 export const DEFAULT_SINK_BATCH = 256
 

@@ -184,7 +184,8 @@ export class PageExchange implements Startable {
       maxBufferSize: Math.max(4 * 1024 * 1024, this.maxInflightPerStream * this.maxRequestFrameLength)
     })
     const controller = new AbortController()
-    const onClose = (): void => { controller.abort(new Error('stream closed')) }
+    // a reset or a dropped connection stops the store reads and writes of pending answers
+    const onClose = (): void => { controller.abort(new Error('stream closed before all answers were sent')) }
     stream.addEventListener('close', onClose, { once: true })
     const slots = new Slots(this.maxInflightPerStream)
     const pending = new Set<Promise<void>>()

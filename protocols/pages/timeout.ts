@@ -12,6 +12,8 @@ export async function withIdleTimeout<T> (promise: Promise<T>, ms: number, onTim
   let onAbort: (() => void) | undefined
   try {
     return await new Promise<T>((resolve, reject) => {
+      // attach first: a losing promise must never become an unhandled rejection
+      promise.then(resolve, reject)
       if (signal?.aborted === true) {
         reject(signal.reason)
         return
@@ -21,7 +23,6 @@ export async function withIdleTimeout<T> (promise: Promise<T>, ms: number, onTim
         onAbort = () => { reject(signal.reason) }
         signal.addEventListener('abort', onAbort, { once: true })
       }
-      promise.then(resolve, reject)
     })
   } finally {
     clearTimeout(timer)

@@ -16,7 +16,7 @@ export const DEFAULT_MAX_RESPONSE_FRAME_LENGTH = 4096
 /** Requests the client keeps in flight on its stream (the server answers in order). */
 export const DEFAULT_WINDOW = 4
 /** A stream with work outstanding that sees no frame for this long is aborted. */
-export const DEFAULT_IDLE_TIMEOUT = 10_000
+export const DEFAULT_IDLE_TIMEOUT = 30_000
 /** libp2p per-connection stream limits for this protocol. */
 export const DEFAULT_MAX_INBOUND_STREAMS = 32
 export const DEFAULT_MAX_OUTBOUND_STREAMS = 64

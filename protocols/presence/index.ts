@@ -41,7 +41,7 @@ export interface PresenceInit {
   /** Per-connection libp2p limits (defaults DEFAULT_MAX_INBOUND_STREAMS / _OUTBOUND_). */
   maxInboundStreams?: number
   maxOutboundStreams?: number
-  /** Abort a stream with work outstanding after this long without a frame (default 10 s). */
+  /** Abort a stream with work outstanding after this long without a frame (default DEFAULT_IDLE_TIMEOUT = 30 s). */
   idleTimeout?: number
   /** Client: queries in flight per stream (default DEFAULT_WINDOW = 4). */
   window?: number

@@ -7,7 +7,7 @@ import { pageCid, verifyPage } from '../../store/page.ts'
 import { PAGES_PROTOCOL, PeerMisbehavedError, TransferTimeoutError, InvalidPageCidError } from '../../protocols/pages/index.ts'
 import { decodeRequest, encodeResponse, PAGE_RAW } from '../../protocols/pages/codec.ts'
 import { MemoryPageStore, compressiblePages, randomPages } from '../fixtures/memory-page-store.ts'
-import { pageNode, rawNode } from '../fixtures/page-nodes.ts'
+import { LyingPageStore, pageNode, rawNode, repoNode, tempRepo } from '../fixtures/page-nodes.ts'
 import { waitFor } from '../fixtures/wait.ts'
 
 function collect () {
@@ -17,10 +17,10 @@ function collect () {
 
 test('fetches 5,000 pages, some missing, every page verified', async t => {
   const pages = randomPages(5000)
-  const server = await pageNode(t)
+  const server = await repoNode(t)
   const held = pages.filter((_, i) => i % 17 !== 0)
   await server.store.putMany(held)
-  const client = await pageNode(t)
+  const client = await repoNode(t)
   const { got, onPage } = collect()
 
   const res = await client.node.services.pages.fetch(server.addr, pages.map(p => p.cid), { onPage, sink: client.store })
@@ -43,7 +43,7 @@ test('fetches 5,000 pages, some missing, every page verified', async t => {
 
 test('several streams per fetch and many concurrent fetches from several clients', async t => {
   const pages = randomPages(3000)
-  const server = await pageNode(t)
+  const server = await repoNode(t)
   await server.store.putMany(pages)
   const clients = await Promise.all([pageNode(t), pageNode(t), pageNode(t)])
   const runs = []
@@ -80,9 +80,9 @@ test('zero pages are never requested; non-page CIDs are refused', async t => {
 
 test('zstd round-trips and reduces wire bytes for compressible pages', async t => {
   const pages = compressiblePages(2000)
-  const server = await pageNode(t)
+  const server = await repoNode(t)
   await server.store.putMany(pages)
-  const client = await pageNode(t)
+  const client = await repoNode(t)
   const { got, onPage } = collect()
   const plain = await client.node.services.pages.fetch(server.addr, pages.map(p => p.cid))
   const packed = await client.node.services.pages.fetch(server.addr, pages.map(p => p.cid), { compress: 'zstd', onPage, sink: client.store })
@@ -102,8 +102,9 @@ test('zstd round-trips and reduces wire bytes for compressible pages', async t =
 
 test('a lying store is detected every time; pages verified before the lie were delivered', async t => {
   const pages = randomPages(2000)
-  const store = new MemoryPageStore()
-  await store.putMany(pages)
+  const repo = await tempRepo(t)
+  await repo.store.putMany(pages)
+  const store = new LyingPageStore(repo.store)
   const server = await pageNode(t, { store })
   const client = await pageNode(t)
   for (let round = 0; round < 20; round++) {
@@ -180,7 +181,7 @@ test('garbage, oversize, truncated, unknown-id and out-of-order answers are all 
   for (const [name, reason, misbehave] of cases) {
     const server = await rawServer(t, misbehave)
     const { got, onPage } = collect()
-    const err = await t.throwsAsync(client.node.services.pages.fetch(server.addr, cids, { onPage, idleTimeout: 5000 }), { instanceOf: PeerMisbehavedError }, name)
+    const err = await t.throwsAsync(client.node.services.pages.fetch(server.addr, cids, { onPage }), { instanceOf: PeerMisbehavedError }, name)
     t.is(err?.code, 'ERR_PEER_MISBEHAVED', name)
     t.regex(err?.reason ?? '', reason, name)
     if (name === 'closes mid-transfer') {

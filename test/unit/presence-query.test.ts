@@ -5,11 +5,11 @@ import { PRESENCE_PROTOCOL, PeerMisbehavedError, TransferTimeoutError } from '..
 import { Presence } from '../../protocols/presence/presence.ts'
 import { decodeRequest, encodeResponse } from '../../protocols/presence/codec.ts'
 import { MemoryPageStore, randomPages } from '../fixtures/memory-page-store.ts'
-import { memoryComponents, pageNode, rawNode } from '../fixtures/page-nodes.ts'
+import { memoryComponents, pageNode, rawNode, repoNode } from '../fixtures/page-nodes.ts'
 
 test('bitmap is correct for 20,000 CIDs with a known subset held', async t => {
   const pages = randomPages(20_000)
-  const server = await pageNode(t)
+  const server = await repoNode(t)
   const held = (i: number): boolean => (i * 7919) % 5 < 2
   await server.store.putMany(pages.filter((_, i) => held(i)))
   const client = await pageNode(t)
@@ -59,6 +59,6 @@ test('a server answering the wrong query or garbage is detected; a silent one ti
         stream.abort(err)
       }
     })
-    await t.throwsAsync(client.node.services.presence.query(server.addr, pages.map(p => p.cid), { idleTimeout: 300 }), { instanceOf: errorClass }, name)
+    await t.throwsAsync(client.node.services.presence.query(server.addr, pages.map(p => p.cid), { idleTimeout: name === 'silent' ? 300 : 90_000 }), { instanceOf: errorClass }, name)
   }
 })
