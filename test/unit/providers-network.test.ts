@@ -21,7 +21,7 @@ async function * inBatches (cids: CID[], size: number): AsyncGenerator<CID[]> {
 const cleanups: Array<() => Promise<void> | void> = []
 let shared: Promise<NetworkNode[]> | undefined
 const network = async (): Promise<NetworkNode[]> => {
-  shared ??= startNetwork({ teardown: fn => { cleanups.push(fn) } }, 7)
+  shared ??= startNetwork({ teardown: (fn: () => Promise<void> | void) => { cleanups.push(fn) } }, 7)
   return shared
 }
 test.after.always(async () => { for (const fn of cleanups.reverse()) await fn() })

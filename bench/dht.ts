@@ -1,0 +1,193 @@
+/**
+ * Provider-record publish / resolve benchmark (`node bench/dht.ts`).
+ *
+ * 8 real memfabric hosts (TCP + noise + yamux on loopback, kad-dht in server mode, the
+ * provider-records service on its own classic-level DB each) run in ONE process, so every
+ * node's work — publisher, 7 replicas, resolver — shares one event loop and the libuv pool
+ * on this 2-core machine. Node 0 publishes N random page CIDs (3 replicas each); another node
+ * resolves them all. Median of 3 runs, plus a baseline in the same run: stock kad-dht
+ * `provide()` / `findProviders()` one CID at a time.
+ *
+ * Reports wall-clock rates and the process CPU time each phase used (the machine may be
+ * shared; CPU-seconds say what the work costs whatever else runs).
+ *
+ * Flags: --cids N (200000) --runs R (3) --baseline B (200) --write-buffer MiB (level default)
+ * Writes bench/results/dht.json and its section of docs/bench-node.md.
+ */
+import { randomBytes } from 'node:crypto'
+import { readFile, writeFile, mkdir } from 'node:fs/promises'
+import { loadavg, cpus } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import { startNetwork } from '../test/fixtures/network.ts'
+import type { NetworkNode } from '../test/fixtures/network.ts'
+
+const RAW = 0x55
+const SHA2_256 = 0x12
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+const { values: flags } = parseArgs({
+  options: {
+    cids: { type: 'string', default: '200000' },
+    runs: { type: 'string', default: '3' },
+    baseline: { type: 'string', default: '200' },
+    'write-buffer': { type: 'string' }
+  }
+})
+const N = Number(flags.cids)
+const RUNS = Number(flags.runs)
+const BASELINE = Number(flags.baseline)
+const writeBufferMiB = flags['write-buffer'] != null ? Number(flags['write-buffer']) : undefined
+
+const randomCids = (n: number): CID[] => Array.from({ length: n }, () => CID.createV1(RAW, Digest.create(SHA2_256, randomBytes(32))))
+
+interface Phase { ms: number, cpuMs: number, rate: number, cpuRate: number }
+
+async function measure (count: number, fn: () => Promise<unknown>): Promise<Phase> {
+  const cpu0 = process.cpuUsage()
+  const t0 = performance.now()
+  await fn()
+  const ms = performance.now() - t0
+  const cpu = process.cpuUsage(cpu0)
+  const cpuMs = (cpu.user + cpu.system) / 1000
+  return { ms: Math.round(ms), cpuMs: Math.round(cpuMs), rate: Math.round(count / ms * 1000), cpuRate: Math.round(count / cpuMs * 1000) }
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const fmt = (n: number): string => n.toLocaleString('en-US')
+
+async function main (): Promise<void> {
+  const cleanups: Array<() => Promise<void> | void> = []
+  const load = loadavg()[0]
+  let nodes: NetworkNode[] = []
+  try {
+    nodes = await startNetwork({ teardown: (fn: () => Promise<void> | void) => { cleanups.push(fn) } }, 8, {
+      level: writeBufferMiB != null ? { writeBufferSize: writeBufferMiB * 1024 * 1024 } : undefined
+    })
+    const publisher = nodes[0]
+
+    const runs: Array<{ publish: Phase, resolve: Phase, replicas: number, peers: number, resolved: number }> = []
+    for (let r = 0; r < RUNS; r++) {
+      const cids = randomCids(N)
+      let replicas = 0
+      let peers = 0
+      const publish = await measure(N, async () => {
+        const res = await publisher.providers.provide(cids)
+        replicas = res.replicas
+        peers = res.peers
+      })
+      const resolver = nodes[1 + (r % (nodes.length - 1))]
+      let resolved = 0
+      const resolve = await measure(N, async () => {
+        const found = await resolver.providers.resolve(cids)
+        for (const list of found) if (list.some(p => p.equals(publisher.host.peerId))) resolved++
+      })
+      runs.push({ publish, resolve, replicas, peers, resolved })
+      process.stderr.write(`run ${r + 1}: publish ${fmt(publish.rate)} CIDs/s, resolve ${fmt(resolve.rate)} CIDs/s (${resolved}/${N} found)\n`)
+    }
+
+    // baseline: stock kad-dht, one CID at a time, between the same 8 nodes
+    const stock = randomCids(BASELINE)
+    const dht = nodes[2].host.services.dht
+    const stockProvide = await measure(BASELINE, async () => {
+      for (const cid of stock) for await (const _ of dht.provide(cid)) {} // eslint-disable-line no-unused-vars
+    })
+    let stockFound = 0
+    const stockResolve = await measure(BASELINE, async () => {
+      for (const cid of stock) {
+        for await (const ev of nodes[5].host.services.dht.findProviders(cid)) {
+          if (ev.name === 'PROVIDER') { stockFound++; break }
+        }
+      }
+    })
+    process.stderr.write(`stock kad-dht: provide ${fmt(stockProvide.rate)} CIDs/s, findProviders ${fmt(stockResolve.rate)} CIDs/s\n`)
+
+    const pick = (f: (r: typeof runs[number]) => Phase) => ({
+      rate: median(runs.map(r => f(r).rate)),
+      cpuRate: median(runs.map(r => f(r).cpuRate)),
+      runs: runs.map(f)
+    })
+    const publish = pick(r => r.publish)
+    const resolve = pick(r => r.resolve)
+    const result = {
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: cpus().length,
+      loadavg1AtStart: Number(load.toFixed(2)),
+      setup: {
+        nodes: nodes.length,
+        processes: 1,
+        transport: 'tcp+noise+yamux on 127.0.0.1',
+        replication: 3,
+        cids: N,
+        runs: RUNS,
+        levelWriteBufferMiB: writeBufferMiB ?? 'classic-level default (4)'
+      },
+      publish: { cidsPerSec: publish.rate, recordsPerSec: publish.rate * 3, cidsPerCpuSec: publish.cpuRate, runs: publish.runs },
+      resolve: { cidsPerSec: resolve.rate, cidsPerCpuSec: resolve.cpuRate, runs: resolve.runs },
+      correctness: runs.map(r => ({ replicas: r.replicas, peers: r.peers, resolvedToPublisher: r.resolved })),
+      baseline: {
+        what: 'stock @libp2p/kad-dht provide()/findProviders(), one CID at a time',
+        cids: BASELINE,
+        provideCidsPerSec: stockProvide.rate,
+        findProvidersCidsPerSec: stockResolve.rate,
+        found: stockFound
+      },
+      ratio: {
+        publish: Number((publish.rate / stockProvide.rate).toFixed(0)),
+        resolve: Number((resolve.rate / stockResolve.rate).toFixed(0))
+      }
+    }
+    await mkdir(join(root, 'bench', 'results'), { recursive: true })
+    await writeFile(join(root, 'bench', 'results', 'dht.json'), JSON.stringify(result, null, 2) + '\n')
+    await writeSection(result)
+    process.stdout.write(JSON.stringify({ publish: result.publish.cidsPerSec, resolve: result.resolve.cidsPerSec, ratio: result.ratio }) + '\n')
+  } finally {
+    for (const fn of cleanups.reverse()) await fn()
+  }
+}
+
+const BEGIN = '<!-- bench:dht:begin -->'
+const END = '<!-- bench:dht:end -->'
+
+/** Replace only this benchmark's section of docs/bench-node.md (other sections belong to others). */
+async function writeSection (r: any): Promise<void> {
+  const path = join(root, 'docs', 'bench-node.md')
+  let doc = ''
+  try { doc = await readFile(path, 'utf8') } catch {}
+  if (doc === '') doc = '# Node benchmarks\n'
+  const runs = (p: Phase[]): string => p.map(x => fmt(x.rate)).join(' / ')
+  const section = `${BEGIN}
+## Provider records: publish and resolve (\`node bench/dht.ts\`)
+
+${r.setup.nodes} real hosts in **one process** (${r.setup.transport}; kad-dht server mode on
+\`/memfabric/kad/1.0.0\`; \`/memfabric/providers/1.0.0\` with its own classic-level DB per node,
+write buffer: ${r.setup.levelWriteBufferMiB} MiB). Node 0 publishes ${fmt(r.setup.cids)} random page CIDs, each to the
+${r.setup.replication} peers closest to its kad key; another node resolves all of them. Median of ${r.setup.runs}.
+All 8 nodes share one event loop on this ${r.cpus}-core machine (load average at start:
+${r.loadavg1AtStart} — other work was running), so the CPU-normalised figure is also given.
+
+| | median | runs | per CPU-second of the whole process |
+|---|---|---|---|
+| publish (CIDs/s, ×3 records) | **${fmt(r.publish.cidsPerSec)}** | ${runs(r.publish.runs)} | ${fmt(r.publish.cidsPerCpuSec)} |
+| resolve (CIDs/s) | **${fmt(r.resolve.cidsPerSec)}** | ${runs(r.resolve.runs)} | ${fmt(r.resolve.cidsPerCpuSec)} |
+| stock kad-dht \`provide()\`, ${r.baseline.cids} CIDs one by one | ${fmt(r.baseline.provideCidsPerSec)} | | |
+| stock kad-dht \`findProviders()\`, one by one | ${fmt(r.baseline.findProvidersCidsPerSec)} | | |
+
+Ratio to stock: publish **×${fmt(r.ratio.publish)}**, resolve **×${fmt(r.ratio.resolve)}**.
+Every run: ${r.correctness.map((c: any) => `${fmt(c.replicas)} replicas acknowledged, ${fmt(c.resolvedToPublisher)} CIDs resolved to the publisher`).join('; ')}.
+Raw figures: \`bench/results/dht.json\` (${r.date}, Node ${r.node}).
+${END}`
+  const start = doc.indexOf(BEGIN)
+  const end = doc.indexOf(END)
+  doc = start >= 0 && end > start
+    ? doc.slice(0, start) + section + doc.slice(end + END.length)
+    : doc.trimEnd() + '\n\n' + section + '\n'
+  await mkdir(dirname(path), { recursive: true })
+  await writeFile(path, doc)
+}
+
+await main()
