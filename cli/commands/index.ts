@@ -21,6 +21,7 @@ import { daemonCommand } from './daemon.ts'
 import { migrateCommand } from './migrate.ts'
 import { pullCommand } from './pull.ts'
 import { testnetCommand } from './testnet.ts'
+import { qemuCommand } from './qemu.ts'
 
 export const commands: AnyCommand[] = [
   initCommand,
@@ -38,7 +39,8 @@ export const commands: AnyCommand[] = [
   daemonCommand,
   migrateCommand,
   pullCommand,
-  testnetCommand
+  testnetCommand,
+  qemuCommand
 ]
 
 /** The command called `name`, if any. */
