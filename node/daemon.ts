@@ -9,6 +9,10 @@ import type { MemfabricNodeInit } from './node.ts'
 import { ApiServer } from './api/http-server.ts'
 import { NodeApi } from './api/node-api.ts'
 import { API_FILE } from './api/connect.ts'
+import { Registry } from 'prom-client'
+import { prometheusMetrics } from '@libp2p/prometheus-metrics'
+import { NodeMetrics, METRICS_PATH } from './metrics/index.ts'
+import { StatusPage } from './status/index.ts'
 
 const log = logger('memfabric:daemon')
 
@@ -19,6 +23,8 @@ export interface DaemonInit extends Omit<MemfabricNodeInit, 'repo'> {
   api?: string
   /** Bearer token the control API requires (needed to bind beyond loopback). */
   apiToken?: string
+  /** Serve Prometheus metrics (libp2p's and memfabric's) at /metrics on the API (default false). */
+  metrics?: boolean
 }
 
 export class InvalidApiAddressError extends MemfabricError {
@@ -34,29 +40,42 @@ export class Daemon {
   readonly node: MemfabricNode
   readonly api: ApiServer
   readonly apiUrl: string
+  /** Set when the daemon serves /metrics. */
+  readonly metrics?: NodeMetrics
+  readonly status: StatusPage
   private stopping?: Promise<void>
 
-  private constructor (repo: Repo, node: MemfabricNode, api: ApiServer, apiUrl: string) {
+  private constructor (repo: Repo, node: MemfabricNode, api: ApiServer, apiUrl: string, status: StatusPage, metrics?: NodeMetrics) {
     this.repo = repo
     this.node = node
     this.api = api
     this.apiUrl = apiUrl
+    this.status = status
+    this.metrics = metrics
   }
 
   static async create (init: DaemonInit): Promise<Daemon> {
     const repo = await Repo.open(init.repo)
     let node: MemfabricNode | undefined
     let api: ApiServer | undefined
+    let status: StatusPage | undefined
     try {
       const { host, port } = parseApiAddress(init.api ?? repo.config.addresses.api)
-      node = await MemfabricNode.create({ ...init, repo })
+      const registry = init.metrics === true ? new Registry() : undefined
+      node = await MemfabricNode.create({ ...init, repo, libp2pMetrics: registry != null ? prometheusMetrics({ registry }) : undefined })
       const nodeApi = new NodeApi(node, () => api?.url ?? '')
       api = new ApiServer(nodeApi, { host, port, token: init.apiToken })
+      // after the node: prometheus-metrics clears its registry when libp2p starts
+      const metrics = registry != null ? new NodeMetrics(node, { registry }) : undefined
+      if (metrics != null) api.route(METRICS_PATH, metrics.handler)
+      status = new StatusPage(node, { apiUrl: () => api?.url ?? '' })
+      status.mount(api)
       const url = await api.listen()
       await writeFile(join(repo.path, API_FILE), url + '\n')
       log('daemon on %s, API %s', repo.path, url)
-      return new Daemon(repo, node, api, url)
+      return new Daemon(repo, node, api, url, status, metrics)
     } catch (err) {
+      status?.close()
       await api?.close()
       await node?.stop()
       await repo.close()
@@ -70,7 +89,9 @@ export class Daemon {
       const file = join(this.repo.path, API_FILE)
       const written = await readFile(file, 'utf8').catch(() => '')
       if (written.trim() === this.apiUrl) await rm(file, { force: true })
+      this.status.close()
       await this.api.close()
+      this.metrics?.close()
       await this.node.stop()
       await this.repo.close()
     })()

@@ -3,6 +3,7 @@
  * kad-dht in server mode on the fabric's private protocol id.
  */
 import { createLibp2p } from 'libp2p'
+import type { Libp2pOptions } from 'libp2p'
 import type { Libp2p, PrivateKey, ServiceMap } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -40,6 +41,8 @@ export interface CreateHostOptions<T extends ServiceMap = Record<string, never>>
   dialMap?: DialMap
   /** Private-network key (swarm.key format): only peers with the same key can connect. */
   fabricKey?: Uint8Array
+  /** libp2p metrics, e.g. `prometheusMetrics({ registry })` (default: none). */
+  metrics?: Libp2pOptions['metrics']
   /** Extra services (memfabric protocols) to mount next to the built-in ones. */
   services?: { [K in keyof T]: (components: any) => T[K] }
 }
@@ -59,6 +62,7 @@ export async function createHost<T extends ServiceMap = Record<string, never>> (
     // the nonce exchange crosses the WAN: allow more than the 1 s default
     ...(options.fabricKey != null ? { connectionProtector: preSharedKey({ psk: options.fabricKey, timeout: DEFAULT_PNET_TIMEOUT }) } : {}),
     peerDiscovery,
+    ...(options.metrics != null ? { metrics: options.metrics } : {}),
     connectionManager: {
       // many peers of one site share a host address in tests and on NAT'd sites
       inboundConnectionThreshold: 10_000,

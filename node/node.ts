@@ -13,7 +13,7 @@ import type { Repo } from '../store/repo.ts'
 import type { PageStore, Store } from '../store/index.ts'
 import { MemfabricError, InvalidRefError } from '../store/errors.ts'
 import { createHost } from './libp2p.ts'
-import type { HostServices } from './libp2p.ts'
+import type { CreateHostOptions, HostServices } from './libp2p.ts'
 import type { DialMap } from './transport/dial-map.ts'
 import { siteExchange } from '../protocols/site/index.ts'
 import type { SiteExchange } from '../protocols/site/index.ts'
@@ -30,6 +30,7 @@ import type { MigrateOffer, Offer } from '../protocols/migrate/index.ts'
 import { pullImage } from './migration/index.ts'
 import type { Holder, MigrationProgress, MigrationReport, PullDeps } from './migration/index.ts'
 import { Publisher } from './publisher.ts'
+import { MigrationRegistry } from './migrations.ts'
 import { readRepoFabricKey } from './fabric-key.ts'
 import { DEFAULT_DIAL_TIMEOUT, DEFAULT_MIGRATION_OUT_DIR } from './constants.ts'
 
@@ -58,6 +59,8 @@ export interface MemfabricNodeInit {
   publish?: boolean
   /** Private-network key (default: the repo's fabric.key; none means an open fabric). */
   fabricKey?: Uint8Array
+  /** libp2p metrics (the daemon's `--metrics`: `prometheusMetrics({ registry })`; default none). */
+  libp2pMetrics?: CreateHostOptions['metrics']
 }
 
 export class PeerUnreachableError extends MemfabricError {
@@ -86,6 +89,8 @@ export class MemfabricNode {
   readonly repo: Repo
   readonly libp2p: Libp2p<NodeServices>
   readonly site: string
+  /** Migrations in and out, for metrics and the status page. */
+  readonly migrations = new MigrationRegistry()
   status: 'started' | 'stopping' | 'stopped' = 'started'
   private readonly records: ClassicLevel<Uint8Array, Uint8Array>
   private readonly publisher?: Publisher
@@ -115,6 +120,7 @@ export class MemfabricNode {
       bootstrap: init.bootstrap ?? repo.config.bootstrap,
       dialMap: init.dialMap,
       fabricKey: init.fabricKey ?? await readRepoFabricKey(repo.path),
+      metrics: init.libp2pMetrics,
       services: {
         site: siteExchange({ site }),
         pages: pageExchange({ store: repo.store }),
@@ -206,14 +212,15 @@ export class MemfabricNode {
   /** Destination side: pull an image from the nearest holders, the source last. */
   async pull (request: PullRequest): Promise<MigrationReport> {
     const source = await this.connect(request.source, { signal: request.signal })
-    return pullImage(this.pullDeps(), {
+    const tracked = this.migrations.track({ direction: 'in', peer: source.toString(), root: request.root.toString(), name: request.name }, request.onProgress)
+    return this.tracked(tracked, pullImage(this.pullDeps(), {
       root: request.root,
       source,
       name: request.name,
       out: request.out,
       signal: request.signal,
-      onProgress: request.onProgress
-    })
+      onProgress: tracked.onProgress
+    }))
   }
 
   /** Source side: offer an image to a destination and wait for its report. */
@@ -221,7 +228,19 @@ export class MemfabricNode {
     const peer = await this.connect(to, { signal: options.signal })
     // the destination may ask any fabric peer; make sure what we hold is announced
     await this.flushAnnouncements()
-    return await this.libp2p.services.migrate.offer(peer, offer, options) as MigrationReport
+    const tracked = this.migrations.track({ direction: 'out', peer: peer.toString(), root: offer.root.toString(), name: offer.name }, options.onProgress)
+    return await this.tracked(tracked, this.libp2p.services.migrate.offer(peer, offer, { ...options, onProgress: tracked.onProgress }) as Promise<MigrationReport>)
+  }
+
+  private async tracked (tracked: { end(result: { report?: MigrationReport, error?: unknown }): void }, migration: Promise<MigrationReport>): Promise<MigrationReport> {
+    try {
+      const report = await migration
+      tracked.end({ report })
+      return report
+    } catch (error) {
+      tracked.end({ error })
+      throw error
+    }
   }
 
   /** Where a migration offered by a peer may write its memory file. */
@@ -242,7 +261,8 @@ export class MemfabricNode {
       await mkdir(resolve(out, '..'), { recursive: true })
     }
     const signal = AbortSignal.any([this.controller.signal, ...(options.signal != null ? [options.signal] : [])])
-    const report = await pullImage(this.pullDeps(), { root: offer.root, source: from, name: offer.name, out, signal, onProgress: options.onProgress })
+    const tracked = this.migrations.track({ direction: 'in', peer: from.toString(), root: offer.root.toString(), name: offer.name }, options.onProgress)
+    const report = await this.tracked(tracked, pullImage(this.pullDeps(), { root: offer.root, source: from, name: offer.name, out, signal, onProgress: tracked.onProgress }))
     if (offer.previous != null && !offer.previous.equals(offer.root)) {
       // a live round supersedes the previous one
       await this.repo.store.remove(offer.previous).catch(() => {})

@@ -16,6 +16,7 @@ export interface DaemonParams extends GlobalParams {
   apiToken?: string
   dialMap?: string
   publish: boolean
+  metrics: boolean
 }
 
 export const daemonCommand = defineCommand({
@@ -31,11 +32,13 @@ export const daemonCommand = defineCommand({
     'api-port': { type: 'string', valueName: 'N', description: 'control API port on 127.0.0.1 (0 picks a free one)' },
     'api-token': { type: 'string', valueName: 'TOKEN', description: 'bearer token the control API requires (needed beyond loopback)', env: 'MEMFABRIC_API_TOKEN' },
     'dial-map': { type: 'string', valueName: 'FILE', description: 'JSON {"ip:port": "ip:port"} of outgoing dial rewrites (test network WAN emulation)' },
-    'no-publish': { type: 'boolean', description: 'do not announce held pages in the DHT' }
+    'no-publish': { type: 'boolean', description: 'do not announce held pages in the DHT' },
+    metrics: { type: 'boolean', description: 'serve Prometheus metrics at <api>/metrics (libp2p\'s and memfabric\'s)' }
   },
   examples: [
     { command: 'memfabric daemon --site paris --listen /ip4/0.0.0.0/tcp/4001' },
-    { command: 'memfabric daemon --bootstrap /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW...' }
+    { command: 'memfabric daemon --bootstrap /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW...' },
+    { command: 'memfabric daemon --metrics', description: 'also serve Prometheus metrics at http://127.0.0.1:5001/metrics' }
   ],
   handlerInit (args, env): DaemonParams {
     takePositionals(args, [])
@@ -54,7 +57,8 @@ export const daemonCommand = defineCommand({
       api,
       apiToken: nonEmptyOption(args, 'api-token') ?? (env.MEMFABRIC_API_TOKEN !== '' ? env.MEMFABRIC_API_TOKEN : undefined),
       dialMap: nonEmptyOption(args, 'dial-map'),
-      publish: args.values['no-publish'] !== true
+      publish: args.values['no-publish'] !== true,
+      metrics: args.values.metrics === true
     }
   },
   async handler (params, ctx) {
@@ -74,7 +78,8 @@ export const daemonCommand = defineCommand({
       api: params.api,
       apiToken: params.apiToken,
       dialMap,
-      publish: params.publish
+      publish: params.publish,
+      metrics: params.metrics
     })
     const addresses = daemon.node.libp2p.getMultiaddrs().map(String)
     if (params.json) {
@@ -85,6 +90,8 @@ export const daemonCommand = defineCommand({
         ['peer id', daemon.node.peerId.toString()],
         ['site', daemon.node.site],
         ['api', daemon.apiUrl],
+        ['status page', daemon.apiUrl + '/'],
+        ...(daemon.metrics != null ? [['metrics', daemon.apiUrl + '/metrics'] as [string, string]] : []),
         ...addresses.map((a, i): [string, string] => [i === 0 ? 'listening' : '', a])
       ]))
     }
