@@ -35,6 +35,16 @@ export interface ImportSummary {
   format: 'raw' | 'elf'
 }
 
+export interface CarSummary {
+  root: string
+  /** Manifest blocks (root and chunks). */
+  blocks: number
+  /** Distinct non-zero pages. */
+  pages: number
+  /** Image size. */
+  size: number
+}
+
 export interface ImageSummary {
   root: string
   names: string[]
@@ -74,6 +84,10 @@ export interface MemfabricApi {
   readonly online: boolean
   importImage (path: string, options?: ProgressOptions & { name?: string }): Promise<ImportSummary>
   exportImage (ref: string, outPath: string, options?: ProgressOptions): Promise<void>
+  /** Write an image as a CARv1 file (manifest root as the CAR root; pages as raw blocks). */
+  exportCar (ref: string, path: string, options?: ProgressOptions): Promise<CarSummary>
+  /** Verify a CAR file of an image block by block, store it and pin its root. */
+  importCar (path: string, options?: ProgressOptions & { name?: string }): Promise<CarSummary & { newPages: number }>
   list (options?: { signal?: AbortSignal }): Promise<ImageSummary[]>
   inspect (ref: string, options?: { signal?: AbortSignal }): Promise<ImageDetails>
   remove (ref: string, options?: { signal?: AbortSignal }): Promise<void>

@@ -6,10 +6,11 @@ import type { CID } from 'multiformats/cid'
 import { Repo } from '../../store/repo.ts'
 import { MemfabricError } from '../../store/errors.ts'
 import type { ImageInfo } from '../../store/index.ts'
+import { exportCar, importCar } from '../../store/car.ts'
 import type { StoreOptions } from '../../store/options.ts'
 import type { GcResult, StoreStats, VerifyResult } from '../../store/index.ts'
 import type {
-  ImageDetails, ImageSummary, ImportSummary, MemfabricApi, MigrateOptions, MigrationSummary, NodeIdentity, PeerSummary, ProgressOptions
+  CarSummary, ImageDetails, ImageSummary, ImportSummary, MemfabricApi, MigrateOptions, MigrationSummary, NodeIdentity, PeerSummary, ProgressOptions
 } from './index.ts'
 
 /** A network operation was asked of a repository that no daemon holds. */
@@ -73,6 +74,25 @@ export class LocalApi implements MemfabricApi {
       signal: options.signal,
       onProgress: onProgress != null ? e => { onProgress({ phase: 'export', done: e.done, total: e.total }) } : undefined
     })
+  }
+
+  async exportCar (ref: string, path: string, options: ProgressOptions = {}): Promise<CarSummary> {
+    const { onProgress } = options
+    const r = await exportCar(this.repo.store, ref, path, {
+      signal: options.signal,
+      onProgress: onProgress != null ? e => { onProgress({ phase: 'export', done: e.done, total: e.total }) } : undefined
+    })
+    return { root: cidString(r.root), blocks: r.blocks, pages: r.pages, size: r.size }
+  }
+
+  async importCar (path: string, options: ProgressOptions & { name?: string } = {}): Promise<CarSummary & { newPages: number }> {
+    const { onProgress } = options
+    const r = await importCar(this.repo.store, path, {
+      name: options.name,
+      signal: options.signal,
+      onProgress: onProgress != null ? e => { onProgress({ phase: 'import', done: e.done, total: e.total }) } : undefined
+    })
+    return { root: cidString(r.root), blocks: r.blocks, pages: r.pages, size: r.size, newPages: r.newPages }
   }
 
   async list (options: { signal?: AbortSignal } = {}): Promise<ImageSummary[]> {

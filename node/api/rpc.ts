@@ -9,6 +9,8 @@ export const API_PREFIX = '/api/v0/'
 export const API_METHODS: Record<string, { optionsArg: number }> = {
   importImage: { optionsArg: 1 },
   exportImage: { optionsArg: 2 },
+  exportCar: { optionsArg: 2 },
+  importCar: { optionsArg: 1 },
   list: { optionsArg: 0 },
   inspect: { optionsArg: 1 },
   remove: { optionsArg: 1 },

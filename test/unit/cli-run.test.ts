@@ -48,6 +48,8 @@ function fakeApi (overrides: Partial<MemfabricApi> = {}): MemfabricApi & { calls
     async providers () { return [] },
     async migrate () { throw new Error('not used by these tests') },
     async pull () { throw new Error('not used by these tests') },
+    async exportCar () { throw new Error('not used by these tests') },
+    async importCar () { throw new Error('not used by these tests') },
     async close () { api.closed++ },
     ...overrides
   }
