@@ -15,6 +15,7 @@ import type { LevelPackStore, Slot } from './store.ts'
 import type { ExportOptions } from './index.ts'
 import { digestToCid } from './page.ts'
 import type { FileHandle } from 'node:fs/promises'
+import type { SharedPages } from './hasher.ts'
 
 const log = logger('memfabric:store:export')
 
@@ -80,7 +81,6 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     await Promise.all(reads)
   }
 
-  const spare: Uint8Array[] = []
   const runBatch = async (slots: Slot[]): Promise<void> => {
     const byKey = new Map<string, Distinct>()
     const distinct: Distinct[] = []
@@ -96,8 +96,19 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
       }
       slotOf.push(d)
     }
-    const spareBuf = spare.pop()
-    let buf: Uint8Array = spareBuf != null && spareBuf.byteLength >= distinct.length * ps ? spareBuf : new Uint8Array(Buffer.allocUnsafeSlow(Math.max(distinct.length, store.options.exportBatch) * ps).buffer)
+    const shared = store.hasher.acquire(Math.max(distinct.length, store.options.exportBatch) * ps, ps)
+    try {
+      await verifyAndWrite(slots, slotOf, distinct, shared)
+    } finally {
+      store.hasher.release(shared)
+    }
+    let bytes = 0
+    for (const s of slots) bytes += s.length
+    progress(bytes)
+  }
+
+  const verifyAndWrite = async (slots: Slot[], slotOf: Distinct[], distinct: Distinct[], shared: SharedPages): Promise<void> => {
+    const buf = shared.bytes
     for (let attempt = 0; ; attempt++) {
       try {
         await readBatch(distinct, buf)
@@ -109,8 +120,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     }
     const lengths = new Uint32Array(distinct.length)
     for (const d of distinct) lengths[d.pos] = d.length
-    const hashed = await store.hasher.hash(buf, ps, lengths)
-    buf = hashed.bytes
+    const hashed = await store.hasher.hash(shared, distinct.length * ps, ps, lengths)
     for (const d of distinct) {
       const got = hashed.digests.subarray(d.pos * 32, d.pos * 32 + 32)
       if (!Buffer.from(got).equals(d.digest)) {
@@ -135,11 +145,6 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
       i = j
     }
     await Promise.all(writes)
-    // batch buffers are recycled: a fresh 8 MiB buffer per batch keeps the garbage collector busy
-    spare.push(new Uint8Array(buf.buffer as ArrayBuffer))
-    let bytes = 0
-    for (const s of slots) bytes += s.length
-    progress(bytes)
   }
 
   const pool = new Set<Promise<void>>()

@@ -4,41 +4,37 @@
  */
 import { hash } from 'node:crypto'
 
-export interface HashRequest {
-  id: number
-  buffer: ArrayBuffer
-  /** Bytes of `buffer` in use. */
-  length: number
-  pageSize: number
-  /** Per-slot lengths when slots are not all full pages. */
-  lengths?: Uint32Array
-}
-
-export interface HashResponse {
-  id: number
-  buffer: ArrayBuffer
-  /** 32 bytes per slot. */
+/** Digest and zero flag outputs: 32 bytes and one byte per slot. */
+export interface HashOutput {
   digests: Uint8Array
-  /** 1 for an all-zero slot (its digest is left zero). */
   zero: Uint8Array
 }
 
-export function hashPageBuffer (req: HashRequest): HashResponse {
-  const { buffer, length, pageSize, lengths } = req
+/** Hash the slots of `data[0, length)` into `out`; returns the number of slots. */
+export function hashPagesInto (data: Uint8Array, length: number, pageSize: number, out: HashOutput, lengths?: Uint32Array): number {
   const slots = lengths?.length ?? Math.ceil(length / pageSize)
-  const digests = new Uint8Array(slots * 32)
-  const zero = new Uint8Array(slots)
-  const bytes = Buffer.from(buffer, 0, Math.max(length, lengths == null ? 0 : slots * pageSize))
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
   const zeroPage = Buffer.alloc(pageSize)
   for (let i = 0; i < slots; i++) {
     const start = i * pageSize
     const len = lengths?.[i] ?? Math.min(pageSize, length - start)
     const page = bytes.subarray(start, start + len)
     if (len === pageSize ? page.equals(zeroPage) : page.equals(zeroPage.subarray(0, len))) {
-      zero[i] = 1
+      out.zero[i] = 1
       continue
     }
-    digests.set(hash('sha256', page, 'buffer') as unknown as Uint8Array, i * 32)
+    out.zero[i] = 0
+    out.digests.set(hash('sha256', page, 'buffer') as unknown as Uint8Array, i * 32)
   }
-  return { id: req.id, buffer, digests, zero }
+  return slots
+}
+
+/** Messages to a hash worker. */
+export type WorkerRequest =
+  | { type: 'register', id: number, data: SharedArrayBuffer, digests: SharedArrayBuffer, zero: SharedArrayBuffer }
+  | { type: 'hash', req: number, id: number, length: number, pageSize: number, lengths?: Uint32Array }
+
+export interface WorkerResponse {
+  req: number
+  slots: number
 }

@@ -1,11 +1,20 @@
 /**
- * Worker thread body of the hasher: SHA-256 and zero test of every page of a buffer.
+ * Worker thread body of the hasher: SHA-256 and zero test of the pages of a shared buffer,
+ * written into the buffer's shared digest and zero arrays.
  */
 import { parentPort } from 'node:worker_threads'
-import { hashPageBuffer } from './hash-pages.ts'
-import type { HashRequest, HashResponse } from './hash-pages.ts'
+import { hashPagesInto } from './hash-pages.ts'
+import type { HashOutput, WorkerRequest, WorkerResponse } from './hash-pages.ts'
 
-parentPort?.on('message', (req: HashRequest) => {
-  const res: HashResponse = hashPageBuffer(req)
-  parentPort?.postMessage(res, [res.buffer, res.digests.buffer as ArrayBuffer, res.zero.buffer as ArrayBuffer])
+const buffers = new Map<number, { data: Uint8Array, out: HashOutput }>()
+
+parentPort?.on('message', (msg: WorkerRequest) => {
+  if (msg.type === 'register') {
+    buffers.set(msg.id, { data: new Uint8Array(msg.data), out: { digests: new Uint8Array(msg.digests), zero: new Uint8Array(msg.zero) } })
+    return
+  }
+  const b = buffers.get(msg.id)
+  if (b == null) throw new Error(`unknown shared buffer ${msg.id}`)
+  const res: WorkerResponse = { req: msg.req, slots: hashPagesInto(b.data, msg.length, msg.pageSize, b.out, msg.lengths) }
+  parentPort?.postMessage(res)
 })

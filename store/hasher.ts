@@ -1,23 +1,34 @@
 /**
- * A small pool of worker threads that hash page buffers; buffers are transferred, not copied.
+ * A small pool of worker threads that hash pages. Page data lives in shared buffers handed out
+ * by `acquire` and registered with every worker once, so a hash request is a few numbers:
+ * moving 8 MiB ArrayBuffers between threads for every chunk kept the garbage collector busy.
  * With zero workers it hashes on the calling thread.
  */
 import { Worker } from 'node:worker_threads'
 import { logger } from '@libp2p/logger'
-import { hashPageBuffer } from './hash-pages.ts'
-import type { HashRequest, HashResponse } from './hash-pages.ts'
+import { hashPagesInto } from './hash-pages.ts'
+import type { WorkerRequest, WorkerResponse } from './hash-pages.ts'
 
 const log = logger('memfabric:store:hasher')
 
+/** A shared page buffer with room for the digests and zero flags of its slots. */
+export interface SharedPages {
+  readonly id: number
+  readonly bytes: Buffer
+  readonly digests: Uint8Array
+  readonly zero: Uint8Array
+}
+
 export interface HashResult {
-  bytes: Uint8Array
+  /** Digests of the slots (32 bytes each), a copy the caller may keep. */
   digests: Uint8Array
+  /** 1 for an all-zero slot. */
   zero: Uint8Array
 }
 
 interface Job {
-  req: HashRequest
-  resolve(res: HashResponse): void
+  msg: WorkerRequest & { type: 'hash' }
+  resolve(slots: number): void
   reject(err: Error): void
 }
 
@@ -27,31 +38,56 @@ export class Hasher {
   private idle: Worker[] = []
   private readonly queue: Job[] = []
   private readonly running = new Map<Worker, Job>()
+  private readonly free = new Map<number, SharedPages[]>()
+  private readonly registered: SharedPages[] = []
   private nextId = 0
+  private nextReq = 0
   private closed = false
 
   constructor (workers: number) {
     this.size = workers
   }
 
-  /**
-   * Hash the slots of `bytes` (which must own its whole ArrayBuffer when workers are used: it is
-   * transferred away and back). Resolves with the buffer returned.
-   */
-  async hash (bytes: Uint8Array, pageSize: number, lengths?: Uint32Array): Promise<HashResult> {
-    const owned = bytes.byteOffset === 0 && bytes.buffer instanceof ArrayBuffer
-    const req: HashRequest = { id: this.nextId++, buffer: bytes.buffer as ArrayBuffer, length: bytes.byteLength, pageSize, lengths }
-    if (this.size === 0 || !owned || this.closed) {
-      const res = hashPageBuffer({ ...req, buffer: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer })
-      return { bytes, digests: res.digests, zero: res.zero }
+  /** A shared buffer of at least `bytes` bytes (pages of `pageSize`); give it back with `release`. */
+  acquire (bytes: number, pageSize: number): SharedPages {
+    const list = this.free.get(bytes)
+    const got = list?.pop()
+    if (got != null) return got
+    const slots = Math.ceil(bytes / pageSize)
+    const data = new SharedArrayBuffer(bytes)
+    const digests = new SharedArrayBuffer(slots * 32)
+    const zero = new SharedArrayBuffer(slots)
+    const buf: SharedPages = { id: this.nextId++, bytes: Buffer.from(data), digests: new Uint8Array(digests), zero: new Uint8Array(zero) }
+    this.registered.push(buf)
+    for (const w of this.workers) this.register(w, buf)
+    return buf
+  }
+
+  release (buf: SharedPages): void {
+    const list = this.free.get(buf.bytes.byteLength) ?? []
+    list.push(buf)
+    this.free.set(buf.bytes.byteLength, list)
+  }
+
+  private register (w: Worker, buf: SharedPages): void {
+    const msg: WorkerRequest = { type: 'register', id: buf.id, data: buf.bytes.buffer as SharedArrayBuffer, digests: buf.digests.buffer as SharedArrayBuffer, zero: buf.zero.buffer as SharedArrayBuffer }
+    w.postMessage(msg)
+  }
+
+  /** Hash the slots of `buf.bytes[0, length)`; slot i is at i * pageSize, `lengths[i]` long if given. */
+  async hash (buf: SharedPages, length: number, pageSize: number, lengths?: Uint32Array): Promise<HashResult> {
+    let slots: number
+    if (this.size === 0 || this.closed) {
+      slots = hashPagesInto(buf.bytes, length, pageSize, buf, lengths)
+    } else {
+      this.start()
+      const msg = { type: 'hash' as const, req: this.nextReq++, id: buf.id, length, pageSize, lengths }
+      slots = await new Promise<number>((resolve, reject) => {
+        this.queue.push({ msg, resolve, reject })
+        this.pump()
+      })
     }
-    const length = bytes.byteLength
-    this.start()
-    const res = await new Promise<HashResponse>((resolve, reject) => {
-      this.queue.push({ req, resolve, reject })
-      this.pump()
-    })
-    return { bytes: new Uint8Array(res.buffer, 0, length), digests: res.digests, zero: res.zero }
+    return { digests: buf.digests.slice(0, slots * 32), zero: buf.zero.slice(0, slots) }
   }
 
   private start (): void {
@@ -59,11 +95,11 @@ export class Hasher {
     for (let i = 0; i < this.size; i++) {
       const w = new Worker(new URL('./hash-worker.ts', import.meta.url))
       w.unref()
-      w.on('message', (res: HashResponse) => {
+      w.on('message', (res: WorkerResponse) => {
         const job = this.running.get(w)
         this.running.delete(w)
         this.idle.push(w)
-        job?.resolve(res)
+        job?.resolve(res.slots)
         this.pump()
       })
       w.on('error', (err) => {
@@ -73,6 +109,7 @@ export class Hasher {
         this.workers = this.workers.filter(x => x !== w)
         job?.reject(err)
       })
+      for (const buf of this.registered) this.register(w, buf)
       this.workers.push(w)
       this.idle.push(w)
     }
@@ -84,8 +121,11 @@ export class Hasher {
       const job = this.queue.shift()
       if (w == null || job == null) return
       this.running.set(w, job)
-      const transfer: ArrayBuffer[] = [job.req.buffer]
-      w.postMessage(job.req, transfer)
+      w.postMessage(job.msg)
+    }
+    if (this.workers.length === 0 && this.queue.length > 0) {
+      // every worker died: finish on this thread
+      for (const job of this.queue.splice(0)) job.reject(new Error('hash workers failed'))
     }
   }
 
@@ -94,6 +134,7 @@ export class Hasher {
     const workers = this.workers
     this.workers = []
     this.idle = []
+    for (const job of this.queue.splice(0)) job.reject(new Error('hasher closed'))
     await Promise.all(workers.map(async w => w.terminate()))
   }
 }

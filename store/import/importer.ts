@@ -13,7 +13,7 @@ import { PAGE_SIZE } from '../constants.ts'
 import { openImage } from './index.ts'
 import { validateName } from '../store.ts'
 import type { LevelPackStore, PinRecord } from '../store.ts'
-import type { HashResult } from '../hasher.ts'
+import type { SharedPages } from '../hasher.ts'
 import type { ImportOptions, ImportResult } from '../index.ts'
 
 const log = logger('memfabric:store:import')
@@ -39,7 +39,7 @@ export async function importImage (store: LevelPackStore, path: string, options:
   }
   const lease = store.lease()
   const importId = `${Date.now()}-${process.pid}-${randomBytes(4).toString('hex')}`
-  const inflight: Array<Promise<HashResult>> = []
+  const inflight: Array<Promise<Chunk>> = []
   const chunker = new Chunker({ modulus: opts.chunkModulus, min: opts.chunkMin, max: opts.chunkMax })
   let pages = 0
   let zeroPages = 0
@@ -47,27 +47,34 @@ export async function importImage (store: LevelPackStore, path: string, options:
   let done = 0
   let committed = false
 
-  // read buffers are recycled: allocating 8 MiB per chunk keeps the garbage collector busy
-  const spare: Uint8Array[] = []
-  const readAndHash = async (job: ReadJob): Promise<HashResult> => {
-    const old = spare.pop()
-    const buf = old != null && old.byteLength >= job.length ? Buffer.from(old.buffer, 0, old.byteLength) : Buffer.allocUnsafeSlow(chunkBytes)
-    let got = 0
-    while (got < job.length) {
-      let bytesRead: number
-      try {
-        ({ bytesRead } = await fh.read(buf, got, job.length - got, job.offset + got))
-      } catch (err: any) {
-        throw new InputFileError(`cannot read ${path} at byte ${job.offset + got}: ${err.message}`, { cause: err })
-      }
-      if (bytesRead === 0) throw new InputFileError(`${path} shrank while being imported (ends before byte ${job.offset + job.length})`)
-      got += bytesRead
-    }
-    return store.hasher.hash(new Uint8Array(buf.buffer, 0, job.length), pageSize)
+  interface Chunk {
+    buf: SharedPages
+    bytes: Buffer
+    digests: Uint8Array
+    zero: Uint8Array
   }
 
-  const recycle = (r: HashResult): void => {
-    if (r.bytes.buffer.byteLength === chunkBytes) spare.push(new Uint8Array(r.bytes.buffer as ArrayBuffer))
+  // chunks are read into shared buffers the hash workers already know, and recycled
+  const readAndHash = async (job: ReadJob): Promise<Chunk> => {
+    const buf = store.hasher.acquire(chunkBytes, pageSize)
+    try {
+      let got = 0
+      while (got < job.length) {
+        let bytesRead: number
+        try {
+          ({ bytesRead } = await fh.read(buf.bytes, got, job.length - got, job.offset + got))
+        } catch (err: any) {
+          throw new InputFileError(`cannot read ${path} at byte ${job.offset + got}: ${err.message}`, { cause: err })
+        }
+        if (bytesRead === 0) throw new InputFileError(`${path} shrank while being imported (ends before byte ${job.offset + job.length})`)
+        got += bytesRead
+      }
+      const h = await store.hasher.hash(buf, job.length, pageSize)
+      return { buf, bytes: buf.bytes.subarray(0, job.length), digests: h.digests, zero: h.zero }
+    } catch (err) {
+      store.hasher.release(buf)
+      throw err
+    }
   }
 
   const addBlock = (block: Block | undefined): void => {
@@ -78,7 +85,7 @@ export async function importImage (store: LevelPackStore, path: string, options:
   }
 
   /** Resolves when the chunk's new pages are written (its buffer may then be reused). */
-  const storeChunk = async (r: HashResult): Promise<{ written: Promise<void> }> => {
+  const storeChunk = async (r: Chunk): Promise<{ written: Promise<void> }> => {
     let written: Promise<void> = Promise.resolve()
     const n = r.zero.length
     const len = r.bytes.byteLength
@@ -150,10 +157,10 @@ export async function importImage (store: LevelPackStore, path: string, options:
     while (inflight.length < Math.max(1, opts.readAhead) && next < jobs.length) launch()
     while (inflight.length > 0) {
       options.signal?.throwIfAborted()
-      const r = await (inflight.shift() as Promise<HashResult>)
+      const r = await (inflight.shift() as Promise<Chunk>)
       if (next < jobs.length) launch()
       const { written } = await storeChunk(r)
-      written.then(() => { recycle(r) }, () => {})
+      written.then(() => { store.hasher.release(r.buf) }, () => {})
     }
     addBlock(chunker.flush())
     const root = encodeRoot({ format, size, pageSize, extents, pages, chunks: chunker.chunks })
@@ -173,7 +180,9 @@ export async function importImage (store: LevelPackStore, path: string, options:
     log('imported %s as %s: %d pages, %d zero, %d new', path, rootKey, pages, zeroPages, newPages)
     return { root: root.cid, size, pages, zeroPages, newPages, format }
   } finally {
-    await Promise.allSettled(inflight)
+    for (const r of await Promise.allSettled(inflight)) {
+      if (r.status === 'fulfilled') store.hasher.release(r.value.buf)
+    }
     await fh.close().catch(() => {})
     if (!committed) {
       // keep what was written consistent; the unpinned pages are left for gc
