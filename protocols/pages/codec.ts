@@ -20,7 +20,7 @@
  */
 import { encode as cborEncode, decode as cborDecode } from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
-import type { Uint8ArrayList } from 'uint8arraylist'
+import { Uint8ArrayList } from 'uint8arraylist'
 import { isPageCid } from '../../store/page.ts'
 import { InvalidMessageError } from './errors.ts'
 import { DEFAULT_MAX_CIDS_PER_REQUEST, MAX_PAGE_BYTES, RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER } from './constants.ts'
@@ -118,21 +118,38 @@ export function responseFrameLength (entries: PageEntry[]): number {
   return n
 }
 
-export function encodeResponse (res: PageResponse): Uint8Array {
-  const buf = Buffer.allocUnsafe(responseFrameLength(res.entries))
-  buf[0] = FRAME_PAGES
-  buf[1] = res.last ? FLAG_LAST : 0
-  buf.writeUInt32BE(res.id, 2)
-  buf.writeUInt32BE(res.start, 6)
-  buf.writeUInt32BE(res.entries.length, 10)
-  let pos = RESPONSE_FRAME_HEADER
+/**
+ * Encode a response frame as a list of chunks that points at the page bytes instead of
+ * copying them (the encryption layer below copies once anyway).
+ */
+export function encodeResponseList (res: PageResponse): Uint8ArrayList {
+  const heads = Buffer.allocUnsafe(RESPONSE_FRAME_HEADER + RESPONSE_ENTRY_HEADER * res.entries.length)
+  heads[0] = FRAME_PAGES
+  heads[1] = res.last ? FLAG_LAST : 0
+  heads.writeUInt32BE(res.id, 2)
+  heads.writeUInt32BE(res.start, 6)
+  heads.writeUInt32BE(res.entries.length, 10)
+  const list = new Uint8ArrayList()
+  let at = RESPONSE_FRAME_HEADER
+  let headStart = 0
   for (const e of res.entries) {
-    buf[pos] = e.kind
-    buf.writeUInt32BE(e.bytes.byteLength, pos + 1)
-    buf.set(e.bytes, pos + RESPONSE_ENTRY_HEADER)
-    pos += RESPONSE_ENTRY_HEADER + e.bytes.byteLength
+    heads[at] = e.kind
+    heads.writeUInt32BE(e.bytes.byteLength, at + 1)
+    at += RESPONSE_ENTRY_HEADER
+    if (e.bytes.byteLength > 0) {
+      list.append(heads.subarray(headStart, at), e.bytes)
+      headStart = at
+    }
   }
-  return buf
+  if (headStart < at) {
+    list.append(heads.subarray(headStart, at))
+  }
+  return list
+}
+
+/** Encode a response frame into one buffer. */
+export function encodeResponse (res: PageResponse): Uint8Array {
+  return encodeResponseList(res).subarray()
 }
 
 /**

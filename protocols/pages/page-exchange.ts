@@ -21,7 +21,7 @@ import {
   RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER, ZSTD_MIN_SAVING
 } from './constants.ts'
 import {
-  decodeRequest, decodeResponse, encodeRequest, encodeResponse, PAGE_MISSING, PAGE_RAW, PAGE_ZSTD
+  decodeRequest, decodeResponse, encodeRequest, encodeResponseList, PAGE_MISSING, PAGE_RAW, PAGE_ZSTD
 } from './codec.ts'
 import type { Compression, PageEntry, PageRequest } from './codec.ts'
 import {
@@ -38,8 +38,14 @@ const ZERO_PAGE_CID = pageCid(new Uint8Array(PAGE_SIZE))
 const MAX_REQUEST_ID = 0xffffffff
 const MISSING_ENTRY: PageEntry = { kind: PAGE_MISSING, bytes: new Uint8Array(0) }
 
+const ZERO_DIGEST = ZERO_PAGE_CID.multihash.digest
+
 function isZeroCid (cid: CID): boolean {
-  return Buffer.from(cid.multihash.digest).equals(ZERO_PAGE_CID.multihash.digest)
+  const d = cid.multihash.digest
+  if (d.byteLength !== ZERO_DIGEST.byteLength || d[0] !== ZERO_DIGEST[0]) {
+    return false // the common case, decided without allocating
+  }
+  return Buffer.from(d.buffer, d.byteOffset, d.byteLength).equals(ZERO_DIGEST)
 }
 
 function peerKey (peer: PeerId | Multiaddr): string {
@@ -255,7 +261,7 @@ export class PageExchange implements Startable {
     let seen = 0
 
     const flush = async (last: boolean): Promise<void> => {
-      const frame = encodeResponse({ id: req.id, start, last, entries })
+      const frame = encodeResponseList({ id: req.id, start, last, entries })
       start += entries.length
       entries = []
       frameSize = RESPONSE_FRAME_HEADER
