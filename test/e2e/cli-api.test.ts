@@ -1,5 +1,4 @@
 import test from 'ava'
-// serial: each test spawns several CLI processes; side by side they only starve each other
 import { readFile, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ApiServer } from '../../node/api/http-server.ts'
@@ -17,6 +16,7 @@ async function fakeDaemon (t: any, repo: string): Promise<{ api: LocalApi, serve
   return { api, server, url }
 }
 
+// serial: each test spawns several CLI processes; side by side they only starve each other
 test.serial('commands go through the daemon when its api file answers', async t => {
   const repo = await tempRepo(t)
   const dir = await tempDir(t)

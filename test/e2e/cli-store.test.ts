@@ -1,5 +1,4 @@
 import test from 'ava'
-// serial: each test spawns several CLI processes; side by side they only starve each other
 import type { ExecutionContext } from 'ava'
 import { spawn } from 'node:child_process'
 import { chmod, mkdir, readFile, stat } from 'node:fs/promises'
@@ -15,7 +14,8 @@ function oneLineError (t: any, stderr: string, what: string): void {
   t.is(stderr.trimEnd().split('\n').length, 1, `${what}: ${stderr}`)
 }
 
-test.serial('init → import → ls → inspect → export → stats → dedup → rm → gc → verify', async t => {
+// serial: each test spawns several CLI processes; side by side they only starve each other
+test.serial('init → import → ls → inspect → export byte-identical → stats → id', async t => {
   const dir = await tempDir(t)
   const repo = join(dir, 'repo')
   const r = ['--repo', repo]
@@ -49,6 +49,22 @@ test.serial('init → import → ls → inspect → export → stats → dedup �
   t.like(s1, { images: 1, logicalBytes: a.bytes.length, zeroPages: 16, distinctPages: a.distinctPages })
   t.true(s1.dedupRatio > 1)
 
+  // id offline: identity from config, no addresses; peers needs a daemon
+  const who = await ok(t, ['id', '--json', ...r])
+  t.deepEqual(who, { peerId: id.peerId, site: 'fra1', addresses: [] })
+  const peers = await cli(['peers', ...r])
+  t.is(peers.code, 1)
+  t.regex(peers.stderr, /no daemon is running on repository .*; start one with `memfabric daemon`/)
+})
+
+test.serial('second image dedups → rm → gc frees → verify ok → survivor exports byte-identical', async t => {
+  const repo = await tempRepo(t)
+  const dir = await tempDir(t)
+  const r = ['--repo', repo]
+  const a = makeImage(64, 1234)
+  const impA = await ok(t, ['import', await writeTemp(dir, 'a.ram', a.bytes), '--name', 'vm1', '--json', ...r])
+  t.is(impA.newPages, a.distinctPages)
+
   // a second image sharing all but three unique pages: only those are new
   const b = Buffer.from(a.bytes)
   for (const i of [2, 3, 6]) {
@@ -81,13 +97,6 @@ test.serial('init → import → ls → inspect → export → stats → dedup �
   const outB = join(dir, 'b.out')
   await ok(t, ['export', impB.root, '--out', outB, ...r])
   t.true((await readFile(outB)).equals(b), 'vm2 survives gc byte-identical')
-
-  // id offline: identity from config, no addresses; peers needs a daemon
-  const who = await ok(t, ['id', '--json', ...r])
-  t.deepEqual(who, { peerId: id.peerId, site: 'fra1', addresses: [] })
-  const peers = await cli(['peers', ...r])
-  t.is(peers.code, 1)
-  t.regex(peers.stderr, /no daemon is running on repository .*; start one with `memfabric daemon`/)
 })
 
 test.serial('MEMFABRIC_REPO selects the repository', async t => {
