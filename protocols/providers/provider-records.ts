@@ -277,6 +277,11 @@ export class ProviderRecords implements Startable {
     return result
   }
 
+  /** Work started by callers also ends when the service stops. */
+  private linkSignal (signal?: AbortSignal): AbortSignal {
+    return signal == null ? this.controller.signal : AbortSignal.any([signal, this.controller.signal])
+  }
+
   private assertStarted (): void {
     if (!this.started) throw new NotStartedError('provider records service is not started')
   }
@@ -389,6 +394,7 @@ export class ProviderRecords implements Startable {
    */
   async provide (cids: CID[] | AsyncIterable<CID[]>, options: ProvideOptions = {}): Promise<ProvideResult> {
     this.assertStarted()
+    options = { ...options, signal: this.linkSignal(options.signal) }
     const ttl = Math.min(options.ttl ?? this.recordTtl, MAX_RECORD_TTL)
     const run = new Run(this, options)
     const peersUsed = new Set<string>()
@@ -508,6 +514,7 @@ export class ProviderRecords implements Startable {
   /** Like findProviders, but the answer is aligned with `cids` (no CID strings to build). */
   async resolve (cids: CID[], options: FindProvidersOptions = {}): Promise<PeerId[][]> {
     this.assertStarted()
+    options = { ...options, signal: this.linkSignal(options.signal) }
     const entries = await this.place(cids, options)
     const found: PeerId[][] = new Array(cids.length)
     const peerCache = new Map<string, PeerId>()

@@ -1,11 +1,11 @@
 /**
  * Provider records held by a replica, in two level sublevels:
  *
- * - `records`: `<32-byte sha2-256 digest>` → packed list of `[u8 len][peer id bytes][f64 expiry ms]`
+ * - `r` (records): `<32-byte sha2-256 digest>` → packed list of `[u8 len][peer id bytes][f64 expiry ms]`
  *   (at most `maxProvidersPerKey` entries, expired ones dropped whenever the key is written).
  *   One key per page digest makes a GET of a whole frame ONE `getMany`, and an ADD of a frame
  *   ONE `getMany` + ONE `batch`, instead of a range scan per key.
- * - `peers`: `<peer id bytes>` → dag-cbor `{ addrs, expires }`, one entry per provider peer.
+ * - `p` (peers): `<peer id bytes>` → dag-cbor `{ addrs, expires }`, one entry per provider peer.
  *
  * Nothing is cached in memory: the store is bounded by disk, not by RAM.
  */
@@ -85,8 +85,8 @@ export class RecordStore {
 
   constructor (init: RecordStoreInit) {
     this.db = init.db
-    this.records = init.db.sublevel('records', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
-    this.peers = init.db.sublevel('peers', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
+    this.records = init.db.sublevel('r', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
+    this.peers = init.db.sublevel('p', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
     this.maxProvidersPerKey = init.maxProvidersPerKey ?? DEFAULT_MAX_PROVIDERS_PER_KEY
     this.now = init.now ?? Date.now
   }
@@ -105,7 +105,7 @@ export class RecordStore {
     if (digests.length === 0) return 0
     return this.locked(async () => {
       options?.signal?.throwIfAborted()
-      const keys = digests.map(asBuffer)
+      const keys = digests.every(d => Buffer.isBuffer(d)) ? digests as Buffer[] : digests.map(asBuffer)
       let existing: Array<Buffer | undefined>
       try {
         existing = await this.records.getMany(keys)
