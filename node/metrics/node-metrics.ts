@@ -44,7 +44,8 @@ const TIER_LABEL: Record<TierKey, string> = { local: 'local', site: 'site', remo
 export class NodeMetrics {
   readonly registry: Registry
   private readonly node: MetricsNode
-  private readonly seen = new Map<number, Record<Tier, TierFigures>>()
+  private readonly seen = new Map<number, { tiers: Record<Tier, TierFigures>, wan: number }>()
+  private readonly ended = new Set<number>()
   private readonly fetchedPages: Counter<'tier'>
   private readonly fetchedBytes: Counter<'tier'>
   private readonly fetchedWire: Counter<'tier'>
@@ -240,24 +241,33 @@ export class NodeMetrics {
   private follow (m: MigrationEntry): void {
     if (m.direction === 'in') {
       const last = this.seen.get(m.id)
+      let wan = last?.wan ?? 0
       for (const tier of TIERS) {
         const now = m.tiers[tier]
-        const before = last?.[tier]
+        const before = last?.tiers[tier]
         if (now == null) continue
         const labels = { tier: TIER_LABEL[tier] }
         this.fetchedPages.inc(labels, Math.max(0, now.pages - (before?.pages ?? 0)))
         this.fetchedBytes.inc(labels, Math.max(0, now.bytes - (before?.bytes ?? 0)))
-        this.fetchedWire.inc(labels, Math.max(0, now.wireBytes - (before?.wireBytes ?? 0)))
+        const wire = Math.max(0, now.wireBytes - (before?.wireBytes ?? 0))
+        this.fetchedWire.inc(labels, wire)
         // WAN: other sites, and the source when it sits elsewhere
-        const wan = tier === 'remote' || (tier === 'source' && siteOf(this.node, m.peer) !== this.node.site)
-        if (wan) this.wanBytes.inc(Math.max(0, now.wireBytes - (before?.wireBytes ?? 0)))
+        if (tier === 'remote' || (tier === 'source' && siteOf(this.node, m.peer) !== this.node.site)) {
+          this.wanBytes.inc(wire)
+          wan += wire
+        }
       }
-      this.seen.set(m.id, structuredClone(m.tiers))
+      // the report's figure also counts manifest blocks: settle on it at the end
+      if (m.report != null && m.report.wanBytes > wan) {
+        this.wanBytes.inc(m.report.wanBytes - wan)
+        wan = m.report.wanBytes
+      }
+      this.seen.set(m.id, { tiers: structuredClone(m.tiers), wan })
     }
-    if (m.finished != null && this.seen.get(-m.id) == null) {
-      this.seen.set(-m.id, m.tiers)
+    if (m.finished != null && !this.ended.has(m.id)) {
+      this.ended.add(m.id)
       this.migrationsEnded.inc({ direction: m.direction, result: m.report != null ? 'ok' : 'failed' })
-      if (m.direction === 'in') this.seen.delete(m.id)
+      this.seen.delete(m.id)
     }
   }
 }
