@@ -16,3 +16,9 @@ export const DEFAULT_PAUSE_TIMEOUT = 60_000
 export const INSTALL_PAGE_SIZE = 4096
 /** Bytes read per step when installing the delivered RAM file. */
 export const DEFAULT_INSTALL_CHUNK = 8 * 1024 * 1024
+/** How long `receiveQemu` waits for a migration to deliver the RAM (ms). */
+export const DEFAULT_RECEIVE_TIMEOUT = 60 * 60_000
+/** Suffix of the file the destination daemon stages the final image in (under its `out/`). */
+export const STAGING_SUFFIX = '.qemu-staging'
+/** Default URI the destination listens on for the device state when both QEMUs are driven from one host. */
+export const DEFAULT_INCOMING = 'tcp:127.0.0.1:0'

@@ -8,18 +8,21 @@
  * ```ts
  * const report = await migrateQemu({
  *   source: await connectApi('/var/lib/memfabric'),
- *   destination: await connectApi('/mnt/dst/memfabric'),
- *   destRepo: '/mnt/dst/memfabric',
  *   sourceQmp: '/run/vm1.qmp',
+ *   to: '12D3KooW...',
  *   destQmp: '/run/vm1-in.qmp',
- *   to: '12D3KooW...'
- * })
+ *   destination: await connectApi('/srv/dst/memfabric'),
+ *   destRepo: '/srv/dst/memfabric'
+ * }, { live: true })
  * report.downtimeMs
  * ```
  */
 export { QmpClient } from './qmp.ts'
 export type { QmpEvent, QmpConnectOptions, QmpExecuteOptions } from './qmp.ts'
-export { migrateQemu, installRam, sharedRamFile } from './migrate.ts'
+export { migrateQemu } from './migrate.ts'
 export type { QemuMigrationInit, QemuMigrateOptions, QemuMigrationReport, QemuMigrationPhase } from './migrate.ts'
+export { receiveQemu, installVerified, stagingPath, stagingName } from './receive.ts'
+export type { QemuReceiveInit, QemuReceiveOptions, QemuReceiveReport, InstallVerifiedResult } from './receive.ts'
+export { installRam, sharedRamFile } from './ram.ts'
 export * from './constants.ts'
 export * from './errors.ts'
