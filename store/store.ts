@@ -227,12 +227,12 @@ export class LevelPackStore extends EventTarget implements Store {
   }
 
   /** Where each page is stored (pending or committed), `undefined` when not held. */
-  async lookup (digests: Uint8Array[]): Promise<Array<PageLocation | undefined>> {
+  async lookup (digests: Uint8Array[], keys?: string[]): Promise<Array<PageLocation | undefined>> {
     const out = new Array<PageLocation | undefined>(digests.length).fill(undefined)
     const ask: Uint8Array[] = []
     const at: number[] = []
     for (let i = 0; i < digests.length; i++) {
-      const p = this.pending.size > 0 ? this.pending.get(digestKey(digests[i])) : undefined
+      const p = this.pending.size > 0 ? this.pending.get(keys?.[i] ?? digestKey(digests[i])) : undefined
       if (p != null) {
         out[i] = p.loc
       } else {
@@ -254,11 +254,11 @@ export class LevelPackStore extends EventTarget implements Store {
    * Append new pages (already known to be absent) to the pack as one write and record them as
    * pending. `bytes` is their concatenation; `lengths` their sizes. Call with the lock held.
    */
-  async appendPages (digests: Uint8Array[], bytes: Uint8Array, lengths: number[]): Promise<{ done: Promise<void> }> {
+  async appendPages (digests: Uint8Array[], bytes: Uint8Array, lengths: number[], keys?: string[]): Promise<{ done: Promise<void> }> {
     const { pack, offset, done } = await this.packs.append(bytes)
     let at = offset
     for (let i = 0; i < digests.length; i++) {
-      this.pending.set(digestKey(digests[i]), { digest: digests[i], loc: { pack, offset: at, length: lengths[i] } })
+      this.pending.set(keys?.[i] ?? digestKey(digests[i]), { digest: digests[i], loc: { pack, offset: at, length: lengths[i] } })
       at += lengths[i]
     }
     this.pendingBytes += bytes.byteLength

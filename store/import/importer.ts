@@ -93,19 +93,27 @@ export async function importImage (store: LevelPackStore, path: string, options:
       store.checkOpen()
       const fresh: number[] = []
       const freshDigests: Uint8Array[] = []
+      const freshKeys: string[] = []
       const digests = Buffer.from(r.digests.buffer, r.digests.byteOffset, r.digests.byteLength)
       for (let i = 0; i < n; i++) {
         if (r.zero[i] === 1) continue
-        // keys straight from the digest buffer: no view object per page
+        // keys straight from the digest buffer: no Buffer view per page
         const k = digests.toString('latin1', i * 32, i * 32 + 32)
         if (lease.pages.has(k)) continue
         lease.pages.add(k)
         fresh.push(i)
-        freshDigests.push(digests.subarray(i * 32, i * 32 + 32))
+        freshKeys.push(k)
+        freshDigests.push(r.digests.subarray(i * 32, i * 32 + 32))
       }
-      const locs = await store.lookup(freshDigests)
+      const locs = await store.lookup(freshDigests, freshKeys)
       const addIdx: number[] = []
-      for (let j = 0; j < fresh.length; j++) if (locs[j] == null) addIdx.push(fresh[j])
+      const addAt: number[] = []
+      for (let j = 0; j < fresh.length; j++) {
+        if (locs[j] == null) {
+          addIdx.push(fresh[j])
+          addAt.push(j)
+        }
+      }
       if (addIdx.length > 0) {
         const lengths = addIdx.map(i => Math.min(pageSize, len - i * pageSize))
         let bytes: Uint8Array
@@ -126,7 +134,7 @@ export async function importImage (store: LevelPackStore, path: string, options:
           }
           bytes = out
         }
-        const appended = await store.appendPages(addIdx.map(i => r.digests.subarray(i * 32, i * 32 + 32)), bytes, lengths)
+        const appended = await store.appendPages(addAt.map(j => freshDigests[j]), bytes, lengths, addAt.map(j => freshKeys[j]))
         written = appended.done
         newPages += addIdx.length
       }
