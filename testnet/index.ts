@@ -15,6 +15,7 @@
  * }
  * ```
  */
+export * from './constants.ts'
 export * from './testnet.ts'
 export * from './scenarios.ts'
 export * from './report.ts'

@@ -18,10 +18,11 @@ import { MemfabricError } from '../store/errors.ts'
 import { PAGE_SIZE, evolveImage, writeImage } from './synthetic.ts'
 import type { Testnet, TestnetNode } from './testnet.ts'
 import type { WanLinkStats } from './wan/index.ts'
+import { DEFAULT_SCENARIO_SIZE } from './constants.ts'
+import type { ScenarioName } from './constants.ts'
 
 const log = logger('memfabric:testnet')
 
-export type ScenarioName = 'family' | 'return' | 'unrelated'
 
 export const SCENARIOS: Record<ScenarioName, string> = {
   family: 'a VM cloned from the family template migrates A→B, where siblings of the same template already run',
@@ -29,8 +30,6 @@ export const SCENARIOS: Record<ScenarioName, string> = {
   unrelated: 'a VM with nothing in common with site B (B runs another family) migrates A→B'
 }
 
-/** Image size of a scenario when none is given */
-export const DEFAULT_SCENARIO_SIZE = 64 * 1024 * 1024
 /** Share of an image that is the family template (kernel, libraries, page cache) */
 export const FAMILY_TEMPLATE_SHARE = 0.5
 /** Share of pages that differ between the older snapshot and the returning VM */

@@ -19,27 +19,16 @@ import { HttpApiClient } from '../node/api/http-client.ts'
 import type { MemfabricApi, PeerSummary } from '../node/api/index.ts'
 import { WanEmulator } from './wan/index.ts'
 import type { WanLinkStats } from './wan/index.ts'
+import { DEFAULT_HOSTS, DEFAULT_SITES, DEFAULT_TESTNET_LAN_MBIT, DEFAULT_TESTNET_WAN_MBIT, DEFAULT_TESTNET_WAN_RTT_MS, SITE_NAMES } from './constants.ts'
 
 const log = logger('memfabric:testnet')
 
-/** Sites when none is given */
-export const DEFAULT_SITES = 2
-/** Hosts per site when none is given */
-export const DEFAULT_HOSTS = 3
-/** Round trip between sites, ms */
-export const DEFAULT_TESTNET_WAN_RTT_MS = 40
-/** Bandwidth of each direction between two sites, Mbit/s */
-export const DEFAULT_TESTNET_WAN_MBIT = 100
-/** Bandwidth of the LAN inside a site, Mbit/s */
-export const DEFAULT_TESTNET_LAN_MBIT = 10_000
 /** How long a daemon has to print its ready line, ms */
 export const DEFAULT_START_TIMEOUT_MS = 30_000
 /** How long the nodes have to see their peers, ms */
 export const DEFAULT_MESH_TIMEOUT_MS = 30_000
 /** How long a daemon has to exit after SIGTERM before SIGKILL, ms */
 export const DEFAULT_STOP_TIMEOUT_MS = 5_000
-/** Site names: A, B, C ... */
-export const SITE_NAMES = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'
 /** The `memfabric` executable the daemons run */
 export const BIN = fileURLToPath(new URL('../cli/bin.ts', import.meta.url))
 

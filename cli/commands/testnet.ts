@@ -4,6 +4,11 @@
  */
 import { defineCommand, EXIT_ERROR, globalParams, nonEmptyOption, takePositionals, UsageError } from '../command.ts'
 import type { GlobalParams, ParsedArgs } from '../command.ts'
+import {
+  DEFAULT_HOSTS, DEFAULT_SCENARIO_SIZE, DEFAULT_SITES, DEFAULT_TESTNET_LAN_MBIT, DEFAULT_TESTNET_WAN_MBIT,
+  DEFAULT_TESTNET_WAN_RTT_MS, SCENARIO_NAMES, SITE_NAMES
+} from '../../testnet/constants.ts'
+import type { ScenarioName } from '../../testnet/constants.ts'
 
 export interface TestnetParams extends GlobalParams {
   sites: number
@@ -11,13 +16,11 @@ export interface TestnetParams extends GlobalParams {
   wanRttMs: number
   wanMbit: number
   lanMbit: number
-  scenario?: 'family' | 'return' | 'unrelated'
+  scenario?: ScenarioName
   sizeBytes: number
   dir?: string
 }
 
-// the library's DEFAULT_* are read at run time; these mirror them for help text without loading it
-const SCENARIO_NAMES = ['family', 'return', 'unrelated'] as const
 const LIVE_REFRESH_MS = 2000
 
 async function loadTestnet (): Promise<typeof import('../../testnet/index.ts')> {
@@ -57,13 +60,13 @@ export const testnetCommand = defineCommand({
   usage: 'testnet [--sites N] [--hosts N] [--wan-rtt MS] [--wan-mbit N] [--scenario NAME] [--size BYTES]',
   details: 'Starts one daemon process per host (own repository, real TCP and noise); host h of site s listens on 127.0.s.h. Links between sites are shaped in user space (latency per direction, bandwidth shared by all connections) and count the bytes they carry. Without --scenario it shows a live table until Ctrl-C; with one it migrates a synthetic VM from site A to site B, prints the report and exits 0 only if the destination\'s memory file is byte-identical to the source\'s. Scenarios: family (B runs siblings from the same template), return (B holds the VM\'s older snapshot), unrelated (nothing in common).',
   options: {
-    sites: { type: 'string', valueName: 'N', description: 'number of sites (A, B, ...)', defaultText: '2' },
-    hosts: { type: 'string', valueName: 'N', description: 'hosts (daemons) per site', defaultText: '3' },
-    'wan-rtt': { type: 'string', valueName: 'MS', description: 'round trip between sites (40ms, 0.1s)', defaultText: '40ms' },
-    'wan-mbit': { type: 'string', valueName: 'N', description: 'bandwidth of each direction between two sites, Mbit/s', defaultText: '100' },
-    'lan-mbit': { type: 'string', valueName: 'N', description: 'bandwidth inside a site, Mbit/s (0: unshaped)', defaultText: '10000' },
+    sites: { type: 'string', valueName: 'N', description: 'number of sites (A, B, ...)', defaultText: String(DEFAULT_SITES) },
+    hosts: { type: 'string', valueName: 'N', description: 'hosts (daemons) per site', defaultText: String(DEFAULT_HOSTS) },
+    'wan-rtt': { type: 'string', valueName: 'MS', description: 'round trip between sites (40ms, 0.1s)', defaultText: `${DEFAULT_TESTNET_WAN_RTT_MS}ms` },
+    'wan-mbit': { type: 'string', valueName: 'N', description: 'bandwidth of each direction between two sites, Mbit/s', defaultText: String(DEFAULT_TESTNET_WAN_MBIT) },
+    'lan-mbit': { type: 'string', valueName: 'N', description: 'bandwidth inside a site, Mbit/s (0: unshaped)', defaultText: String(DEFAULT_TESTNET_LAN_MBIT) },
     scenario: { type: 'string', valueName: 'NAME', description: `run one scenario and exit: ${SCENARIO_NAMES.join(', ')}`, defaultText: 'none: live table' },
-    size: { type: 'string', valueName: 'BYTES', description: 'image size of the scenario (64MiB, 1GiB)', defaultText: '64MiB' },
+    size: { type: 'string', valueName: 'BYTES', description: 'image size of the scenario (64MiB, 1GiB)', defaultText: `${DEFAULT_SCENARIO_SIZE / 2 ** 20}MiB` },
     dir: { type: 'string', valueName: 'DIR', description: 'working directory, kept afterwards (repos, images, dial maps)', defaultText: 'a temp dir, removed' }
   },
   examples: [
@@ -78,16 +81,16 @@ export const testnetCommand = defineCommand({
       throw new UsageError(`unknown scenario '${scenario}' (one of ${SCENARIO_NAMES.join(', ')})`)
     }
     const sizeText = nonEmptyOption(args, 'size')
-    const sizeBytes = sizeText === undefined ? 64 * 2 ** 20 : parseSize(sizeText, 'size')
+    const sizeBytes = sizeText === undefined ? DEFAULT_SCENARIO_SIZE : parseSize(sizeText, 'size')
     if (sizeBytes <= 0 || sizeBytes % 4096 !== 0) throw new UsageError(`--size must be a positive multiple of 4 KiB, got ${sizeBytes}`)
     const rtt = nonEmptyOption(args, 'wan-rtt')
     const params: TestnetParams = {
       ...globalParams(args, env),
-      sites: numberOption(args, 'sites', 2, 1, 26, true),
-      hosts: numberOption(args, 'hosts', 3, 1, 253, true),
-      wanRttMs: rtt === undefined ? 40 : parseMs(rtt, 'wan-rtt'),
-      wanMbit: numberOption(args, 'wan-mbit', 100, 0.001, 1e6, false),
-      lanMbit: numberOption(args, 'lan-mbit', 10_000, 0, 1e6, false),
+      sites: numberOption(args, 'sites', DEFAULT_SITES, 1, SITE_NAMES.length, true),
+      hosts: numberOption(args, 'hosts', DEFAULT_HOSTS, 1, 253, true),
+      wanRttMs: rtt === undefined ? DEFAULT_TESTNET_WAN_RTT_MS : parseMs(rtt, 'wan-rtt'),
+      wanMbit: numberOption(args, 'wan-mbit', DEFAULT_TESTNET_WAN_MBIT, 0.001, 1e6, false),
+      lanMbit: numberOption(args, 'lan-mbit', DEFAULT_TESTNET_LAN_MBIT, 0, 1e6, false),
       scenario: scenario as TestnetParams['scenario'],
       sizeBytes,
       dir: nonEmptyOption(args, 'dir')
