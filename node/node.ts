@@ -79,6 +79,8 @@ export interface PullRequest {
   out?: string
   signal?: AbortSignal
   onProgress?(progress: MigrationProgress): void
+  /** Distinct pages planned together (default DEFAULT_WINDOW_PAGES). */
+  windowPages?: number
 }
 
 /**
@@ -219,7 +221,8 @@ export class MemfabricNode {
       name: request.name,
       out: request.out,
       signal: request.signal,
-      onProgress: tracked.onProgress
+      onProgress: tracked.onProgress,
+      windowPages: request.windowPages
     }))
   }
 

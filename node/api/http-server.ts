@@ -117,6 +117,8 @@ export class ApiServer {
     const controller = new AbortController()
     res.on('close', () => { if (!res.writableFinished) controller.abort() })
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' })
+    // send the headers now: a long call without progress lines must not hit the client's header timeout (undici: 300 s)
+    res.flushHeaders()
     const write = (line: RpcLine): void => { res.write(JSON.stringify(line) + '\n') }
     const options = { ...(isObject(args[spec.optionsArg]) ? args[spec.optionsArg] as object : {}) }
     args[spec.optionsArg] = {
