@@ -5,6 +5,7 @@
 import { formatBytes, formatCount, formatPercent, formatRate, formatRatio, formatTable } from '../cli/output.ts'
 import { TIERS } from '../node/migration/index.ts'
 import type { ScenarioResult } from './scenarios.ts'
+import type { WanLinkStats } from './wan/index.ts'
 
 export interface NodeRow {
   name: string
@@ -28,6 +29,17 @@ export function formatNodeTable (rows: NodeRow[]): string {
     r.images === undefined ? '?' : formatCount(r.images),
     r.pages === undefined ? '?' : formatCount(r.pages),
     r.api
+  ]))
+}
+
+/** The emulated links: what each carried so far and the connections crossing it. */
+export function formatLinkTable (links: WanLinkStats[]): string {
+  return formatTable([
+    { header: 'LINK' }, { header: 'RTT/2', right: true }, { header: 'MBIT/S', right: true }, { header: 'CARRIED', right: true },
+    { header: 'IN FLIGHT', right: true }, { header: 'CONNS', right: true }, { header: 'ACTIVE', right: true }
+  ], links.map(l => [
+    l.from === l.to ? `${l.fromName} LAN` : `${l.fromName}→${l.toName}`, `${l.latencyMs} ms`, formatCount(l.mbit), formatBytes(l.bytes),
+    formatBytes(l.inFlightBytes ?? 0), formatCount(l.connections), formatCount(l.activeConnections)
   ]))
 }
 

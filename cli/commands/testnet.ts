@@ -99,7 +99,7 @@ export const testnetCommand = defineCommand({
     return params
   },
   async handler (params, ctx) {
-    const { Testnet, prepareScenario, runScenario, formatScenarioReport, formatNodeTable, connectedPeers } = await loadTestnet()
+    const { Testnet, prepareScenario, runScenario, formatScenarioReport, formatNodeTable, formatLinkTable, connectedPeers } = await loadTestnet()
     const status = (text: string): void => { if (!params.json) ctx.stderr.write(`testnet: ${text}\n`) }
     const { join } = await import('node:path')
     status(`starting ${params.sites} sites × ${params.hosts} hosts, WAN ${params.wanRttMs} ms RTT, ${params.wanMbit} Mbit/s`)
@@ -147,11 +147,12 @@ export const testnetCommand = defineCommand({
           return { name: n.name, site: n.site, peerId: n.peerId, peers, pages: stats, images, api: n.apiUrl }
         }))
         if (ctx.signal.aborted) break
-        const table = formatNodeTable(rows)
-        if (!params.json && table !== last) {
-          // a terminal gets the table redrawn in place; a pipe gets it when it changes
+        const nodes = formatNodeTable(rows)
+        const table = `${nodes}\n\n${formatLinkTable(net.linkStats())}`
+        if (!params.json && (tty || nodes !== last)) {
+          // a terminal gets the tables redrawn in place; a pipe gets them when a node changes
           ctx.stdout.write(tty ? `\x1b[H\x1b[2J${table}\n\nworking dir ${net.dir}\nCtrl-C stops the network\n` : `${table}\n\n`)
-          last = table
+          last = nodes
         }
         await new Promise<void>(resolve => {
           const timer = setTimeout(done, LIVE_REFRESH_MS)
