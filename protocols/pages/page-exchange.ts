@@ -94,6 +94,8 @@ export class PageExchange implements Startable {
   private readonly streamsPerPeer = new Map<string, number>()
   private nextId = 0
   private started = false
+  /** Aborted by stop(): ends every pending read and store call of this service. */
+  private shutdown = new AbortController()
 
   constructor (components: PageExchangeComponents, init: PageExchangeInit) {
     this.components = components
@@ -121,6 +123,7 @@ export class PageExchange implements Startable {
     if (this.started) {
       return
     }
+    this.shutdown = new AbortController()
     await this.components.registrar.handle(this.protocol, (stream, connection) => this.onStream(stream, connection), {
       maxInboundStreams: this.maxInboundStreams,
       maxOutboundStreams: this.maxOutboundStreams
@@ -133,6 +136,7 @@ export class PageExchange implements Startable {
       return
     }
     this.started = false
+    this.shutdown.abort(new NotStartedError('page exchange stopped'))
     await this.components.registrar.unhandle(this.protocol)
     for (const stream of this.streams) {
       stream.abort(new NotStartedError('page exchange stopped'))
@@ -190,6 +194,8 @@ export class PageExchange implements Startable {
       maxBufferSize: Math.max(4 * 1024 * 1024, this.maxInflightPerStream * this.maxRequestFrameLength)
     })
     const controller = new AbortController()
+    const onShutdown = (): void => { controller.abort(this.shutdown.signal.reason) }
+    this.shutdown.signal.addEventListener('abort', onShutdown, { once: true })
     // a reset or a dropped connection stops the store reads and writes of pending answers
     const onClose = (): void => { controller.abort(new Error('stream closed before all answers were sent')) }
     stream.addEventListener('close', onClose, { once: true })
@@ -249,6 +255,7 @@ export class PageExchange implements Startable {
       await stream.close({ signal: AbortSignal.timeout(this.idleTimeout) })
     } finally {
       stream.removeEventListener('close', onClose)
+      this.shutdown.signal.removeEventListener('abort', onShutdown)
       controller.abort()
     }
   }
@@ -339,7 +346,7 @@ export class PageExchange implements Startable {
 
     // one failing stream stops its siblings
     const controller = new AbortController()
-    const signal = options.signal == null ? controller.signal : AbortSignal.any([options.signal, controller.signal])
+    const signal = AbortSignal.any(options.signal == null ? [controller.signal, this.shutdown.signal] : [options.signal, controller.signal, this.shutdown.signal])
     const state: FetchState = { peer: peerKey(peer), batches, next: 0, result, sinkBuffer: [], options, signal }
     const streams = Math.max(1, Math.min(options.streams ?? DEFAULT_STREAMS, batches.length))
 

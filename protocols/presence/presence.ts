@@ -45,6 +45,8 @@ export class Presence implements Startable {
   private readonly streams = new Set<Stream>()
   private nextId = 0
   private started = false
+  /** Aborted by stop(): ends every pending read and store call of this service. */
+  private shutdown = new AbortController()
 
   constructor (components: PresenceComponents, init: PresenceInit) {
     this.components = components
@@ -68,6 +70,7 @@ export class Presence implements Startable {
     if (this.started) {
       return
     }
+    this.shutdown = new AbortController()
     await this.components.registrar.handle(this.protocol, (stream, connection) => { this.onStream(stream, connection) }, {
       maxInboundStreams: this.maxInboundStreams,
       maxOutboundStreams: this.maxOutboundStreams
@@ -80,6 +83,7 @@ export class Presence implements Startable {
       return
     }
     this.started = false
+    this.shutdown.abort(new NotStartedError('presence stopped'))
     await this.components.registrar.unhandle(this.protocol)
     for (const stream of this.streams) {
       stream.abort(new NotStartedError('presence stopped'))
@@ -107,7 +111,7 @@ export class Presence implements Startable {
     while (true) {
       let frame
       try {
-        frame = await withIdleTimeout(lp.read(), this.idleTimeout, () => new TransferTimeoutError(peer, this.idleTimeout))
+        frame = await withIdleTimeout(lp.read(), this.idleTimeout, () => new TransferTimeoutError(peer, this.idleTimeout), this.shutdown.signal)
       } catch (err: any) {
         if (err?.name === 'UnexpectedEOFError') {
           break
@@ -144,6 +148,7 @@ export class Presence implements Startable {
       return []
     }
     const remote = peerKey(peer)
+    const signal = AbortSignal.any(options.signal == null ? [this.shutdown.signal] : [options.signal, this.shutdown.signal])
     const idleTimeout = options.idleTimeout ?? this.idleTimeout
     const window = options.window ?? this.window
     const out: boolean[] = new Array(cids.length)
@@ -156,7 +161,7 @@ export class Presence implements Startable {
       return new PeerMisbehavedError(remote, reason, cause == null ? undefined : { cause })
     }
 
-    const stream = await this.components.connectionManager.openStream(peer, this.protocol, options)
+    const stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal })
     this.streams.add(stream)
     const lp = lpStream(stream, {
       maxDataLength: this.maxResponseFrameLength,
@@ -177,7 +182,7 @@ export class Presence implements Startable {
         this.counters.cidsQueried += batch.cids.length
       }
       if (frames.length > 0) {
-        await lp.writeV(frames, options)
+        await lp.writeV(frames, { signal })
       }
     }
     try {
@@ -185,14 +190,14 @@ export class Presence implements Startable {
       while (inflight.length > 0) {
         let frame
         try {
-          frame = await withIdleTimeout(lp.read(), idleTimeout, () => new TransferTimeoutError(remote, idleTimeout), options.signal)
+          frame = await withIdleTimeout(lp.read(), idleTimeout, () => new TransferTimeoutError(remote, idleTimeout), signal)
         } catch (err: any) {
           if (err instanceof TransferTimeoutError) {
             this.counters.timeouts++
             throw err
           }
-          if (options.signal?.aborted === true) {
-            throw options.signal.reason
+          if (signal.aborted) {
+            throw signal.reason
           }
           throw misbehaved(`presence stream failed with ${inflight.length} queries unanswered: ${err?.message}`, err)
         }

@@ -226,3 +226,16 @@ test('stop() unregisters the handler and aborts open streams', async t => {
   await server.node.services.pages.start()
   t.is((await client.node.services.pages.fetch(server.addr, pages.map(p => p.cid))).received.length, 50)
 })
+
+test('stopping the client mid-fetch fails the fetch with ERR_NOT_STARTED, not as misbehaviour', async t => {
+  const pages = randomPages(10)
+  const server = await rawServer(t, async (_lp, _req, stream) => {
+    await new Promise<void>(resolve => { stream.addEventListener('close', () => { resolve() }) })
+  })
+  const client = await pageNode(t)
+  const p = client.node.services.pages.fetch(server.addr, pages.map(p => p.cid))
+  await waitFor(() => client.node.getConnections(server.node.peerId).some(c => c.streams.length > 0))
+  await client.node.services.pages.stop()
+  await t.throwsAsync(p, { code: 'ERR_NOT_STARTED' })
+  t.is(client.node.services.pages.counters.misbehaved, 0)
+})
