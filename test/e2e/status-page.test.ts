@@ -18,7 +18,7 @@ import { startDaemon } from '../fixtures/daemon.ts'
 const MiB = 1024 * 1024
 const CHROMIUM = '/usr/bin/chromium'
 const SCREENSHOT = process.env.MEMFABRIC_STATUS_SCREENSHOT
-const IMAGE_MIB = Number(process.env.MEMFABRIC_STATUS_IMAGE_MIB ?? (SCREENSHOT != null ? 768 : 48))
+const IMAGE_MIB = Number(process.env.MEMFABRIC_STATUS_IMAGE_MIB ?? (SCREENSHOT != null ? 256 : 24))
 
 const hasChromium = await access(CHROMIUM).then(() => true, () => false)
 const browserTest = hasChromium ? test : test.skip
