@@ -60,9 +60,15 @@ async function sha256File (path: string): Promise<string> {
   return h.digest('hex')
 }
 
+/** CPU seconds (all threads of this process, user + system) of the last `timed` call. */
+let lastCpu = 0
+
 async function timed (fn: () => Promise<unknown>): Promise<number> {
+  const c = process.cpuUsage()
   const t = performance.now()
   await fn()
+  const d = process.cpuUsage(c)
+  lastCpu = Math.round((d.user + d.system) / 1e4) / 100
   return performance.now() - t
 }
 
@@ -79,12 +85,16 @@ try {
   let zeroPages = 0
   for (let run = 1; run <= runs; run++) {
     const copyMs = await timed(async () => copyFile(image, join(work, 'copy.ram')))
+    const copyCpu = lastCpu
     await rm(join(work, 'copy.ram'))
     const shaMs = await timed(async () => sha256File(image))
+    const shaCpu = lastCpu
     const dir = join(work, `repo-${run}`)
     const repo = await Repo.init(dir)
     let importMs = 0
     let exportMs = 0
+    let importCpu = 0
+    let exportCpu = 0
     try {
       await repo.store.importImage(template, { name: 'template' })
       importMs = await timed(async () => {
@@ -92,15 +102,27 @@ try {
         newPages = res.newPages
         zeroPages = res.zeroPages
       })
+      importCpu = lastCpu
       exportMs = await timed(async () => repo.store.exportImage('vm', join(work, 'out.ram')))
+      exportCpu = lastCpu
     } finally {
       await repo.close()
       await rm(dir, { recursive: true, force: true })
       await rm(join(work, 'out.ram'), { force: true })
     }
-    const row = { run, import: mbps(size, importMs), export: mbps(size, exportMs), copy: mbps(size, copyMs), sha256: mbps(size, shaMs) }
+    const row = {
+      run,
+      import: mbps(size, importMs),
+      export: mbps(size, exportMs),
+      copy: mbps(size, copyMs),
+      sha256: mbps(size, shaMs),
+      importCpuS: importCpu,
+      exportCpuS: exportCpu,
+      copyCpuS: copyCpu,
+      sha256CpuS: shaCpu
+    }
     rows.push(row)
-    out(`run ${run}: import ${row.import} MB/s, export ${row.export} MB/s, copy+fdatasync ${row.copy} MB/s, sha256 ${row.sha256} MB/s`)
+    out(`run ${run}: import ${row.import} MB/s (${importCpu} CPU s), export ${row.export} MB/s (${exportCpu} CPU s), copy+fdatasync ${row.copy} MB/s, sha256 ${row.sha256} MB/s (${shaCpu} CPU s); load ${loadavg()[0].toFixed(1)}`)
   }
   const result = {
     date: new Date().toISOString(),
@@ -111,7 +133,10 @@ try {
       importMBps: median(rows.map(r => r.import)),
       exportMBps: median(rows.map(r => r.export)),
       copyMBps: median(rows.map(r => r.copy)),
-      sha256MBps: median(rows.map(r => r.sha256))
+      sha256MBps: median(rows.map(r => r.sha256)),
+      importCpuS: median(rows.map(r => r.importCpuS)),
+      exportCpuS: median(rows.map(r => r.exportCpuS)),
+      sha256CpuS: median(rows.map(r => r.sha256CpuS))
     }
   }
   const m = result.median
@@ -145,11 +170,16 @@ Date: ${r.date}.
 | baseline: sequential copy + fdatasync | ${m.copyMBps} | 1.00 | |
 | baseline: sha256 of the file, one thread | ${m.sha256MBps} | | 1.00 |
 
-Per run:
+CPU seconds used by the process (all threads) per GiB, a figure less sensitive to other load on
+the machine: import ${m.importCpuS} s, export ${m.exportCpuS} s, sha256 baseline ${m.sha256CpuS} s. With 2 cores,
+import could reach ${Math.round(2 * r.image.bytes / 1e6 / m.importCpuS)} MB/s and export ${Math.round(2 * r.image.bytes / 1e6 / m.exportCpuS)} MB/s if nothing else ran and
+both cores were kept busy.
 
-| run | import | export | copy | sha256 |
-|---:|---:|---:|---:|---:|
-${r.runs.map((x: any) => `| ${x.run} | ${x.import} | ${x.export} | ${x.copy} | ${x.sha256} |`).join('\n')}
+Per run (MB/s, CPU s):
+
+| run | import | export | copy | sha256 | import CPU | export CPU |
+|---:|---:|---:|---:|---:|---:|---:|
+${r.runs.map((x: any) => `| ${x.run} | ${x.import} | ${x.export} | ${x.copy} | ${x.sha256} | ${x.importCpuS} | ${x.exportCpuS} |`).join('\n')}
 
 Targets (issue 2): import ≥ 400 MB/s, export ≥ 800 MB/s for a 1 GiB image on this 2-core machine.
 `
