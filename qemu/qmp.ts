@@ -192,10 +192,11 @@ export class QmpClient {
       return
     }
     log.trace('<- %s', line.slice(0, 500))
-    if (message.QMP != null) {
+    if (this.greetingWaiter != null) {
+      // the first line must be the greeting; connect() checks it
       const waiter = this.greetingWaiter
       this.greetingWaiter = undefined
-      waiter?.(message)
+      waiter(message)
       return
     }
     if (message.event != null) {

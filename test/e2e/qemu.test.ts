@@ -15,7 +15,7 @@ const qemuTest = missing === undefined ? test.serial : test.skip
 if (missing !== undefined) console.warn(`skipping the QEMU migration test: ${missing}`)
 
 qemuTest('a running QEMU guest migrates live through the fabric to another site and back, and keeps counting', async t => {
-  t.timeout(600_000)
+  t.timeout(900_000)
   const dir = await tempDir(t)
   const kernel = await findKernel() as string
   const initrd = await buildInitramfs(join(dir, 'guest.cpio.gz'))
