@@ -49,45 +49,70 @@ export interface ChunkerOptions {
 /** A chunk entry inside the store: a page digest (32 bytes) or a run of n zero pages. */
 export type DigestEntry = Uint8Array | number
 
-/** Cuts the page-entry sequence of an image into chunk blocks. */
+/**
+ * Cuts the page-entry sequence of an image into chunk blocks. Entries are encoded as they
+ * arrive (digests are copied straight from the hash output), so no object is made per page.
+ */
 export class Chunker {
   private readonly options: ChunkerOptions
-  private entries: DigestEntry[] = []
+  private body: Buffer
+  private len = 0
+  private count = 0
+  /** Zero pages in the open run, not yet written to `body`. */
+  private zeros = 0
   readonly chunks: CID[] = []
 
   constructor (options: ChunkerOptions) {
     this.options = options
+    this.body = Buffer.allocUnsafe(options.max * LINK_BYTES + 9)
   }
 
-  /** Add one page by its 32-byte digest (`undefined` for a zero page); returns a finished chunk. */
-  push (digest: Uint8Array | undefined): Block | undefined {
-    const entries = this.entries
-    if (digest == null) {
-      const last = entries.length - 1
-      if (last >= 0 && typeof entries[last] === 'number') {
-        entries[last] = (entries[last] as number) + 1
-      } else {
-        entries.push(1)
-      }
-      return entries.length >= this.options.max ? this.cut() : undefined
-    }
-    entries.push(digest)
-    const prefix = ((digest[0] << 24) | (digest[1] << 16) | (digest[2] << 8) | digest[3]) >>> 0
-    if ((entries.length >= this.options.min && prefix % this.options.modulus === 0) || entries.length >= this.options.max) {
+  /** Add a zero page; returns a finished chunk. */
+  pushZero (): Block | undefined {
+    if (this.zeros === 0) this.count++
+    this.zeros++
+    return this.count >= this.options.max ? this.cut() : undefined
+  }
+
+  /** Add the page whose 32-byte digest is `src[at, at + 32)`; returns a finished chunk. */
+  pushDigest (src: Buffer, at: number): Block | undefined {
+    this.flushZeros()
+    this.body.set(LINK_HEAD, this.len)
+    src.copy(this.body, this.len + LINK_HEAD.byteLength, at, at + 32)
+    this.len += LINK_BYTES
+    this.count++
+    const prefix = ((src[at] << 24) | (src[at + 1] << 16) | (src[at + 2] << 8) | src[at + 3]) >>> 0
+    if ((this.count >= this.options.min && prefix % this.options.modulus === 0) || this.count >= this.options.max) {
       return this.cut()
     }
     return undefined
   }
 
+  /** Add one page by its digest (`undefined` for a zero page); returns a finished chunk. */
+  push (digest: Uint8Array | undefined): Block | undefined {
+    if (digest == null) return this.pushZero()
+    return this.pushDigest(Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength), 0)
+  }
+
   /** The last, partly filled chunk. */
   flush (): Block | undefined {
-    return this.entries.length > 0 ? this.cut() : undefined
+    return this.count > 0 ? this.cut() : undefined
+  }
+
+  private flushZeros (): void {
+    if (this.zeros === 0) return
+    this.len = writeHead(this.body, this.len, 0, this.zeros)
+    this.zeros = 0
   }
 
   private cut (): Block {
-    const bytes = encodeChunk(this.entries)
+    this.flushZeros()
+    const bytes = Buffer.allocUnsafe(headLength(this.count) + this.len)
+    const at = writeHead(bytes, 0, 4, this.count)
+    this.body.copy(bytes, at, 0, this.len)
+    this.len = 0
+    this.count = 0
     const block = { cid: CID.createV1(DAG_CBOR_CODE, Digest.create(SHA256_CODE, sha256Digest(bytes))), bytes }
-    this.entries = []
     this.chunks.push(block.cid)
     return block
   }

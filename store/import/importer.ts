@@ -142,9 +142,9 @@ export async function importImage (store: LevelPackStore, path: string, options:
         pages++
         if (r.zero[i] === 1) {
           zeroPages++
-          addBlock(chunker.push(undefined))
+          addBlock(chunker.pushZero())
         } else {
-          addBlock(chunker.push(r.digests.subarray(i * 32, i * 32 + 32)))
+          addBlock(chunker.pushDigest(digests, i * 32))
         }
       }
       if (store.pendingBytes >= opts.commitBytes) await store.commitPending()
