@@ -21,7 +21,10 @@ async function * inBatches (cids: CID[], size: number): AsyncGenerator<CID[]> {
 const cleanups: Array<() => Promise<void> | void> = []
 let shared: Promise<NetworkNode[]> | undefined
 const network = async (): Promise<NetworkNode[]> => {
-  shared ??= startNetwork({ teardown: (fn: () => Promise<void> | void) => { cleanups.push(fn) } }, 7)
+  // small frames so every stream carries more frames than the pipelining window
+  shared ??= startNetwork({ teardown: (fn: () => Promise<void> | void) => { cleanups.push(fn) } }, 7, {
+    providers: { addBatchSize: 256, getBatchSize: 256, window: 3 }
+  })
   return shared
 }
 test.after.always(async () => { for (const fn of cleanups.reverse()) await fn() })
