@@ -161,7 +161,7 @@ export class StatusPage {
     this.lastPush = Date.now()
     const data = `event: status\ndata: ${JSON.stringify(await this.snapshot())}\n\n`
     for (const res of to) {
-      if (!res.writableEnded) res.write(data)
+      if (!res.writableEnded && !res.destroyed) res.write(data)
     }
   }
 }

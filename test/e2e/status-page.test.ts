@@ -70,14 +70,14 @@ browserTest('the status page shows peers by site and a migration reaching 100 % 
   t.is(await page.textContent('#node-peer'), db.info.peerId)
   const peerRow = `.site-group[data-site="paris"] tr.peer[data-peer="${da.info.peerId}"]`
   await page.waitForSelector(peerRow)
-  await page.waitForFunction((sel) => /\d+(\.\d)? ms/.test(document.querySelector(sel)?.querySelector('.rtt')?.textContent ?? ''), peerRow)
+  await page.waitForFunction((sel) => /\d+(\.\d)? ms/.test((globalThis as any).document.querySelector(sel)?.querySelector('.rtt')?.textContent ?? ''), peerRow)
   t.regex(await page.textContent('#peer-count') ?? '', /1 in 1 site/)
   await source.page.waitForSelector(`.site-group[data-site="berlin"] tr.peer[data-peer="${db.info.peerId}"]`)
 
   const image = join(dir, 'vm.ram')
   await writeImage(image, { sizeBytes: IMAGE_MIB * MiB, seed: 5 })
   const imported = await ok(t, ['import', image, '--name', 'vm1', '--repo', a, '--json'])
-  await source.page.waitForFunction(() => document.getElementById('store-images')?.textContent === '1')
+  await source.page.waitForFunction(() => (globalThis as any).document.getElementById('store-images')?.textContent === '1')
 
   const migration = cli(['migrate', 'vm1', '--to', db.info.peerId, '--out', 'vm1.ram', '--repo', a, '--json'])
   const row = '.migration[data-direction="in"]'
@@ -85,7 +85,7 @@ browserTest('the status page shows peers by site and a migration reaching 100 % 
   if (SCREENSHOT != null) {
     // mid-way: the bar and the chart have something to show
     await page.waitForFunction((sel) => {
-      const p = Number(document.querySelector(sel)?.getAttribute('data-progress'))
+      const p = Number((globalThis as any).document.querySelector(sel)?.getAttribute('data-progress'))
       return p >= 35 && p <= 80
     }, row, { polling: 50 })
     await page.screenshot({ path: SCREENSHOT, fullPage: true })
@@ -102,7 +102,7 @@ browserTest('the status page shows peers by site and a migration reaching 100 % 
 
   // the source shows the same migration going out
   await source.page.waitForSelector('.migration[data-direction="out"][data-phase="done"][data-progress="100"]')
-  await page.waitForFunction(() => document.getElementById('store-images')?.textContent === '1')
+  await page.waitForFunction(() => (globalThis as any).document.getElementById('store-images')?.textContent === '1')
 
   t.deepEqual(dest.problems, [])
   t.deepEqual(source.problems, [])
