@@ -1,49 +1,9 @@
 import test from 'ava'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { ExecutionContext } from 'ava'
 import { QmpClient, installRam } from '../../qemu/index.ts'
-
-type Handler = (command: string, args: any, socket: Socket) => unknown
-
-/** A fake QEMU QMP server on a unix socket: greets, then answers with `handler`. */
-async function fakeQmp (t: ExecutionContext, handler: Handler, options: { greet?: string } = {}): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'memfabric-qmp-'))
-  const path = join(dir, 'qmp.sock')
-  const sockets = new Set<Socket>()
-  const server = createServer(socket => {
-    sockets.add(socket)
-    socket.setEncoding('utf8')
-    socket.write((options.greet ?? JSON.stringify({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 } }, capabilities: [] } })) + '\r\n')
-    let buffered = ''
-    socket.on('data', (chunk: string) => {
-      buffered += chunk
-      let i: number
-      while ((i = buffered.indexOf('\n')) >= 0) {
-        const msg = JSON.parse(buffered.slice(0, i))
-        buffered = buffered.slice(i + 1)
-        if (msg.execute === 'qmp_capabilities') {
-          socket.write(JSON.stringify({ return: {}, id: msg.id }) + '\r\n')
-          continue
-        }
-        const answer = handler(msg.execute, msg.arguments, socket)
-        if (answer === undefined) continue
-        socket.write(JSON.stringify({ ...(answer as object), id: msg.id }) + '\r\n')
-      }
-    })
-    socket.on('error', () => {})
-  })
-  await new Promise<void>(resolve => server.listen(path, resolve))
-  t.teardown(async () => {
-    for (const s of sockets) s.destroy()
-    await new Promise(resolve => server.close(resolve))
-    await rm(dir, { recursive: true, force: true })
-  })
-  return path
-}
+import { fakeQmp } from '../fixtures/guest/fake-qmp.ts'
 
 test('greeting, capabilities, commands matched by id, events kept', async t => {
   const path = await fakeQmp(t, (command, args, socket) => {
