@@ -20,7 +20,7 @@ import type { AbstractSublevel } from 'abstract-level'
 import type { AbortOptions } from '@libp2p/interface'
 import {
   BlockNotFoundError, ImageFormatError, InvalidRefError, PageNotFoundError, PageVerificationError,
-  RefNotFoundError, StoreClosedError
+  RefNotFoundError, RepoCorruptError, RepoLockedError, StoreClosedError
 } from './errors.ts'
 import { PAGE_SIZE } from './constants.ts'
 import { digestToCid, isPageCid, isZeroPage, sha256Digest, verifyPage } from './page.ts'
@@ -164,7 +164,14 @@ export class LevelPackStore extends EventTarget implements Store {
   /** Open the store in repository `dir` and recover from any interrupted write. */
   static async open (dir: string, options: StoreOptions = {}): Promise<LevelPackStore> {
     const store = new LevelPackStore(dir, resolveStoreOptions(options))
-    await store.db.open()
+    try {
+      await store.db.open()
+    } catch (err: any) {
+      if (err.cause?.code === 'LEVEL_LOCKED' || err.code === 'LEVEL_LOCKED') {
+        throw new RepoLockedError(`repository ${dir} is in use by another process (its index is locked)`)
+      }
+      throw new RepoCorruptError(`cannot open the index of ${dir}: ${err.message}`, { cause: err })
+    }
     try {
       const entries = new Map<number, PackEntry>()
       for await (const [k, v] of store.packsDb.iterator()) entries.set(Number(k), v)
