@@ -9,6 +9,7 @@ import type { Store } from '../../store/index.ts'
 import type { PageCounters } from '../../protocols/pages/index.ts'
 import type { PresenceCounters } from '../../protocols/presence/index.ts'
 import type { ProviderStats } from '../../protocols/providers/index.ts'
+import { DEFAULT_MIGRATION_HISTORY } from '../migrations.ts'
 import type { MigrationEntry, MigrationRegistry } from '../migrations.ts'
 import { DEFAULT_METRICS_PREFIX } from './constants.ts'
 
@@ -72,7 +73,6 @@ export class NodeMetrics {
       return statsCache
     }
     const storeGauge = (name: string, help: string, pick: (s: Awaited<ReturnType<Store['stats']>>) => number): void => {
-      // eslint-disable-next-line no-new
       new Gauge({
         name: p + name,
         help,
@@ -96,7 +96,6 @@ export class NodeMetrics {
 
     // totals kept by the protocols, mirrored into counters at scrape time
     const mirrored = (name: string, help: string, read: () => number): void => {
-      // eslint-disable-next-line no-new
       new Counter({
         name: p + name,
         help,
@@ -109,7 +108,6 @@ export class NodeMetrics {
     }
     const providers = (): ProviderStats => services.providers.stats
     mirrored('provider_records_published_total', 'Provider record copies acknowledged by replicas', () => providers().published)
-    // eslint-disable-next-line no-new
     new Gauge({ name: p + 'provider_records_pending', help: 'Provider record copies in flight', registers, collect () { this.set(providers().pending) } })
     mirrored('provider_records_refreshed_total', 'Provider records re-announced by the republish task', () => providers().refreshed)
     mirrored('provider_records_failed_total', 'Provider record copies that found no live replica', () => providers().failedReplicas)
@@ -126,7 +124,6 @@ export class NodeMetrics {
     mirrored('page_requests_served_total', 'Page requests served', () => pages().requestsServed)
     mirrored('presence_queries_served_total', 'Presence queries answered', () => services.presence.counters.queriesServed)
     mirrored('presence_queries_sent_total', 'Presence queries sent', () => services.presence.counters.queriesSent)
-    // eslint-disable-next-line no-new
     new Counter({
       name: p + 'verification_failures_total',
       help: 'Peers caught misbehaving: pages that failed verification, malformed or unasked answers',
@@ -138,7 +135,6 @@ export class NodeMetrics {
         this.inc({ protocol: 'presence' }, services.presence.counters.misbehaved)
       }
     })
-    // eslint-disable-next-line no-new
     new Counter({
       name: p + 'transfer_timeouts_total',
       help: 'Page or presence exchanges that timed out',
@@ -163,7 +159,6 @@ export class NodeMetrics {
       this.fetchedWire.inc({ tier: TIER_LABEL[tier] }, 0)
     }
 
-    // eslint-disable-next-line no-new
     new Gauge({
       name: p + 'migrations_in_progress',
       help: 'Migrations running now, by direction',
@@ -175,7 +170,6 @@ export class NodeMetrics {
         this.set({ direction: 'out' }, running.filter(m => m.direction === 'out').length)
       }
     })
-    // eslint-disable-next-line no-new
     new Gauge({
       name: p + 'migration_progress_ratio',
       help: 'Share of page slots done of each migration running now',
@@ -189,7 +183,6 @@ export class NodeMetrics {
         }
       }
     })
-    // eslint-disable-next-line no-new
     new Gauge({
       name: p + 'peers',
       help: 'Connected peers per site',
@@ -205,7 +198,6 @@ export class NodeMetrics {
         for (const [site, n] of bySite) this.set({ site }, n)
       }
     })
-    // eslint-disable-next-line no-new
     new Gauge({
       name: p + 'peer_rtt_seconds',
       help: 'Round-trip time to each connected peer, labelled by its site',
@@ -219,7 +211,6 @@ export class NodeMetrics {
         }
       }
     })
-    // eslint-disable-next-line no-new
     new Gauge({ name: p + 'info', help: 'This node: its site', labelNames: ['site'], registers, collect () { this.set({ site: node.site }, 1) } })
 
     this.onChange = (evt) => { this.follow((evt as CustomEvent<MigrationEntry>).detail) }
@@ -266,6 +257,10 @@ export class NodeMetrics {
     }
     if (m.finished != null && !this.ended.has(m.id)) {
       this.ended.add(m.id)
+      // the registry forgets old migrations; so can this
+      if (this.ended.size > 2 * DEFAULT_MIGRATION_HISTORY) {
+        for (const id of this.ended) if (this.node.migrations.get(id) == null) this.ended.delete(id)
+      }
       this.migrationsEnded.inc({ direction: m.direction, result: m.report != null ? 'ok' : 'failed' })
       this.seen.delete(m.id)
     }
