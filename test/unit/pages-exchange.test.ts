@@ -7,7 +7,7 @@ import { pageCid, verifyPage } from '../../store/page.ts'
 import { PAGES_PROTOCOL, PeerMisbehavedError, TransferTimeoutError, InvalidPageCidError } from '../../protocols/pages/index.ts'
 import { decodeRequest, encodeResponse, PAGE_RAW } from '../../protocols/pages/codec.ts'
 import { MemoryPageStore, compressiblePages, randomPages } from '../fixtures/memory-page-store.ts'
-import { LyingPageStore, pageNode, rawNode, repoNode, tempRepo } from '../fixtures/page-nodes.ts'
+import { LyingPageStore, connect, pageNode, rawNode, repoNode, tempRepo } from '../fixtures/page-nodes.ts'
 import { waitFor } from '../fixtures/wait.ts'
 
 function collect () {
@@ -21,6 +21,7 @@ test('fetches 5,000 pages, some missing, every page verified', async t => {
   const held = pages.filter((_, i) => i % 17 !== 0)
   await server.store.putMany(held)
   const client = await repoNode(t)
+  await connect(client.node, server.addr)
   const { got, onPage } = collect()
 
   const res = await client.node.services.pages.fetch(server.addr, pages.map(p => p.cid), { onPage, sink: client.store })
@@ -46,9 +47,11 @@ test('several streams per fetch and many concurrent fetches from several clients
   const server = await repoNode(t)
   await server.store.putMany(pages)
   const clients = await Promise.all([pageNode(t), pageNode(t), pageNode(t)])
+  for (const c of clients) {
+    await connect(c.node, server.addr)
+  }
   const runs = []
   for (const [i, c] of clients.entries()) {
-    await c.node.dial(server.addr)
     for (let j = 0; j < 4; j++) {
       const slice = pages.slice((i * 4 + j) * 200, (i * 4 + j) * 200 + 1000)
       runs.push(c.node.services.pages.fetch(server.node.peerId, slice.map(p => p.cid), { streams: 1 + (j % 3), window: 1 + j }).then(r => ({ r, slice })))
@@ -83,6 +86,7 @@ test('zstd round-trips and reduces wire bytes for compressible pages', async t =
   const server = await repoNode(t)
   await server.store.putMany(pages)
   const client = await repoNode(t)
+  await connect(client.node, server.addr)
   const { got, onPage } = collect()
   const plain = await client.node.services.pages.fetch(server.addr, pages.map(p => p.cid))
   const packed = await client.node.services.pages.fetch(server.addr, pages.map(p => p.cid), { compress: 'zstd', onPage, sink: client.store })
@@ -107,6 +111,7 @@ test('a lying store is detected every time; pages verified before the lie were d
   const store = new LyingPageStore(repo.store)
   const server = await pageNode(t, { store })
   const client = await pageNode(t)
+  await connect(client.node, server.addr)
   for (let round = 0; round < 20; round++) {
     store.lies.clear()
     const bad = 37 + round * 97
@@ -180,6 +185,7 @@ test('garbage, oversize, truncated, unknown-id and out-of-order answers are all 
   ]
   for (const [name, reason, misbehave] of cases) {
     const server = await rawServer(t, misbehave)
+    await connect(client.node, server.addr)
     const { got, onPage } = collect()
     const err = await t.throwsAsync(client.node.services.pages.fetch(server.addr, cids, { onPage }), { instanceOf: PeerMisbehavedError }, name)
     t.is(err?.code, 'ERR_PEER_MISBEHAVED', name)

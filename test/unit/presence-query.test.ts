@@ -5,7 +5,7 @@ import { PRESENCE_PROTOCOL, PeerMisbehavedError, TransferTimeoutError } from '..
 import { Presence } from '../../protocols/presence/presence.ts'
 import { decodeRequest, encodeResponse } from '../../protocols/presence/codec.ts'
 import { MemoryPageStore, randomPages } from '../fixtures/memory-page-store.ts'
-import { memoryComponents, pageNode, rawNode, repoNode } from '../fixtures/page-nodes.ts'
+import { connect, memoryComponents, pageNode, rawNode, repoNode } from '../fixtures/page-nodes.ts'
 
 test('bitmap is correct for 20,000 CIDs with a known subset held', async t => {
   const pages = randomPages(20_000)
@@ -13,6 +13,7 @@ test('bitmap is correct for 20,000 CIDs with a known subset held', async t => {
   const held = (i: number): boolean => (i * 7919) % 5 < 2
   await server.store.putMany(pages.filter((_, i) => held(i)))
   const client = await pageNode(t)
+  await connect(client.node, server.addr)
   const answer = await client.node.services.presence.query(server.addr, pages.map(p => p.cid))
   t.is(answer.length, pages.length)
   t.deepEqual(answer, pages.map((_, i) => held(i)))
@@ -59,6 +60,7 @@ test('a server answering the wrong query or garbage is detected; a silent one ti
         stream.abort(err)
       }
     })
+    await connect(client.node, server.addr)
     await t.throwsAsync(client.node.services.presence.query(server.addr, pages.map(p => p.cid), { idleTimeout: name === 'silent' ? 300 : 90_000 }), { instanceOf: errorClass }, name)
   }
 })
