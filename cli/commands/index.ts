@@ -3,6 +3,10 @@
  *
  * To add a command: write `cli/commands/<name>.ts` exporting a `defineCommand({...})`, import
  * it here and append it to `commands`.
+ *
+ * Every module here is loaded on every run (`memfabric ls` included), so keep the top of a
+ * command module light: import heavy parts (the store, libp2p, the node) inside `handler`
+ * with `await import(...)`, as `init` and `connect` do.
  */
 import type { AnyCommand } from '../command.ts'
 import { initCommand } from './init.ts'
