@@ -1,5 +1,6 @@
 /**
- * The daemon's pause hook pointed back at this process (see {@link PauseHook}).
+ * The live migration's pause hook: the daemon runs a command; the command asks this process
+ * to stop the guest.
  */
 import { createServer } from 'node:net'
 import type { Server, Socket } from 'node:net'
@@ -36,10 +37,13 @@ export class PauseHook {
       socket.setEncoding('utf8')
       socket.setTimeout(timeout, () => socket.destroy())
       let line = ''
+      let asked = false
       socket.on('data', (chunk: string) => {
+        if (asked) return
         line += chunk
         if (line.length > 64) { socket.destroy(); return }
         if (!line.includes('\n')) return
+        asked = true
         pause().then(
           () => socket.end('ok\n'),
           (err: Error) => socket.end(`cannot pause the guest: ${err.message.replace(/\n/g, ' ')}\n`)
