@@ -12,6 +12,16 @@
  *   signal: AbortSignal.timeout(60_000)
  * })
  * ```
+ *
+ * Error codes (`err.code`):
+ * | code | when |
+ * |---|---|
+ * | ERR_PEER_MISBEHAVED | a page failed verification, a frame did not decode or was oversize, a response named an unknown request or came out of order, the stream ended with requests unanswered (`err.peer`, `err.reason`) |
+ * | ERR_TRANSFER_TIMEOUT | no frame for `idleTimeout` ms while requests were outstanding |
+ * | ERR_INVALID_PAGE_CID | a CID given to `fetch` is not CIDv1 raw sha2-256 |
+ * | ERR_NOT_STARTED | the service is not started, or `stop()` ended the transfer |
+ * | ERR_TOO_MANY_STREAMS | (server side, sent as a stream reset) a peer opened more than `maxStreamsPerPeer` streams |
+ * | ERR_INVALID_MESSAGE | a frame did not decode (codec level; the client reports it as ERR_PEER_MISBEHAVED) |
  */
 import type { AbortOptions, PeerId, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'

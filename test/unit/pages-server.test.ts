@@ -75,3 +75,12 @@ test('per-peer stream limit refuses extra streams with a reset', async t => {
   a.abort(new Error('test done'))
   b.abort(new Error('test done'))
 })
+
+test('a client that opens a stream and says nothing is cut off after the idle timeout', async t => {
+  const { s, open } = await setup(t, { idleTimeout: 200 })
+  const stream = await open()
+  await closed(stream)
+  t.is(stream.status, 'reset')
+  await waitFor(() => s.counters.timeouts === 1)
+  t.pass()
+})
