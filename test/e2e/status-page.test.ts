@@ -50,7 +50,7 @@ async function open (t: any, browser: Browser, url: string): Promise<{ page: Pag
 }
 
 browserTest('the status page shows peers by site and a migration reaching 100 % on both ends', async t => {
-  t.timeout(SCREENSHOT != null ? 600_000 : 300_000)
+  t.timeout(600_000)
   const dir = await tempDir(t)
   const a = join(dir, 'a')
   const b = join(dir, 'b')
