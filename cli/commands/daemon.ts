@@ -2,7 +2,6 @@
  * `memfabric daemon`: run the node on the repository until Ctrl-C.
  */
 import { readFile } from 'node:fs/promises'
-import { Daemon } from '../../node/daemon.ts'
 import type { DialMap } from '../../node/transport/dial-map.ts'
 import { defineCommand, globalParams, listOption, nonEmptyOption, takePositionals, UsageError } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
@@ -70,6 +69,8 @@ export const daemonCommand = defineCommand({
         throw new UsageError(`cannot read --dial-map ${params.dialMap}: ${err.message}`)
       }
     }
+    // libp2p is heavy to load: only the daemon command pays for it
+    const { Daemon } = await import('../../node/daemon.ts')
     const daemon = await Daemon.create({
       repo: params.repo,
       listen: params.listen,
