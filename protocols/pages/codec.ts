@@ -55,6 +55,7 @@ export interface PageResponse {
 }
 
 const MAX_U32 = 0xffffffff
+const EMPTY = new Uint8Array(0)
 
 function flat (data: Uint8Array | Uint8ArrayList): Uint8Array {
   return data instanceof Uint8Array ? data : data.subarray()
@@ -152,37 +153,53 @@ export function encodeResponse (res: PageResponse): Uint8Array {
   return encodeResponseList(res).subarray()
 }
 
+/** Read access shared by a flat frame and a chunk list, so a frame is never concatenated. */
+interface FrameReader {
+  length: number
+  u8 (at: number): number
+  u32 (at: number): number
+  bytes (start: number, end: number): Uint8Array
+}
+
+function readerOf (data: Uint8Array | Uint8ArrayList): FrameReader {
+  if (data instanceof Uint8Array) {
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength)
+    return { length: data.byteLength, u8: at => data[at], u32: at => view.getUint32(at), bytes: (a, b) => data.subarray(a, b) }
+  }
+  // a page inside one chunk is a view; only pages across a chunk edge are copied
+  return { length: data.byteLength, u8: at => data.get(at), u32: at => data.getUint32(at), bytes: (a, b) => data.subarray(a, b) }
+}
+
 /**
- * Decode and validate a response frame. Page bytes are views into `data` (no copy).
- * Throws InvalidMessageError.
+ * Decode and validate a response frame. Page bytes are views into `data` where possible
+ * (no copy of the frame). Throws InvalidMessageError.
  */
 export function decodeResponse (data: Uint8Array | Uint8ArrayList, maxEntries = DEFAULT_MAX_CIDS_PER_REQUEST): PageResponse {
-  const bytes = flat(data)
-  if (bytes.byteLength < RESPONSE_FRAME_HEADER) {
-    throw new InvalidMessageError(`response frame too short (${bytes.byteLength} bytes)`)
+  const r = readerOf(data)
+  if (r.length < RESPONSE_FRAME_HEADER) {
+    throw new InvalidMessageError(`response frame too short (${r.length} bytes)`)
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  if (bytes[0] !== FRAME_PAGES) {
-    throw new InvalidMessageError(`unknown response frame type ${bytes[0]}`)
+  if (r.u8(0) !== FRAME_PAGES) {
+    throw new InvalidMessageError(`unknown response frame type ${r.u8(0)}`)
   }
-  const flags = bytes[1]
+  const flags = r.u8(1)
   if ((flags & ~FLAG_LAST) !== 0) {
     throw new InvalidMessageError(`unknown response flags ${flags}`)
   }
-  const id = view.getUint32(2)
-  const start = view.getUint32(6)
-  const count = view.getUint32(10)
+  const id = r.u32(2)
+  const start = r.u32(6)
+  const count = r.u32(10)
   if (count > maxEntries) {
     throw new InvalidMessageError(`response holds ${count} entries, more than ${maxEntries}`)
   }
   const entries: PageEntry[] = new Array(count)
   let pos = RESPONSE_FRAME_HEADER
   for (let i = 0; i < count; i++) {
-    if (pos + RESPONSE_ENTRY_HEADER > bytes.byteLength) {
+    if (pos + RESPONSE_ENTRY_HEADER > r.length) {
       throw new InvalidMessageError('response frame truncated in an entry header')
     }
-    const kind = bytes[pos]
-    const length = view.getUint32(pos + 1)
+    const kind = r.u8(pos)
+    const length = r.u32(pos + 1)
     pos += RESPONSE_ENTRY_HEADER
     if (kind === PAGE_MISSING) {
       if (length !== 0) {
@@ -195,14 +212,14 @@ export function decodeResponse (data: Uint8Array | Uint8ArrayList, maxEntries = 
     } else {
       throw new InvalidMessageError(`unknown entry kind ${kind}`)
     }
-    if (pos + length > bytes.byteLength) {
+    if (pos + length > r.length) {
       throw new InvalidMessageError('response frame truncated in page bytes')
     }
-    entries[i] = { kind, bytes: bytes.subarray(pos, pos + length) }
+    entries[i] = { kind, bytes: length === 0 ? EMPTY : r.bytes(pos, pos + length) }
     pos += length
   }
-  if (pos !== bytes.byteLength) {
-    throw new InvalidMessageError(`response frame has ${bytes.byteLength - pos} trailing bytes`)
+  if (pos !== r.length) {
+    throw new InvalidMessageError(`response frame has ${r.length - pos} trailing bytes`)
   }
   return { id, start, last: (flags & FLAG_LAST) !== 0, entries }
 }

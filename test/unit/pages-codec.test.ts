@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import { encode as cborEncode } from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { identity } from 'multiformats/hashes/identity'
+import { Uint8ArrayList } from 'uint8arraylist'
 import { PAGE_SIZE } from '../../store/constants.ts'
 import { pageCid } from '../../store/page.ts'
 import {
@@ -110,4 +111,24 @@ test('fuzz: mutated valid frames never crash the decoders', t => {
     }
   ), { numRuns: 3000 })
   t.pass()
+})
+
+test('response decodes the same from a chunk list as from a flat frame (fuzzed split points)', t => {
+  fc.assert(fc.property(fc.array(entryArb, { minLength: 1, maxLength: 30 }), fc.array(fc.nat(), { maxLength: 8 }), fc.nat(), fc.nat({ max: 255 }), (entries, cuts, at, value) => {
+    const flat = encodeResponse({ id: 9, start: 1, last: false, entries })
+    if (at % 3 === 0) {
+      flat[at % flat.byteLength] = value // sometimes corrupt it too
+    }
+    const points = [...new Set(cuts.map(c => c % flat.byteLength))].sort((a, b) => a - b)
+    const list = new Uint8ArrayList()
+    let prev = 0
+    for (const p of [...points, flat.byteLength]) {
+      if (p > prev) { list.append(flat.subarray(prev, p)); prev = p }
+    }
+    let a: unknown, b: unknown
+    try { a = decodeResponse(flat) } catch (err) { a = (err as any).code }
+    try { b = decodeResponse(list) } catch (err) { b = (err as any).code }
+    const norm = (x: any) => typeof x === 'string' ? x : { ...x, entries: x.entries.map((e: PageEntry) => [e.kind, Buffer.from(e.bytes).toString('hex')]) }
+    t.deepEqual(norm(a), norm(b))
+  }), { numRuns: 500 })
 })
