@@ -167,7 +167,13 @@ export async function importImage (store: LevelPackStore, path: string, options:
       options.signal?.throwIfAborted()
       const r = await (inflight.shift() as Promise<Chunk>)
       if (next < jobs.length) launch()
-      const { written } = await storeChunk(r)
+      let written: Promise<void>
+      try {
+        ({ written } = await storeChunk(r))
+      } catch (err) {
+        store.hasher.release(r.buf)
+        throw err
+      }
       written.then(() => { store.hasher.release(r.buf) }, () => {})
     }
     addBlock(chunker.flush())
