@@ -5,7 +5,7 @@
 import { logger } from '@libp2p/logger'
 import type { QmpClient } from './qmp.ts'
 import { DEFAULT_POLL_INTERVAL } from './constants.ts'
-import { DeviceMigrationError, VmStateError } from './errors.ts'
+import { DeviceMigrationError, QmpCommandError, VmStateError } from './errors.ts'
 
 const log = logger('memfabric:qemu')
 
@@ -30,11 +30,23 @@ export async function prepareDestination (dst: QmpClient, options: { signal?: Ab
 
 /** Open the destination's listener; resolves to the URI it really listens on (port 0 resolved). */
 export async function listenIncoming (dst: QmpClient, uri: string, options: { signal?: AbortSignal } = {}): Promise<string> {
-  await dst.execute('migrate-incoming', { uri }, options)
+  const listening = async (): Promise<Array<{ type: string, host?: string, port?: string, path?: string }>> =>
+    (await dst.execute<{ 'socket-address'?: Array<{ type: string, host?: string, port?: string, path?: string }> }>('query-migrate', undefined, options))['socket-address'] ?? []
+  try {
+    await dst.execute('migrate-incoming', { uri }, options)
+  } catch (err) {
+    // a previous attempt that failed before the device state left QEMU listening: reuse it
+    const already = await listening().catch(() => [])
+    const inet = already.find(a => a.type === 'inet')
+    const unix = already.find(a => a.type === 'unix')
+    if (!(err instanceof QmpCommandError) || (inet == null && unix == null)) throw err
+    const actual = inet != null ? `tcp:${inet.host ?? '127.0.0.1'}:${inet.port}` : `unix:${unix?.path}`
+    log('destination already listens for the device state on %s', actual)
+    return actual
+  }
   const m = /^tcp:(.+):0$/.exec(uri)
   if (m == null) return uri
-  const info = await dst.execute<{ 'socket-address'?: Array<{ type: string, host?: string, port?: string }> }>('query-migrate', undefined, options)
-  const inet = info['socket-address']?.find(a => a.type === 'inet')
+  const inet = (await listening()).find(a => a.type === 'inet')
   if (inet?.port == null) throw new DeviceMigrationError(`the destination did not say which port it listens on for ${uri}; give a fixed port`)
   const actual = `tcp:${m[1]}:${inet.port}`
   log('destination listens for the device state on %s', actual)

@@ -17,7 +17,7 @@ interface FakeVm {
 }
 
 /** A fake QEMU: a shared memory-backend-file at `ram`, run state, migration that completes. */
-async function fakeVm (t: ExecutionContext, ram: string, status: string, options: { share?: boolean, onMigrate?(): void } = {}): Promise<FakeVm> {
+async function fakeVm (t: ExecutionContext, ram: string, status: string, options: { share?: boolean, onMigrate?(): void, listening?: boolean } = {}): Promise<FakeVm> {
   const vm: FakeVm = { qmp: '', log: [], status }
   vm.qmp = await fakeQmp(t, (command, args) => {
     vm.log.push(command)
@@ -28,7 +28,7 @@ async function fakeVm (t: ExecutionContext, ram: string, status: string, options
       case 'stop': vm.status = 'paused'; return { return: {} }
       case 'cont': vm.status = 'running'; return { return: {} }
       case 'migrate-set-capabilities': return { return: {} }
-      case 'migrate-incoming': return { return: {} }
+      case 'migrate-incoming': return options.listening === true ? { error: { class: 'GenericError', desc: 'The incoming migration has already been started' } } : { return: {} }
       case 'migrate': vm.status = 'postmigrate'; options.onMigrate?.(); return { return: {} }
       case 'migrate_cancel': return { return: {} }
       case 'query-migrate':
@@ -50,7 +50,7 @@ function summary (root: string): MigrationSummary {
   }
 }
 
-async function setup (t: ExecutionContext, verifiedRoot: string) {
+async function setup (t: ExecutionContext, verifiedRoot: string, dstOptions: { listening?: boolean } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'memfabric-qemu-unit-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
   const srcRam = join(dir, 'src.ram')
@@ -60,7 +60,7 @@ async function setup (t: ExecutionContext, verifiedRoot: string) {
   const bytes = Buffer.alloc(4 * PAGE, 7)
   await writeFile(srcRam, bytes)
   await writeFile(dstRam, Buffer.alloc(4 * PAGE))
-  const dst = await fakeVm(t, dstRam, 'inmigrate')
+  const dst = await fakeVm(t, dstRam, 'inmigrate', dstOptions)
   // the destination has loaded the device state once the source sent it
   const src = await fakeVm(t, srcRam, 'running', { onMigrate: () => { dst.status = 'paused' } })
   const calls: string[] = []
@@ -136,4 +136,14 @@ test('share=off RAM and a destination not waiting for a migration are refused be
   t.is((err2 as any).code, 'ERR_VM_STATE')
   t.false(s.src.log.includes('stop'))
   t.deepEqual(s.calls, [])
+})
+
+test('a destination left listening by an earlier failed attempt is reused', async t => {
+  const s = await setup(t, 'bafy-final', { listening: true })
+  const report = await migrateQemu({
+    source: s.source, destination: s.destination, destRepo: s.destRepo,
+    sourceQmp: s.src.qmp, destQmp: s.dst.qmp, to: 'peer'
+  }, { live: false, name: 'vm1' })
+  t.is(report.resumedBy, 'here')
+  t.is(s.dst.status, 'running')
 })
