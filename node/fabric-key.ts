@@ -1,7 +1,8 @@
 /**
- * The fabric key: a libp2p private-network pre-shared key kept in `<repo>/fabric.key`.
- * Peers without the same key cannot complete a connection, so nothing of memfabric — DHT,
- * pages, presence — is reachable from outside the fabric. `memfabric init` creates one;
+ * The fabric key: a 256-bit secret kept in `<repo>/fabric.key` (swarm.key text format).
+ * It is bound into every noise handshake (see `fabricPrologue` in libp2p.ts), so peers without
+ * the same key cannot complete a connection and nothing of memfabric — DHT, pages, presence —
+ * is reachable from outside the fabric. `memfabric init` creates one;
  * `memfabric init --fabric-key FILE` joins an existing fabric.
  */
 import { chmod, readFile, writeFile } from 'node:fs/promises'

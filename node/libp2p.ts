@@ -15,14 +15,12 @@ import type { Ping } from '@libp2p/ping'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import type { KadDHT } from '@libp2p/kad-dht'
 import { bootstrap } from '@libp2p/bootstrap'
-import { preSharedKey } from '@libp2p/pnet'
+import { createHash } from 'node:crypto'
 import { tcpWithDialMap } from './transport/dial-map.ts'
 import type { DialMap } from './transport/dial-map.ts'
 
 /** Private kad protocol id: keeps the fabric's DHT apart from the public IPFS DHT. */
 export const DEFAULT_KAD_PROTOCOL = '/memfabric/kad/1.0.0'
-/** Time allowed for the private-network nonce exchange (ms). */
-export const DEFAULT_PNET_TIMEOUT = 10_000
 /** Listen address used when none is configured. */
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
 
@@ -39,7 +37,10 @@ export interface CreateHostOptions<T extends ServiceMap = Record<string, never>>
   kadProtocol?: string
   /** Rewrites of outgoing TCP dials (the test network's WAN emulator). */
   dialMap?: DialMap
-  /** Private-network key (swarm.key format): only peers with the same key can connect. */
+  /**
+   * Fabric key: bound into every noise handshake as its prologue, so a peer without the same
+   * key fails the handshake before any other protocol runs.
+   */
   fabricKey?: Uint8Array
   /** libp2p metrics, e.g. `prometheusMetrics({ registry })` (default: none). */
   metrics?: Libp2pOptions['metrics']
@@ -57,10 +58,8 @@ export async function createHost<T extends ServiceMap = Record<string, never>> (
     privateKey: options.privateKey,
     addresses: { listen: options.listen ?? DEFAULT_LISTEN },
     transports: [options.dialMap != null ? tcpWithDialMap(options.dialMap) : tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise(options.fabricKey != null ? { prologueBytes: fabricPrologue(options.fabricKey) } : {})],
     streamMuxers: [yamux()],
-    // the nonce exchange crosses the WAN: allow more than the 1 s default
-    ...(options.fabricKey != null ? { connectionProtector: preSharedKey({ psk: options.fabricKey, timeout: DEFAULT_PNET_TIMEOUT }) } : {}),
     peerDiscovery,
     ...(options.metrics != null ? { metrics: options.metrics } : {}),
     connectionManager: {
@@ -85,4 +84,13 @@ export async function createHost<T extends ServiceMap = Record<string, never>> (
     } as any
   })
   return node as unknown as Libp2p<HostServices & T>
+}
+
+/**
+ * The noise prologue of a fabric. Both sides mix it into the handshake hash, so peers with
+ * different keys cannot complete the handshake; unlike a private-network stream cipher it
+ * costs nothing per byte.
+ */
+export function fabricPrologue (fabricKey: Uint8Array): Uint8Array {
+  return createHash('sha256').update('memfabric fabric prologue v1\n').update(fabricKey).digest()
 }
