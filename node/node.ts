@@ -182,7 +182,11 @@ export class MemfabricNode {
     let dialTarget: PeerId | Multiaddr
     if (typeof target === 'string') {
       if (target.startsWith('/')) {
-        dialTarget = multiaddr(target)
+        try {
+          dialTarget = multiaddr(target)
+        } catch (err: any) {
+          throw new InvalidRefError(`'${target}' is not a valid multiaddr: ${err.message}`)
+        }
       } else {
         try {
           dialTarget = peerIdFromString(target)

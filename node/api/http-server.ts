@@ -94,7 +94,8 @@ export class ApiServer {
       return
     }
     const method = url.pathname.slice(API_PREFIX.length)
-    const spec = API_METHODS[method]
+    // own keys only: `toString`, `constructor`... are not API methods
+    const spec = Object.hasOwn(API_METHODS, method) ? API_METHODS[method] : undefined
     if (req.method !== 'POST' || spec == null || typeof this.api[method] !== 'function') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`unknown API method ${method}\n`)
       return
@@ -110,7 +111,8 @@ export class ApiServer {
       if (!Array.isArray(parsed)) throw new Error('arguments must be a JSON array')
       args = parsed
     } catch (err: any) {
-      res.writeHead(400, { 'content-type': 'text/plain' }).end(`bad request: ${err.message}\n`)
+      // the rest of an oversize body is never read: the connection cannot be reused
+      res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end(`bad request: ${err.message}\n`)
       return
     }
 
