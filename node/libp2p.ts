@@ -21,6 +21,8 @@ import type { DialMap } from './transport/dial-map.ts'
 
 /** Private kad protocol id: keeps the fabric's DHT apart from the public IPFS DHT. */
 export const DEFAULT_KAD_PROTOCOL = '/memfabric/kad/1.0.0'
+/** Time allowed to dial and upgrade a connection, either side (ms). */
+export const DEFAULT_DIAL_TIMEOUT = 30_000
 /** Listen address used when none is configured. */
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
 
@@ -63,6 +65,10 @@ export async function createHost<T extends ServiceMap = Record<string, never>> (
     peerDiscovery,
     ...(options.metrics != null ? { metrics: options.metrics } : {}),
     connectionManager: {
+      // a busy host (or a WAN link) can take seconds to finish a noise handshake
+      dialTimeout: DEFAULT_DIAL_TIMEOUT,
+      addressDialTimeout: DEFAULT_DIAL_TIMEOUT,
+      inboundUpgradeTimeout: DEFAULT_DIAL_TIMEOUT,
       // many peers of one site share a host address in tests and on NAT'd sites
       inboundConnectionThreshold: 10_000,
       maxIncomingPendingConnections: 1000,

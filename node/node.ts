@@ -286,7 +286,7 @@ export class MemfabricNode {
       peers: () => this.peers(),
       describe: (peer) => this.describe(peer),
       presence: async (peer, cids, options) => presenceService.query(peer, cids, options),
-      findProviders: async (cids, options) => providers.findProviders(cids, options),
+      findProviders: async (cids, options) => providers.resolve(cids, options),
       fetch: async (peer, cids, options) => {
         if (cids.length > 0 && cids[0].code !== raw.code) {
           const result = await blocks.fetch(peer, cids, { signal: options.signal, onBlock: options.onBlock })

@@ -8,8 +8,8 @@ export const DEFAULT_WINDOWS_IN_FLIGHT = 2
 export const DEFAULT_SLICE_PAGES = 2048
 /** Fetch calls in flight per holder. */
 export const DEFAULT_FETCHES_PER_HOLDER = 2
-/** Verified pages written to the store per batch. */
-export const DEFAULT_STORE_BATCH = 512
+/** Verified pages written to the store per batch (each batch is one durable commit). */
+export const DEFAULT_STORE_BATCH = 2048
 /** RTT assumed for a holder whose RTT is not known yet (ms). */
 export const DEFAULT_UNKNOWN_RTT = 250
 /** Time allowed for a presence query or a provider lookup of one window (ms). */

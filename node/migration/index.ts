@@ -80,7 +80,8 @@ export interface PullDeps {
   /** Site and RTT of one peer, when known. */
   describe(peer: PeerId): Holder
   presence(peer: PeerId, cids: CID[], options: { signal?: AbortSignal }): Promise<boolean[]>
-  findProviders(cids: CID[], options: { signal?: AbortSignal }): Promise<Map<string, PeerId[]>>
+  /** Providers of each CID, in the order asked. */
+  findProviders(cids: CID[], options: { signal?: AbortSignal }): Promise<PeerId[][]>
   /** Fetch pages (raw) or blocks (dag-cbor) by CID, each verified before `onBlock`. */
   fetch(peer: PeerId, cids: CID[], options: { compress: boolean, signal?: AbortSignal, onBlock(cid: CID, bytes: Uint8Array): void }): Promise<FetchResult>
 }

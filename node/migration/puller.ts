@@ -13,6 +13,19 @@ const log = logger('memfabric:migration')
 
 const TIER_RANK: Record<Tier, number> = { local: 0, site: 1, remote: 2, source: 3 }
 
+/** Map key of a CID: its bytes as a binary string (cheaper than base32 `toString()`). */
+/** A holder with what planning needs of it, computed once. */
+interface Candidate {
+  holder: Holder
+  id: string
+  rank: number
+  rtt: number
+}
+
+function keyOf (cid: CID): string {
+  return Buffer.from(cid.bytes.buffer, cid.bytes.byteOffset, cid.bytes.byteLength).toString('latin1')
+}
+
 type Sink = (items: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>
 
 /**
@@ -148,7 +161,7 @@ class Puller {
           continue
         }
         windowSlots++
-        const key = slot.cid.toString()
+        const key = keyOf(slot.cid)
         const entry = window.get(key)
         if (entry != null) {
           entry.slots++
@@ -170,14 +183,12 @@ class Puller {
     const { store } = this.deps
     const held = await store.has(entries.map(e => e.cid), { signal: this.options.signal })
     const missing: CID[] = []
-    const slotsOf = new Map<string, number>()
     entries.forEach((entry, i) => {
       if (held[i]) {
         this.tiers.local.pages += entry.slots
         this.tiers.local.bytes += entry.slots * entry.length
       } else {
         missing.push(entry.cid)
-        slotsOf.set(entry.cid.toString(), entry.slots)
         // repeats of a fetched page inside the image come from the local store
         if (entry.slots > 1) {
           this.tiers.local.pages += entry.slots - 1
@@ -196,100 +207,113 @@ class Puller {
   /** Find holders for `cids`, fetch every one, re-plan around failures; throws if some stay unavailable. */
   private async fetchAll (cids: CID[], opts: { useDht: boolean, sink: Sink, kind: 'pages' | 'manifest' }): Promise<void> {
     const candidates = await this.discover(cids, opts.useDht)
-    const tried = new Map<string, Set<string>>()
+    const source = this.candidate(this.deps.describe(this.options.source))
+    const tried = new Map<string, string[]>()
     let pending = cids
 
     while (pending.length > 0) {
       this.options.signal?.throwIfAborted()
-      const plan = this.plan(pending, candidates, tried)
+      const plan = this.plan(pending, candidates, source, tried)
       if (plan.unavailable.length > 0) {
+        const sourceId = this.options.source.toString()
         throw new PagesUnavailableError(
           `${plan.unavailable.length} ${opts.kind === 'pages' ? 'pages' : 'manifest blocks'} of ${this.options.root} are held by no reachable peer ` +
-          `(the source ${this.dropped.has(this.options.source.toString()) ? `failed: ${this.dropped.get(this.options.source.toString())}` : 'does not have them'}); ` +
+          `(the source ${this.dropped.has(sourceId) ? `failed: ${this.dropped.get(sourceId)}` : 'does not have them'}); ` +
           're-run the migration to fetch only what is missing', plan.unavailable.length)
       }
       const received = new Set<string>()
       await Promise.all([...plan.assignments.values()].map(async ({ holder, cids: assigned }) => {
-        await this.fetchFrom(holder, assigned, opts, received)
+        await this.fetchFrom(holder.holder, assigned, opts, received)
       }))
-      pending = pending.filter(cid => !received.has(cid.toString()))
+      pending = pending.filter(cid => !received.has(keyOf(cid)))
     }
   }
 
-  /** Candidate holders per CID: same-site peers that say they hold it, then DHT providers. */
-  private async discover (cids: CID[], useDht: boolean): Promise<Map<string, Holder[]>> {
-    const candidates = new Map<string, Holder[]>()
-    const add = (cid: CID, holder: Holder): void => {
-      const key = cid.toString()
+  private candidate (holder: Holder): Candidate {
+    return { holder, id: holder.peerId.toString(), rank: TIER_RANK[this.tierOf(holder)], rtt: this.rtt(holder) }
+  }
+
+  /** Candidate holders per CID, best first: same-site peers that say they hold it, then DHT providers. */
+  private async discover (cids: CID[], useDht: boolean): Promise<Map<string, Candidate[]>> {
+    const candidates = new Map<string, Candidate[]>()
+    const add = (key: string, holder: Candidate): void => {
       const list = candidates.get(key)
       if (list == null) candidates.set(key, [holder])
-      else if (!list.some(h => h.peerId.equals(holder.peerId))) list.push(holder)
+      else if (!list.includes(holder)) list.push(holder)
     }
+    const keys = cids.map(keyOf)
     const source = this.options.source
-    const sitePeers = this.deps.peers().filter(p =>
-      p.site === this.deps.site && !p.peerId.equals(source) && !p.peerId.equals(this.deps.self) && !this.dropped.has(p.peerId.toString()))
+    const sitePeers = this.deps.peers()
+      .filter(p => p.site === this.deps.site && !p.peerId.equals(source) && !p.peerId.equals(this.deps.self) && !this.dropped.has(p.peerId.toString()))
+      .map(p => this.candidate(p))
 
     await Promise.all(sitePeers.map(async peer => {
       try {
-        const bits = await this.deps.presence(peer.peerId, cids, { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT) })
-        cids.forEach((cid, i) => { if (bits[i]) add(cid, peer) })
+        const bits = await this.deps.presence(peer.holder.peerId, cids, { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT) })
+        for (let i = 0; i < cids.length; i++) if (bits[i]) add(keys[i], peer)
       } catch (err: any) {
-        log('presence query to %p failed - %e', peer.peerId, err)
+        log('presence query to %p failed - %e', peer.holder.peerId, err)
       }
     }))
 
-    const unresolved = cids.filter(cid => !candidates.has(cid.toString()))
+    const unresolved: number[] = []
+    for (let i = 0; i < cids.length; i++) if (!candidates.has(keys[i])) unresolved.push(i)
     if (useDht && unresolved.length > 0) {
       try {
-        const found = await this.deps.findProviders(unresolved, { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT) })
-        for (const cid of unresolved) {
-          for (const peer of found.get(cid.toString()) ?? []) {
+        const found = await this.deps.findProviders(unresolved.map(i => cids[i]), { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT) })
+        const known = new Map<string, Candidate>()
+        unresolved.forEach((index, j) => {
+          for (const peer of found[j] ?? []) {
             if (peer.equals(this.deps.self) || peer.equals(source)) continue
-            add(cid, this.deps.describe(peer))
+            const id = peer.toString()
+            let holder = known.get(id)
+            if (holder == null) {
+              holder = this.candidate(this.deps.describe(peer))
+              known.set(id, holder)
+            }
+            add(keys[index], holder)
           }
-        }
+        })
       } catch (err: any) {
         log('provider lookup failed - %e', err)
       }
     }
     for (const list of candidates.values()) {
-      list.sort((a, b) => (TIER_RANK[this.tierOf(a)] - TIER_RANK[this.tierOf(b)]) || (this.rtt(a) - this.rtt(b)))
+      if (list.length > 1) list.sort((a, b) => (a.rank - b.rank) || (a.rtt - b.rtt))
     }
     return candidates
   }
 
   /** Assign each CID to its best untried holder, spreading load among holders of the same tier. */
-  private plan (pending: CID[], candidates: Map<string, Holder[]>, tried: Map<string, Set<string>>): { assignments: Map<string, { holder: Holder, cids: CID[] }>, unavailable: CID[] } {
-    const assignments = new Map<string, { holder: Holder, cids: CID[] }>()
+  private plan (pending: CID[], candidates: Map<string, Candidate[]>, source: Candidate, tried: Map<string, string[]>): { assignments: Map<string, { holder: Candidate, cids: CID[] }>, unavailable: CID[] } {
+    const assignments = new Map<string, { holder: Candidate, cids: CID[] }>()
     const unavailable: CID[] = []
-    const source = this.deps.describe(this.options.source)
+    const usable = (holder: Candidate, done: string[] | undefined): boolean =>
+      !this.dropped.has(holder.id) && (done == null || !done.includes(holder.id))
+
     for (const cid of pending) {
-      const key = cid.toString()
-      const done = tried.get(key) ?? new Set<string>()
-      tried.set(key, done)
-      const usable = [...(candidates.get(key) ?? []), source].filter(h => {
-        const id = h.peerId.toString()
-        return !done.has(id) && !this.dropped.has(id)
-      })
-      if (usable.length === 0) {
+      const key = keyOf(cid)
+      const done = tried.get(key)
+      let choice: Candidate | undefined
+      let choiceCost = Infinity
+      // the list is sorted best tier first: weigh load only among holders of the best usable tier
+      for (const holder of candidates.get(key) ?? []) {
+        if (!usable(holder, done)) continue
+        if (choice != null && holder.rank !== choice.rank) break
+        const cost = ((assignments.get(holder.id)?.cids.length ?? 0) + 1) * (holder.rtt + 1)
+        if (cost < choiceCost) { choice = holder; choiceCost = cost }
+      }
+      if (choice == null && usable(source, done)) choice = source
+      if (choice == null) {
         unavailable.push(cid)
         continue
       }
-      const bestTier = TIER_RANK[this.tierOf(usable[0])]
-      let choice = usable[0]
-      let choiceCost = Infinity
-      for (const holder of usable) {
-        if (TIER_RANK[this.tierOf(holder)] !== bestTier) break
-        const load = assignments.get(holder.peerId.toString())?.cids.length ?? 0
-        const cost = (load + 1) * (this.rtt(holder) + 1)
-        if (cost < choiceCost) { choice = holder; choiceCost = cost }
-      }
-      const id = choice.peerId.toString()
-      done.add(id)
-      let assignment = assignments.get(id)
+      if (done == null) tried.set(key, [choice.id])
+      else done.push(choice.id)
+      let assignment = assignments.get(choice.id)
       if (assignment == null) {
         assignment = { holder: choice, cids: [] }
-        assignments.set(id, assignment)
+        assignments.set(choice.id, assignment)
       }
       assignment.cids.push(cid)
     }
@@ -321,7 +345,7 @@ class Puller {
             signal: this.options.signal,
             onBlock: (cid, bytes) => {
               batch.push({ cid, bytes })
-              received.add(cid.toString())
+              received.add(keyOf(cid))
               this.account(tier, opts.kind, bytes.byteLength)
               if (batch.length >= DEFAULT_STORE_BATCH) write()
             }
