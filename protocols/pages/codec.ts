@@ -10,14 +10,18 @@
  *
  * ```
  * 0      u8   type = 0x01 (pages)
- * 1      u8   flags: bit 0 = last frame of this request; other bits zero
+ * 1      u8   flags: bit 0 = last frame of this request; bit 1 = the entries that follow are
+ *           one zstd frame (decompressed, they have the layout below); other bits zero
  * 2      u32  id of the request
  * 6      u32  start: index in the request's cids of the first entry
  * 10     u32  count of entries
  * 14     entries, each: u8 kind (0 missing, 1 raw, 2 zstd) | u32 length | length bytes
  * ```
- * A missing entry has length 0. A frame must be consumed exactly.
+ * A missing entry has length 0. A frame must be consumed exactly. Across sites the server
+ * compresses a frame's entries together (pages of one frame share context, which compresses
+ * far better than page by page) and sends the frame compressed only when that pays.
  */
+import { zstdCompressSync, zstdDecompressSync, constants as zlibConstants } from 'node:zlib'
 import { encode as cborEncode, decode as cborDecode } from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { Uint8ArrayList } from 'uint8arraylist'
@@ -27,6 +31,7 @@ import { DEFAULT_MAX_CIDS_PER_REQUEST, MAX_PAGE_BYTES, RESPONSE_ENTRY_HEADER, RE
 
 export const FRAME_PAGES = 0x01
 export const FLAG_LAST = 0x01
+export const FLAG_ZSTD = 0x02
 
 export const PAGE_MISSING = 0
 export const PAGE_RAW = 1
@@ -183,8 +188,11 @@ export function decodeResponse (data: Uint8Array | Uint8ArrayList, maxEntries = 
     throw new InvalidMessageError(`unknown response frame type ${r.u8(0)}`)
   }
   const flags = r.u8(1)
-  if ((flags & ~FLAG_LAST) !== 0) {
+  if ((flags & ~(FLAG_LAST | FLAG_ZSTD)) !== 0) {
     throw new InvalidMessageError(`unknown response flags ${flags}`)
+  }
+  if ((flags & FLAG_ZSTD) !== 0) {
+    return decodeResponse(inflate(data, r.length, maxEntries), maxEntries)
   }
   const id = r.u32(2)
   const start = r.u32(6)
@@ -222,4 +230,34 @@ export function decodeResponse (data: Uint8Array | Uint8ArrayList, maxEntries = 
     throw new InvalidMessageError(`response frame has ${r.length - pos} trailing bytes`)
   }
   return { id, start, last: (flags & FLAG_LAST) !== 0, entries }
+}
+
+/** Compress a frame's entries as one zstd frame; undefined when that does not pay. */
+export function deflateResponse (frame: Uint8Array, level: number, minSaving: number): Uint8Array | undefined {
+  const body = zstdCompressSync(frame.subarray(RESPONSE_FRAME_HEADER), { params: { [zlibConstants.ZSTD_c_compressionLevel]: level } })
+  if (body.byteLength > (frame.byteLength - RESPONSE_FRAME_HEADER) * minSaving) {
+    return undefined
+  }
+  const out = Buffer.allocUnsafe(RESPONSE_FRAME_HEADER + body.byteLength)
+  out.set(frame.subarray(0, RESPONSE_FRAME_HEADER))
+  out[1] |= FLAG_ZSTD
+  out.set(body, RESPONSE_FRAME_HEADER)
+  return out
+}
+
+/** The plain frame inside a compressed one, its size bounded before anything is allocated. */
+function inflate (data: Uint8Array | Uint8ArrayList, length: number, maxEntries: number): Uint8Array {
+  const flatData = flat(data)
+  const maxBody = maxEntries * (RESPONSE_ENTRY_HEADER + MAX_PAGE_BYTES)
+  let body: Uint8Array
+  try {
+    body = zstdDecompressSync(flatData.subarray(RESPONSE_FRAME_HEADER, length), { maxOutputLength: maxBody })
+  } catch (err: any) {
+    throw new InvalidMessageError(`compressed frame does not decompress within ${maxBody} bytes: ${err.message}`)
+  }
+  const out = Buffer.allocUnsafe(RESPONSE_FRAME_HEADER + body.byteLength)
+  out.set(flatData.subarray(0, RESPONSE_FRAME_HEADER))
+  out[1] &= ~FLAG_ZSTD
+  out.set(body, RESPONSE_FRAME_HEADER)
+  return out
 }

@@ -2,7 +2,8 @@
  * The page exchange service: serves pages from a PageStore and fetches verified pages
  * from peers over `/memfabric/pages/1.0.0` (wire format in codec.ts).
  */
-import { zstdCompressSync, zstdDecompressSync, constants as zlibConstants } from 'node:zlib'
+import { zstdDecompressSync } from 'node:zlib'
+import type { Uint8ArrayList } from 'uint8arraylist'
 import { logger } from '@libp2p/logger'
 import { lpStream } from '@libp2p/utils'
 import type { LengthPrefixedStream } from '@libp2p/utils'
@@ -21,7 +22,7 @@ import {
   RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER, ZSTD_MIN_SAVING
 } from './constants.ts'
 import {
-  decodeRequest, decodeResponse, encodeRequest, encodeResponseList, PAGE_MISSING, PAGE_RAW, PAGE_ZSTD
+  decodeRequest, decodeResponse, deflateResponse, encodeRequest, encodeResponseList, PAGE_MISSING, PAGE_RAW, PAGE_ZSTD
 } from './codec.ts'
 import type { Compression, PageEntry, PageRequest } from './codec.ts'
 import {
@@ -268,7 +269,10 @@ export class PageExchange implements Startable {
     let seen = 0
 
     const flush = async (last: boolean): Promise<void> => {
-      const frame = encodeResponseList({ id: req.id, start, last, entries })
+      let frame: Uint8Array | Uint8ArrayList = encodeResponseList({ id: req.id, start, last, entries })
+      if (req.compress === 'zstd') {
+        frame = deflateResponse(frame.subarray(), this.zstdLevel, ZSTD_MIN_SAVING) ?? frame
+      }
       start += entries.length
       entries = []
       frameSize = RESPONSE_FRAME_HEADER
@@ -283,7 +287,7 @@ export class PageExchange implements Startable {
         entry = MISSING_ENTRY
         this.count(peer, 'missingServed', 1)
       } else {
-        entry = req.compress === 'zstd' ? this.compress(bytes) : { kind: PAGE_RAW, bytes }
+        entry = { kind: PAGE_RAW, bytes }
         this.count(peer, 'pagesServed', 1)
         this.count(peer, 'bytesServed', bytes.byteLength)
       }
@@ -301,14 +305,6 @@ export class PageExchange implements Startable {
     this.count(peer, 'requestsServed', 1)
   }
 
-  /** zstd one page, keeping it raw unless compression pays. */
-  private compress (bytes: Uint8Array): PageEntry {
-    const z = zstdCompressSync(bytes, { params: { [zlibConstants.ZSTD_c_compressionLevel]: this.zstdLevel } })
-    if (z.byteLength <= bytes.byteLength * ZSTD_MIN_SAVING) {
-      return { kind: PAGE_ZSTD, bytes: z }
-    }
-    return { kind: PAGE_RAW, bytes }
-  }
 
   // ---------------------------------------------------------------- client
 
