@@ -233,8 +233,6 @@ export class MemfabricNode {
   /** Source side: offer an image to a destination and wait for its report. */
   async offer (to: string | PeerId | Multiaddr, offer: Offer, options: { signal?: AbortSignal, onProgress?(p: MigrationProgress): void } = {}): Promise<MigrationReport> {
     const peer = await this.connect(to, { signal: options.signal })
-    // the destination may ask any fabric peer; make sure what we hold is announced
-    await this.flushAnnouncements()
     const tracked = this.migrations.track({ direction: 'out', peer: peer.toString(), root: offer.root.toString(), name: offer.name }, options.onProgress)
     return await this.tracked(tracked, this.libp2p.services.migrate.offer(peer, offer, { ...options, onProgress: tracked.onProgress }) as Promise<MigrationReport>)
   }
