@@ -61,6 +61,8 @@ export interface MemfabricNodeInit {
   fabricKey?: Uint8Array
   /** libp2p metrics (the daemon's `--metrics`: `prometheusMetrics({ registry })`; default none). */
   libp2pMetrics?: CreateHostOptions['metrics']
+  /** Peer ids that may fetch pages and manifest blocks (default: empty = every fabric member). */
+  allowPeers?: string[]
 }
 
 export class PeerUnreachableError extends MemfabricError {
@@ -113,6 +115,7 @@ export class MemfabricNode {
   static async create (init: MemfabricNodeInit): Promise<MemfabricNode> {
     const { repo } = init
     const site = init.site ?? repo.config.site
+    const allowPeer = allowList(init.allowPeers)
     const records = new ClassicLevel<Uint8Array, Uint8Array>(join(repo.path, 'providers'), { keyEncoding: 'view', valueEncoding: 'view' })
     await records.open()
     let node: MemfabricNode | undefined
@@ -125,9 +128,9 @@ export class MemfabricNode {
       metrics: init.libp2pMetrics,
       services: {
         site: siteExchange({ site }),
-        pages: pageExchange({ store: repo.store }),
+        pages: pageExchange({ store: repo.store, allowPeer }),
         presence: presence({ store: servingStore(repo.store) }),
-        blocks: blockExchange({ blocks: repo.store }),
+        blocks: blockExchange({ blocks: repo.store, allowPeer }),
         providers: providerRecords({ db: records, source: (options) => repo.store.allPages(options) }),
         migrate: migrateOffer({
           onOffer: async (offer, from, options) => {
@@ -299,6 +302,19 @@ export class MemfabricNode {
       }
     }
   }
+}
+
+/** The peers an allow-list admits (undefined: no list, every fabric member); malformed ids are refused up front. */
+function allowList (ids: string[] | undefined): ((peer: PeerId) => boolean) | undefined {
+  if (ids == null || ids.length === 0) return undefined
+  const allowed = new Set(ids.map(id => {
+    try {
+      return peerIdFromString(id).toString()
+    } catch {
+      throw new InvalidRefError(`--allow-peer '${id}' is not a peer id`)
+    }
+  }))
+  return (peer) => allowed.has(peer.toString())
 }
 
 /** The store as peers see it: presence answers for manifest blocks as well as pages. */

@@ -16,6 +16,7 @@ export interface DaemonParams extends GlobalParams {
   dialMap?: string
   publish: boolean
   metrics: boolean
+  allowPeers?: string[]
 }
 
 export const daemonCommand = defineCommand({
@@ -32,7 +33,8 @@ export const daemonCommand = defineCommand({
     'api-token': { type: 'string', valueName: 'TOKEN', description: 'bearer token the control API requires (needed beyond loopback)', env: 'MEMFABRIC_API_TOKEN' },
     'dial-map': { type: 'string', valueName: 'FILE', description: 'JSON {"ip:port": "ip:port"} of outgoing dial rewrites (test network WAN emulation)' },
     'no-publish': { type: 'boolean', description: 'do not announce held pages in the DHT' },
-    metrics: { type: 'boolean', description: 'serve Prometheus metrics at <api>/metrics (libp2p\'s and memfabric\'s)' }
+    metrics: { type: 'boolean', description: 'serve Prometheus metrics at <api>/metrics (libp2p\'s and memfabric\'s)' },
+    'allow-peer': { type: 'string', multiple: true, valueName: 'ID', description: 'only this peer (repeat for more) may fetch pages and manifest blocks from this host', defaultText: 'every fabric member' }
   },
   examples: [
     { command: 'memfabric daemon --site paris --listen /ip4/0.0.0.0/tcp/4001' },
@@ -57,7 +59,8 @@ export const daemonCommand = defineCommand({
       apiToken: nonEmptyOption(args, 'api-token') ?? (env.MEMFABRIC_API_TOKEN !== '' ? env.MEMFABRIC_API_TOKEN : undefined),
       dialMap: nonEmptyOption(args, 'dial-map'),
       publish: args.values['no-publish'] !== true,
-      metrics: args.values.metrics === true
+      metrics: args.values.metrics === true,
+      allowPeers: listOption(args, 'allow-peer')
     }
   },
   async handler (params, ctx) {
@@ -80,7 +83,8 @@ export const daemonCommand = defineCommand({
       apiToken: params.apiToken,
       dialMap,
       publish: params.publish,
-      metrics: params.metrics
+      metrics: params.metrics,
+      allowPeers: params.allowPeers
     })
     const addresses = daemon.node.libp2p.getMultiaddrs().map(String)
     if (params.json) {

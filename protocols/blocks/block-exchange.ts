@@ -8,7 +8,7 @@ import {
   DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_TIMEOUT, MAX_CIDS_PER_REQUEST, MAX_FRAME_SIZE,
   PROTOCOL_NAME, PROTOCOL_PREFIX, PROTOCOL_VERSION
 } from './constants.ts'
-import { BlockVerificationError } from './errors.ts'
+import { BlockVerificationError, PeerNotAllowedError } from './errors.ts'
 import type { BlockExchangeComponents, BlockExchangeInit, BlockFetchResult } from './index.ts'
 
 /** Serves manifest blocks by CID and fetches them verified. */
@@ -33,6 +33,11 @@ export class BlockExchange implements Startable {
 
   async start (): Promise<void> {
     await this.components.registrar.handle(this.protocol, (stream, connection) => {
+      if (this.init.allowPeer != null && !this.init.allowPeer(connection.remotePeer)) {
+        this.log('peer %p is not on the allow-list, refusing its block stream', connection.remotePeer)
+        stream.abort(new PeerNotAllowedError(`peer ${connection.remotePeer} may not fetch blocks`))
+        return
+      }
       this.serve(stream, connection).catch(err => {
         this.log('serving %p failed - %e', connection.remotePeer, err)
         stream.abort(err)

@@ -8,3 +8,8 @@ export class InvalidBlockMessageError extends MemfabricError {
 export class BlockVerificationError extends MemfabricError {
   constructor (message: string) { super(message, 'ERR_PEER_MISBEHAVED') }
 }
+
+/** (server side, sent as a stream reset) the peer is not on the node's allow-list. */
+export class PeerNotAllowedError extends MemfabricError {
+  constructor (message: string) { super(message, 'ERR_PEER_NOT_ALLOWED') }
+}

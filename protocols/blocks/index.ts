@@ -20,6 +20,8 @@ export interface BlockExchangeInit {
   protocolPrefix?: string
   /** Idle time allowed between frames in ms (default DEFAULT_TIMEOUT). */
   timeout?: number
+  /** Serve only peers this accepts; others' streams are reset (ERR_PEER_NOT_ALLOWED). Default: every peer that can connect. */
+  allowPeer?(peer: PeerId): boolean
 }
 
 export interface BlockExchangeComponents {

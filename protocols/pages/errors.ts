@@ -44,3 +44,8 @@ export class TooManyStreamsError extends MemfabricError {
 export class NotStartedError extends MemfabricError {
   constructor (message = 'service is not started') { super(message, 'ERR_NOT_STARTED') }
 }
+
+/** (server side, sent as a stream reset) the peer is not on the node's allow-list. */
+export class PeerNotAllowedError extends MemfabricError {
+  constructor (message: string) { super(message, 'ERR_PEER_NOT_ALLOWED') }
+}

@@ -21,6 +21,7 @@
  * | ERR_INVALID_PAGE_CID | a CID given to `fetch` is not CIDv1 raw sha2-256 |
  * | ERR_NOT_STARTED | the service is not started, or `stop()` ended the transfer |
  * | ERR_TOO_MANY_STREAMS | (server side, sent as a stream reset) a peer opened more than `maxStreamsPerPeer` streams |
+ * | ERR_PEER_NOT_ALLOWED | (server side, sent as a stream reset) `allowPeer` refused the peer |
  * | ERR_INVALID_MESSAGE | a frame did not decode (codec level; the client reports it as ERR_PEER_MISBEHAVED) |
  */
 import type { AbortOptions, PeerId, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
@@ -70,6 +71,8 @@ export interface PageExchangeInit {
   window?: number
   /** Server: zstd level for requests that ask for compression (default 1). */
   zstdLevel?: number
+  /** Server: serve only peers this accepts; others' streams are reset (ERR_PEER_NOT_ALLOWED). Default: every peer that can connect. */
+  allowPeer?(peer: PeerId): boolean
 }
 
 export interface FetchOptions extends AbortOptions {

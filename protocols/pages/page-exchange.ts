@@ -26,7 +26,7 @@ import {
 } from './codec.ts'
 import type { Compression, PageEntry, PageRequest } from './codec.ts'
 import {
-  InvalidPageCidError, NotStartedError, PeerMisbehavedError, TooManyStreamsError, TransferTimeoutError
+  InvalidPageCidError, NotStartedError, PeerMisbehavedError, PeerNotAllowedError, TooManyStreamsError, TransferTimeoutError
 } from './errors.ts'
 import { Slots, varintLength, withIdleTimeout } from './timeout.ts'
 import type {
@@ -91,6 +91,7 @@ export class PageExchange implements Startable {
   private readonly idleTimeout: number
   private readonly window: number
   private readonly zstdLevel: number
+  private readonly allowPeer?: (peer: PeerId) => boolean
   private readonly streams = new Set<Stream>()
   private readonly streamsPerPeer = new Map<string, number>()
   private nextId = 0
@@ -112,6 +113,7 @@ export class PageExchange implements Startable {
     this.idleTimeout = init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT
     this.window = init.window ?? DEFAULT_WINDOW
     this.zstdLevel = init.zstdLevel ?? DEFAULT_ZSTD_LEVEL
+    this.allowPeer = init.allowPeer
   }
 
   readonly [Symbol.toStringTag] = '@memfabric/pages'
@@ -163,6 +165,11 @@ export class PageExchange implements Startable {
 
   private onStream (stream: Stream, connection: Connection): void {
     const peer = connection.remotePeer.toString()
+    if (this.allowPeer != null && !this.allowPeer(connection.remotePeer)) {
+      log('peer %s is not on the allow-list, refusing its page stream', peer)
+      stream.abort(new PeerNotAllowedError(`peer ${peer} may not fetch pages`))
+      return
+    }
     const open = this.streamsPerPeer.get(peer) ?? 0
     if (open >= this.maxStreamsPerPeer) {
       log('peer %s has %d page streams open, refusing another', peer, open)
