@@ -24,6 +24,8 @@ const MAX_IOV = 1024
 
 interface Distinct {
   digest: Uint8Array
+  /** The digest as a latin1 string (the store's key). */
+  key: string
   offset: number
   length: number
   loc?: PageLocation
@@ -52,7 +54,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
   }
 
   const readBatch = async (distinct: Distinct[], buf: Uint8Array): Promise<void> => {
-    const locs = await store.lookup(distinct.map(d => d.digest))
+    const locs = await store.lookupKeys(distinct.map(d => d.key))
     for (let i = 0; i < distinct.length; i++) {
       const loc = locs[i]
       const d = distinct[i]
@@ -90,7 +92,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
       const k = digestKey(digest)
       let d = byKey.get(k)
       if (d == null) {
-        d = { digest, offset: s.offset, length: s.length, pos: 0 }
+        d = { digest, key: k, offset: s.offset, length: s.length, pos: 0 }
         byKey.set(k, d)
         distinct.push(d)
       }
@@ -121,14 +123,22 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     const lengths = new Uint32Array(distinct.length)
     for (const d of distinct) lengths[d.pos] = d.length
     const hashed = await store.hasher.hash(shared, distinct.length * ps, ps, lengths)
+    // compare all digests at once; only a mismatch looks page by page
+    const want = Buffer.allocUnsafe(distinct.length * 32)
+    for (const d of distinct) want.set(d.digest, d.pos * 32)
+    const got = Buffer.from(hashed.digests.buffer, hashed.digests.byteOffset, hashed.digests.byteLength)
+    if (want.equals(got)) return writeSlots(slots, slotOf, buf)
     for (const d of distinct) {
-      const got = hashed.digests.subarray(d.pos * 32, d.pos * 32 + 32)
-      if (!Buffer.from(got).equals(d.digest)) {
+      if (!got.subarray(d.pos * 32, d.pos * 32 + 32).equals(d.digest)) {
         const loc = d.loc as PageLocation
         throw new PageVerificationError(`page ${digestToCid(d.digest).toString()} at image offset ${d.offset} failed verification (read from ${packName(loc.pack)} at ${loc.offset})`)
       }
     }
-    // write runs of adjacent slots with one writev each
+    throw new Error('export: digests differ but no page mismatched')
+  }
+
+  /** Write runs of adjacent slots with one writev each. */
+  const writeSlots = async (slots: Slot[], slotOf: Distinct[], buf: Uint8Array): Promise<void> => {
     const writes: Array<Promise<void>> = []
     for (let i = 0; i < slots.length;) {
       const start = slots[i].offset

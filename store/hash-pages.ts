@@ -10,6 +10,18 @@ export interface HashOutput {
   zero: Uint8Array
 }
 
+const zeroDigests = new Map<number, Uint8Array>()
+
+/** SHA-256 of `len` zero bytes, computed once per length. */
+function zeroDigest (len: number): Uint8Array {
+  let d = zeroDigests.get(len)
+  if (d == null) {
+    d = hash('sha256', Buffer.alloc(len), 'buffer') as unknown as Uint8Array
+    zeroDigests.set(len, d)
+  }
+  return d
+}
+
 /** Hash the slots of `data[0, length)` into `out`; returns the number of slots. */
 export function hashPagesInto (data: Uint8Array, length: number, pageSize: number, out: HashOutput, lengths?: Uint32Array): number {
   const slots = lengths?.length ?? Math.ceil(length / pageSize)
@@ -21,6 +33,8 @@ export function hashPagesInto (data: Uint8Array, length: number, pageSize: numbe
     const page = bytes.subarray(start, start + len)
     if (len === pageSize ? page.equals(zeroPage) : page.equals(zeroPage.subarray(0, len))) {
       out.zero[i] = 1
+      // the digest too, so a verifier comparing digests never sees a stale slot
+      out.digests.set(zeroDigest(len), i * 32)
       continue
     }
     out.zero[i] = 0

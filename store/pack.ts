@@ -30,10 +30,15 @@ const EARLY_SYNC_BYTES = 32 * 1024 * 1024
 
 export function encodeLocation (loc: PageLocation): Uint8Array {
   const b = Buffer.allocUnsafe(LOCATION_BYTES)
-  b.writeUInt32BE(loc.pack, 0)
-  b.writeUIntBE(loc.offset, 4, 6)
-  b.writeUInt16BE(loc.length, 10)
+  writeLocation(b, 0, loc)
   return b
+}
+
+/** Encode `loc` into `b` at `at` ({@link LOCATION_BYTES} bytes). */
+export function writeLocation (b: Buffer, at: number, loc: PageLocation): void {
+  b.writeUInt32BE(loc.pack, at)
+  b.writeUIntBE(loc.offset, at + 4, 6)
+  b.writeUInt16BE(loc.length, at + 10)
 }
 
 export function decodeLocation (bytes: Uint8Array): PageLocation {
@@ -105,28 +110,28 @@ export class Packs {
   }
 
   /**
-   * Append bytes to the active pack (rotating when full). The offset is assigned at once; the
-   * write itself runs in the background (`done`), and `sync` waits for every such write.
+   * Append bytes to the active pack (rotating when full): one buffer, or several written back
+   * to back with one writev (so callers need not copy scattered pages together). The offset is
+   * assigned at once; the write itself runs in the background (`done`), and `sync` waits for
+   * every such write.
    */
-  async append (bytes: Uint8Array): Promise<{ pack: number, offset: number, done: Promise<void> }> {
+  async append (bytes: Uint8Array | Uint8Array[]): Promise<{ pack: number, offset: number, done: Promise<void> }> {
+    const parts = Array.isArray(bytes) ? bytes : [bytes]
+    let total = 0
+    for (const b of parts) total += b.byteLength
     let active = this.active
-    if (active == null || (active.size > 0 && active.size + bytes.byteLength > this.maxSize)) {
+    if (active == null || (active.size > 0 && active.size + total > this.maxSize)) {
       active = await this.rotate()
     }
     const offset = active.size
-    active.size += bytes.byteLength
+    active.size += total
     const fh = active.fh
-    const done: Promise<void> = (async () => {
-      let w = 0
-      while (w < bytes.byteLength) {
-        w += (await fh.write(bytes, w, bytes.byteLength - w, offset + w)).bytesWritten
-      }
-    })()
+    const done: Promise<void> = writeAllAt(fh, parts, total, offset)
     const tracked = done.catch(err => { this.failed ??= err }).finally(() => { this.writes.delete(tracked) })
     this.writes.add(tracked)
     this.dirty.set(active.id, active.fh)
     this.grown.set(active.id, active.size)
-    this.sinceEarly += bytes.byteLength
+    this.sinceEarly += total
     if (this.sinceEarly >= EARLY_SYNC_BYTES) {
       this.sinceEarly = 0
       const p: Promise<void> = Promise.all(this.writes).then(async () => fh.datasync()).catch(err => { log('early sync failed: %e', err) }).finally(() => { this.early.delete(p) })
@@ -173,6 +178,11 @@ export class Packs {
     }
     this.active = { id, fh, size }
     return this.active
+  }
+
+  /** Whether anything was appended since the last {@link takeWritten}. */
+  hasWritten (): boolean {
+    return this.grown.size > 0
   }
 
   /** Packs appended to since the last call, with their sizes now. */
@@ -263,5 +273,36 @@ export class Packs {
     const readers = [...this.readers.values()]
     this.readers.clear()
     await Promise.all(readers.map(async p => (await p.catch(() => undefined))?.close()))
+  }
+}
+
+/** Most buffers handed to one writev (IOV_MAX on Linux). */
+const MAX_IOV = 1024
+
+/** Write `parts` (`total` bytes) back to back at `position`, in writevs of at most MAX_IOV buffers. */
+async function writeAllAt (fh: FileHandle, parts: Uint8Array[], total: number, position: number): Promise<void> {
+  if (parts.length === 1) {
+    const b = parts[0]
+    let w = 0
+    while (w < total) w += (await fh.write(b, w, total - w, position + w)).bytesWritten
+    return
+  }
+  let at = position
+  for (let i = 0; i < parts.length; i += MAX_IOV) {
+    const group = parts.slice(i, i + MAX_IOV)
+    let len = 0
+    for (const b of group) len += b.byteLength
+    let { bytesWritten: skip } = await fh.writev(group, at)
+    if (skip < len) {
+      // a short writev: finish the rest buffer by buffer
+      let pos = at
+      for (const b of group) {
+        let w = Math.min(skip, b.byteLength)
+        skip -= w
+        while (w < b.byteLength) w += (await fh.write(b, w, b.byteLength - w, pos + w)).bytesWritten
+        pos += b.byteLength
+      }
+    }
+    at += len
   }
 }

@@ -24,7 +24,7 @@ import {
 } from './errors.ts'
 import { PAGE_SIZE } from './constants.ts'
 import { digestToCid, isPageCid, isZeroPage, sha256Digest, verifyPage } from './page.ts'
-import { Packs, decodeLocation, encodeLocation, packKey } from './pack.ts'
+import { LOCATION_BYTES, Packs, decodeLocation, encodeLocation, packKey, writeLocation } from './pack.ts'
 import type { PackEntry, PageLocation } from './pack.ts'
 import { Hasher } from './hasher.ts'
 import { Mutex } from './mutex.ts'
@@ -59,10 +59,8 @@ export interface Lease {
   blocks: Set<string>
 }
 
-interface PendingPage {
-  digest: Uint8Array
-  loc: PageLocation
-}
+/** A page appended but not committed; the map key is its digest (latin1), so no digest copy is kept. */
+type PendingPage = PageLocation
 
 type Sub<K, V> = AbstractSublevel<ClassicLevel<string, string>, string | Buffer | Uint8Array, K, V>
 
@@ -80,6 +78,7 @@ export interface Slot {
  */
 const PAGE_PREFIX = Buffer.from('!pages!')
 const VIEW = 'view'
+const VIEW_OPTIONS = { keyEncoding: VIEW, valueEncoding: VIEW }
 
 export function pageKey (digest: Uint8Array): Buffer {
   const k = Buffer.allocUnsafe(PAGE_PREFIX.byteLength + 32)
@@ -150,7 +149,12 @@ export class LevelPackStore extends EventTarget implements Store {
     super()
     this.dir = dir
     this.options = options
-    this.db = new ClassicLevel<string, string>(join(dir, 'index'), { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    this.db = new ClassicLevel<string, string>(join(dir, 'index'), {
+      keyEncoding: 'utf8',
+      valueEncoding: 'utf8',
+      // keys are digests and values pack offsets or hashed blocks: snappy only costs CPU
+      compression: false
+    })
     this.pagesDb = this.db.sublevel<Uint8Array, Uint8Array>('pages', { keyEncoding: 'view', valueEncoding: 'view' })
     this.blocksDb = this.db.sublevel<string, Uint8Array>('blocks', { keyEncoding: 'utf8', valueEncoding: 'view' })
     this.namesDb = this.db.sublevel<string, string>('names', { keyEncoding: 'utf8', valueEncoding: 'utf8' })
@@ -235,20 +239,34 @@ export class LevelPackStore extends EventTarget implements Store {
 
   /** Where each page is stored (pending or committed), `undefined` when not held. */
   async lookup (digests: Uint8Array[], keys?: string[]): Promise<Array<PageLocation | undefined>> {
-    const out = new Array<PageLocation | undefined>(digests.length).fill(undefined)
-    const ask: Uint8Array[] = []
+    return this.lookupKeys(keys ?? digests.map(digestKey))
+  }
+
+  /** {@link lookup} by digest keys (latin1 strings): one key buffer and one getMany for the lot. */
+  async lookupKeys (keys: string[]): Promise<Array<PageLocation | undefined>> {
+    const n = keys.length
+    const out = new Array<PageLocation | undefined>(n).fill(undefined)
     const at: number[] = []
-    for (let i = 0; i < digests.length; i++) {
-      const p = this.pending.size > 0 ? this.pending.get(keys?.[i] ?? digestKey(digests[i])) : undefined
+    const hasPending = this.pending.size > 0
+    for (let i = 0; i < n; i++) {
+      const p = hasPending ? this.pending.get(keys[i]) : undefined
       if (p != null) {
-        out[i] = p.loc
+        out[i] = p
       } else {
-        ask.push(digests[i])
         at.push(i)
       }
     }
-    if (ask.length > 0) {
-      const values = await this.db.getMany<Uint8Array, Uint8Array>(ask.map(pageKey), { keyEncoding: VIEW, valueEncoding: VIEW })
+    if (at.length > 0) {
+      const kl = PAGE_PREFIX.byteLength + 32
+      const kb = Buffer.allocUnsafe(at.length * kl)
+      const ask = new Array<Uint8Array>(at.length)
+      for (let j = 0; j < at.length; j++) {
+        const o = j * kl
+        PAGE_PREFIX.copy(kb, o)
+        kb.write(keys[at[j]], o + PAGE_PREFIX.byteLength, 32, 'latin1')
+        ask[j] = kb.subarray(o, o + kl)
+      }
+      const values = await this.db.getMany<Uint8Array, Uint8Array>(ask, { keyEncoding: VIEW, valueEncoding: VIEW })
       for (let j = 0; j < values.length; j++) {
         const v = values[j]
         if (v != null) out[at[j]] = decodeLocation(v)
@@ -261,14 +279,14 @@ export class LevelPackStore extends EventTarget implements Store {
    * Append new pages (already known to be absent) to the pack as one write and record them as
    * pending. `bytes` is their concatenation; `lengths` their sizes. Call with the lock held.
    */
-  async appendPages (digests: Uint8Array[], bytes: Uint8Array, lengths: number[], keys?: string[]): Promise<{ done: Promise<void> }> {
+  async appendPages (digests: Uint8Array[], bytes: Uint8Array | Uint8Array[], lengths: number[], keys?: string[]): Promise<{ done: Promise<void> }> {
     const { pack, offset, done } = await this.packs.append(bytes)
     let at = offset
-    for (let i = 0; i < digests.length; i++) {
-      this.pending.set(keys?.[i] ?? digestKey(digests[i]), { digest: digests[i], loc: { pack, offset: at, length: lengths[i] } })
+    for (let i = 0; i < lengths.length; i++) {
+      this.pending.set(keys?.[i] ?? digestKey(digests[i]), { pack, offset: at, length: lengths[i] })
       at += lengths[i]
     }
-    this.pendingBytes += bytes.byteLength
+    this.pendingBytes += at - offset
     return { done }
   }
 
@@ -278,40 +296,65 @@ export class LevelPackStore extends EventTarget implements Store {
    */
   async commitPending (extra: any[] = [], sync = false): Promise<void> {
     await this.packs.sync()
-    const ops: any[] = []
-    const deltas = new Map<number, { pages: number, bytes: number }>()
-    const added: Uint8Array[] = []
-    for (const p of this.pending.values()) {
-      ops.push(putPageOp(p.digest, p.loc))
-      const d = deltas.get(p.loc.pack) ?? { pages: 0, bytes: 0 }
-      d.pages++
-      d.bytes += p.loc.length
-      deltas.set(p.loc.pack, d)
-      added.push(p.digest)
-    }
-    for (const b of this.pendingBlocks.values()) {
-      ops.push({ type: 'put', sublevel: this.blocksDb, key: b.cid.toString(), value: b.bytes })
-    }
-    const updated = new Map<number, PackEntry>()
-    for (const [id, size] of this.packs.takeWritten()) {
-      const old = this.packs.entries.get(id) ?? { size: 0, livePages: 0, liveBytes: 0 }
-      updated.set(id, { ...old, size: Math.max(old.size, size) })
-    }
-    for (const [id, d] of deltas) {
-      const e = updated.get(id) ?? { ...(this.packs.entries.get(id) ?? { size: 0, livePages: 0, liveBytes: 0 }) }
-      e.livePages += d.pages
-      e.liveBytes += d.bytes
-      updated.set(id, e)
-    }
-    for (const [id, e] of updated) ops.push({ type: 'put', sublevel: this.packsDb, key: packKey(id), value: e })
-    ops.push(...extra)
-    if (ops.length > 0) await this.db.batch(ops, { sync })
-    for (const [id, e] of updated) this.packs.entries.set(id, e)
-    this.pending.clear()
-    this.pendingBlocks.clear()
-    this.pendingBytes = 0
-    if (added.length > 0 && this.hasListeners('pages:added')) {
-      this.dispatchEvent(new CustomEvent('pages:added', { detail: added.map(d => digestToCid(d)) }))
+    const n = this.pending.size
+    if (n === 0 && this.pendingBlocks.size === 0 && extra.length === 0 && !this.packs.hasWritten()) return
+    // a chained batch: one native call per entry, where an array batch copies and checks
+    // every op object first (about 3x the CPU for the page entries, measured here)
+    const batch = this.db.batch()
+    try {
+      const deltas = new Map<number, { pages: number, bytes: number }>()
+      // every key and value of the page entries lives in two buffers, viewed per entry
+      const kl = PAGE_PREFIX.byteLength + 32
+      const kb = Buffer.allocUnsafe(n * kl)
+      const vb = Buffer.allocUnsafe(n * LOCATION_BYTES)
+      let o = 0
+      let v = 0
+      let last: { pack: number, d: { pages: number, bytes: number } } | undefined
+      for (const [k, p] of this.pending) {
+        PAGE_PREFIX.copy(kb, o)
+        kb.write(k, o + PAGE_PREFIX.byteLength, 32, 'latin1')
+        writeLocation(vb, v, p)
+        batch.put(kb.subarray(o, o + kl) as any, vb.subarray(v, v + LOCATION_BYTES) as any, VIEW_OPTIONS as any)
+        o += kl
+        v += LOCATION_BYTES
+        if (last?.pack !== p.pack) {
+          const d = deltas.get(p.pack) ?? { pages: 0, bytes: 0 }
+          deltas.set(p.pack, d)
+          last = { pack: p.pack, d }
+        }
+        last.d.pages++
+        last.d.bytes += p.length
+      }
+      for (const b of this.pendingBlocks.values()) {
+        batch.put(b.cid.toString(), b.bytes as any, { sublevel: this.blocksDb as any })
+      }
+      const updated = new Map<number, PackEntry>()
+      for (const [id, size] of this.packs.takeWritten()) {
+        const old = this.packs.entries.get(id) ?? { size: 0, livePages: 0, liveBytes: 0 }
+        updated.set(id, { ...old, size: Math.max(old.size, size) })
+      }
+      for (const [id, d] of deltas) {
+        const e = updated.get(id) ?? { ...(this.packs.entries.get(id) ?? { size: 0, livePages: 0, liveBytes: 0 }) }
+        e.livePages += d.pages
+        e.liveBytes += d.bytes
+        updated.set(id, e)
+      }
+      for (const [id, e] of updated) batch.put(packKey(id), e as any, { sublevel: this.packsDb as any })
+      for (const op of extra) {
+        if (op.type === 'del') batch.del(op.key, op)
+        else batch.put(op.key, op.value, op)
+      }
+      const added = n > 0 && this.hasListeners('pages:added') ? [...this.pending.keys()] : []
+      await batch.write({ sync })
+      for (const [id, e] of updated) this.packs.entries.set(id, e)
+      this.pending.clear()
+      this.pendingBlocks.clear()
+      this.pendingBytes = 0
+      if (added.length > 0) {
+        this.dispatchEvent(new CustomEvent('pages:added', { detail: added.map(k => digestToCid(Buffer.from(k, 'latin1'))) }))
+      }
+    } finally {
+      await batch.close()
     }
   }
 

@@ -92,55 +92,47 @@ export async function importImage (store: LevelPackStore, path: string, options:
     await store.lock.run(async () => {
       store.checkOpen()
       const fresh: number[] = []
-      const freshDigests: Uint8Array[] = []
       const freshKeys: string[] = []
+      const zero = r.zero
       const digests = Buffer.from(r.digests.buffer, r.digests.byteOffset, r.digests.byteLength)
       for (let i = 0; i < n; i++) {
-        if (r.zero[i] === 1) continue
+        if (zero[i] === 1) continue
         // keys straight from the digest buffer: no Buffer view per page
         const k = digests.toString('latin1', i * 32, i * 32 + 32)
         if (lease.pages.has(k)) continue
         lease.pages.add(k)
         fresh.push(i)
         freshKeys.push(k)
-        freshDigests.push(r.digests.subarray(i * 32, i * 32 + 32))
       }
-      const locs = await store.lookup(freshDigests, freshKeys)
-      const addIdx: number[] = []
-      const addAt: number[] = []
+      const locs = await store.lookupKeys(freshKeys)
+      const addKeys: string[] = []
+      const lengths: number[] = []
+      // runs of consecutive new pages go to the pack as views of the chunk buffer (one writev)
+      const parts: Uint8Array[] = []
+      let runStart = -1
+      let runEnd = -1
       for (let j = 0; j < fresh.length; j++) {
-        if (locs[j] == null) {
-          addIdx.push(fresh[j])
-          addAt.push(j)
+        if (locs[j] != null) continue
+        const i = fresh[j]
+        const start = i * pageSize
+        const end = Math.min(len, start + pageSize)
+        addKeys.push(freshKeys[j])
+        lengths.push(end - start)
+        if (start !== runEnd) {
+          if (runEnd > runStart) parts.push(r.bytes.subarray(runStart, runEnd))
+          runStart = start
         }
+        runEnd = end
       }
-      if (addIdx.length > 0) {
-        const lengths = addIdx.map(i => Math.min(pageSize, len - i * pageSize))
-        let bytes: Uint8Array
-        if (addIdx.length === n) {
-          bytes = r.bytes
-        } else {
-          // copy runs of consecutive new pages in one go
-          const out = Buffer.allocUnsafe(lengths.reduce((a, b) => a + b, 0))
-          let w = 0
-          for (let j = 0; j < addIdx.length;) {
-            let k = j + 1
-            while (k < addIdx.length && addIdx[k] === addIdx[k - 1] + 1) k++
-            const start = addIdx[j] * pageSize
-            const end = Math.min(len, addIdx[k - 1] * pageSize + pageSize)
-            out.set(r.bytes.subarray(start, end), w)
-            w += end - start
-            j = k
-          }
-          bytes = out
-        }
-        const appended = await store.appendPages(addAt.map(j => freshDigests[j]), bytes, lengths, addAt.map(j => freshKeys[j]))
+      if (runEnd > runStart) parts.push(r.bytes.subarray(runStart, runEnd))
+      if (addKeys.length > 0) {
+        const appended = await store.appendPages([], parts, lengths, addKeys)
         written = appended.done
-        newPages += addIdx.length
+        newPages += addKeys.length
       }
       for (let i = 0; i < n; i++) {
         pages++
-        if (r.zero[i] === 1) {
+        if (zero[i] === 1) {
           zeroPages++
           addBlock(chunker.pushZero())
         } else {
