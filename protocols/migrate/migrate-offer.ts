@@ -8,7 +8,7 @@ import {
   DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_PROGRESS_INTERVAL, MAX_FRAME_SIZE,
   PROTOCOL_NAME, PROTOCOL_PREFIX, PROTOCOL_VERSION
 } from './constants.ts'
-import { MigrationFailedError } from './errors.ts'
+import { DestinationLostError, InvalidMigrateMessageError, MigrationFailedError } from './errors.ts'
 import type { MigrateOfferComponents, MigrateOfferInit } from './index.ts'
 
 /**
@@ -72,7 +72,9 @@ export class MigrateOffer implements Startable {
       }
     } catch (err: any) {
       stream.abort(err)
-      throw err
+      if (err instanceof MigrationFailedError || err instanceof InvalidMigrateMessageError || options.signal?.aborted === true) throw err
+      // a bare 'Unexpected EOF' says nothing to the operator of the source
+      throw new DestinationLostError(`lost the destination ${peer.toString()} before its report (${err.message}); re-running the migration fetches only what it lacks`, { cause: err })
     }
   }
 
