@@ -2,7 +2,12 @@ import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
 import type { Store } from '../store/index.ts'
 import type { ProviderRecords } from '../protocols/providers/index.ts'
+import { digestToCid } from '../store/page.ts'
 import { DEFAULT_PUBLISH_BATCH, DEFAULT_PUBLISH_DELAY } from './constants.ts'
+
+const DIGEST_LENGTH = 32
+/** Digests per queue chunk, and so per provide call. */
+const QUEUE_CHUNK = 16_384
 
 const log = logger('memfabric:publisher')
 
@@ -13,7 +18,10 @@ const log = logger('memfabric:publisher')
 export class Publisher {
   private readonly store: Store
   private readonly providers: Pick<ProviderRecords, 'provide'>
-  private queue: CID[] = []
+  /** Digests of pages waiting to be announced, packed 32 bytes each (a migration adds 10^5–10^6). */
+  private queue: Uint8Array[] = []
+  private tail = new Uint8Array(0)
+  private tailUsed = 0
   private timer?: ReturnType<typeof setTimeout>
   private running: Promise<void> = Promise.resolve()
   private readonly controller = new AbortController()
@@ -54,7 +62,15 @@ export class Publisher {
   }
 
   private onAdded (evt: CustomEvent<CID[]>): void {
-    for (const cid of evt.detail) this.queue.push(cid)
+    for (const cid of evt.detail) {
+      if (this.tailUsed === this.tail.byteLength) {
+        if (this.tail.byteLength > 0) this.queue.push(this.tail)
+        this.tail = new Uint8Array(DIGEST_LENGTH * QUEUE_CHUNK)
+        this.tailUsed = 0
+      }
+      this.tail.set(cid.multihash.digest, this.tailUsed)
+      this.tailUsed += DIGEST_LENGTH
+    }
     this.timer ??= setTimeout(() => {
       this.timer = undefined
       this.drain()
@@ -62,9 +78,16 @@ export class Publisher {
   }
 
   private drain (): void {
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, DEFAULT_PUBLISH_BATCH)
+    if (this.tailUsed > 0) this.queue.push(this.tail.subarray(0, this.tailUsed))
+    this.tail = new Uint8Array(0)
+    this.tailUsed = 0
+    const chunks = this.queue
+    this.queue = []
+    for (const chunk of chunks) {
+      // CIDs are made just before they are announced, a chunk at a time
       this.enqueue(async () => {
+        const batch: CID[] = []
+        for (let at = 0; at < chunk.byteLength; at += DIGEST_LENGTH) batch.push(digestToCid(chunk.subarray(at, at + DIGEST_LENGTH)))
         const result = await this.providers.provide(batch, { signal: this.controller.signal })
         this.published += result.records
       })
