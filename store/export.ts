@@ -1,8 +1,8 @@
 /**
  * Exporting an image: the output is created at its full length (sparse) and only non-zero
- * pages are written, so zero pages stay holes. Pages are read from packs in coalesced ranges,
- * verified against their CIDs in worker threads, and written in batches that run concurrently
- * (each batch writes its own offsets). The file appears under its name only when complete.
+ * pages are written, so zero pages stay holes. The main thread looks each batch up and plans
+ * it; a hash worker reads the pack ranges (coalesced), verifies every page against its CID and
+ * writes the batch's runs, and batches run concurrently (each writes its own offsets). The file appears under its name only when complete.
  */
 import { open, rename, unlink } from 'node:fs/promises'
 import { logger } from '@libp2p/logger'
@@ -13,9 +13,9 @@ import type { PageLocation } from './pack.ts'
 import { digestKey } from './store.ts'
 import type { LevelPackStore, Slot } from './store.ts'
 import type { ExportOptions } from './index.ts'
-import { digestToCid } from './page.ts'
+import { digestToCid, sha256Digest } from './page.ts'
 import type { FileHandle } from 'node:fs/promises'
-import type { SharedPages } from './hasher.ts'
+import type { ExportPlan } from './export-batch.ts'
 
 const log = logger('memfabric:store:export')
 
@@ -35,6 +35,11 @@ interface Distinct {
 
 const RETRY_CODES = ['ENOENT', 'EBADF', 'ERR_SHORT_PACK']
 
+/** Unused pages a coalesced pack read may run through to reach the next page it needs. */
+const MAX_GAP_PAGES = 4
+
+const EMPTY_DIGEST = sha256Digest(new Uint8Array(0))
+
 export async function exportImage (store: LevelPackStore, ref: string | CID, outPath: string, options: ExportOptions = {}): Promise<void> {
   const root = await store.resolve(ref, options)
   const manifest = await store.readManifest(root, options)
@@ -53,7 +58,24 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     options.onProgress?.({ done, total })
   }
 
-  const readBatch = async (distinct: Distinct[], buf: Uint8Array): Promise<void> => {
+  /** Reader fd of each pack, opened once per export (the store caches the handles). */
+  const fds = new Map<number, Promise<number>>()
+  const packFd = async (id: number): Promise<number> => {
+    let p = fds.get(id)
+    if (p == null) {
+      p = store.packs.reader(id).then(h => h.fd)
+      fds.set(id, p)
+      p.catch(() => { fds.delete(id) })
+    }
+    return p
+  }
+
+  /**
+   * Look the batch's pages up and plan it: pack reads sorted by location and coalesced
+   * across small gaps (gap slots are read but not used), the digest expected in every slot,
+   * and one writev per run of adjacent image pages.
+   */
+  const plan = async (slots: Slot[], slotOf: Distinct[], distinct: Distinct[], cap: number): Promise<ExportPlan> => {
     const locs = await store.lookupKeys(distinct.map(d => d.key))
     for (let i = 0; i < distinct.length; i++) {
       const loc = locs[i]
@@ -61,26 +83,51 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
       if (loc == null) throw new PageNotFoundError(`page ${digestToCid(d.digest).toString()} (image offset ${d.offset}) of image ${root.toString()} is not in the store`)
       d.loc = loc
     }
-    const order = [...distinct].sort((a, b) => (a.loc as PageLocation).pack - (b.loc as PageLocation).pack || (a.loc as PageLocation).offset - (b.loc as PageLocation).offset)
-    const reads: Array<Promise<void>> = []
-    for (let j = 0; j < order.length;) {
-      const first = order[j]
-      first.pos = j
-      let k = j + 1
-      let length = (first.loc as PageLocation).length
-      while (k < order.length) {
-        const prev = order[k - 1].loc as PageLocation
-        const cur = order[k].loc as PageLocation
-        if (cur.pack !== prev.pack || prev.length !== ps || cur.offset !== prev.offset + ps) break
-        order[k].pos = k
-        length += cur.length
-        k++
+    const order = distinct.slice().sort((a, b) => (a.loc as PageLocation).pack - (b.loc as PageLocation).pack || (a.loc as PageLocation).offset - (b.loc as PageLocation).offset)
+    const reads: number[] = []
+    let pos = 0
+    let spare = cap - order.length
+    for (let j = 0; j < order.length; j++) {
+      const d = order[j]
+      const loc = d.loc as PageLocation
+      if (j > 0) {
+        const prev = order[j - 1].loc as PageLocation
+        const gap = loc.offset - prev.offset - ps
+        if (loc.pack === prev.pack && prev.length === ps && gap >= 0 && gap % ps === 0 && gap <= MAX_GAP_PAGES * ps && gap / ps <= spare) {
+          spare -= gap / ps
+          pos += gap / ps
+          const r = reads.length - 4
+          reads[r + 2] = loc.offset + loc.length - reads[r + 1]
+          d.pos = pos++
+          continue
+        }
       }
-      const loc = first.loc as PageLocation
-      reads.push(store.packs.read(loc.pack, loc.offset, length, buf, j * ps))
-      j = k
+      reads.push(await packFd(loc.pack), loc.offset, loc.length, pos * ps)
+      d.pos = pos++
     }
-    await Promise.all(reads)
+    const lengths = new Uint32Array(pos)
+    const want = new Uint8Array(pos * 32)
+    for (let i = 0; i < pos; i++) want.set(EMPTY_DIGEST, i * 32)
+    for (const d of distinct) {
+      lengths[d.pos] = d.length
+      want.set(d.digest, d.pos * 32)
+    }
+    const writes: number[] = []
+    for (let i = 0; i < slots.length;) {
+      const start = slots[i].offset
+      const head = writes.length
+      writes.push(start, 0)
+      let end = start
+      let j = i
+      while (j < slots.length && slots[j].offset === end && j - i < MAX_IOV) {
+        writes.push(slotOf[j].pos * ps, slots[j].length)
+        end += slots[j].length
+        j++
+      }
+      writes[head + 1] = j - i
+      i = j
+    }
+    return { reads: Float64Array.from(reads), lengths, want, fd: fh.fd, writes: Float64Array.from(writes) }
   }
 
   const runBatch = async (slots: Slot[]): Promise<void> => {
@@ -98,63 +145,38 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
       }
       slotOf.push(d)
     }
-    const shared = store.hasher.acquire(Math.max(distinct.length, store.options.exportBatch) * ps, ps)
+    // room for the gap slots of coalesced reads; one size per export so buffers are reused
+    const cap = 2 * Math.max(distinct.length, store.options.exportBatch)
+    const shared = store.hasher.acquire(cap * ps, ps)
     try {
-      await verifyAndWrite(slots, slotOf, distinct, shared)
+      for (let attempt = 0; ; attempt++) {
+        const res = await store.hasher.exportBatch(shared, ps, await plan(slots, slotOf, distinct, cap))
+        if (res.error != null) {
+          const err = Object.assign(new Error(res.error.message), { code: res.error.code })
+          // gc may have moved pages to a new pack meanwhile: look them up again
+          if (res.error.write === true || attempt >= 2 || !RETRY_CODES.includes(res.error.code)) throw err
+          fds.clear()
+          continue
+        }
+        if (res.mismatch != null) {
+          const d = distinct.find(x => x.pos === res.mismatch) as Distinct
+          const loc = d.loc as PageLocation
+          // a page gc moved (its old pack's descriptor since reused) reads wrong: retry if it moved
+          const [now] = await store.lookupKeys([d.key])
+          if (attempt < 2 && now != null && (now.pack !== loc.pack || now.offset !== loc.offset)) {
+            fds.clear()
+            continue
+          }
+          throw new PageVerificationError(`page ${digestToCid(d.digest).toString()} at image offset ${d.offset} failed verification (read from ${packName(loc.pack)} at ${loc.offset})`)
+        }
+        break
+      }
     } finally {
       store.hasher.release(shared)
     }
     let bytes = 0
     for (const s of slots) bytes += s.length
     progress(bytes)
-  }
-
-  const verifyAndWrite = async (slots: Slot[], slotOf: Distinct[], distinct: Distinct[], shared: SharedPages): Promise<void> => {
-    const buf = shared.bytes
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await readBatch(distinct, buf)
-        break
-      } catch (err: any) {
-        // gc may have moved pages to a new pack meanwhile: look them up again
-        if (attempt >= 2 || !RETRY_CODES.includes(err.code)) throw err
-      }
-    }
-    const lengths = new Uint32Array(distinct.length)
-    for (const d of distinct) lengths[d.pos] = d.length
-    const hashed = await store.hasher.hash(shared, distinct.length * ps, ps, lengths)
-    // compare all digests at once; only a mismatch looks page by page
-    const want = Buffer.allocUnsafe(distinct.length * 32)
-    for (const d of distinct) want.set(d.digest, d.pos * 32)
-    const got = Buffer.from(hashed.digests.buffer, hashed.digests.byteOffset, hashed.digests.byteLength)
-    if (want.equals(got)) return writeSlots(slots, slotOf, buf)
-    for (const d of distinct) {
-      if (!got.subarray(d.pos * 32, d.pos * 32 + 32).equals(d.digest)) {
-        const loc = d.loc as PageLocation
-        throw new PageVerificationError(`page ${digestToCid(d.digest).toString()} at image offset ${d.offset} failed verification (read from ${packName(loc.pack)} at ${loc.offset})`)
-      }
-    }
-    throw new Error('export: digests differ but no page mismatched')
-  }
-
-  /** Write runs of adjacent slots with one writev each. */
-  const writeSlots = async (slots: Slot[], slotOf: Distinct[], buf: Uint8Array): Promise<void> => {
-    const writes: Array<Promise<void>> = []
-    for (let i = 0; i < slots.length;) {
-      const start = slots[i].offset
-      const bufs: Uint8Array[] = []
-      let end = start
-      let j = i
-      while (j < slots.length && slots[j].offset === end && bufs.length < MAX_IOV) {
-        const d = slotOf[j]
-        bufs.push(buf.subarray(d.pos * ps, d.pos * ps + slots[j].length))
-        end += slots[j].length
-        j++
-      }
-      writes.push(writeAll(fh, bufs, start, end - start))
-      i = j
-    }
-    await Promise.all(writes)
   }
 
   const pool = new Set<Promise<void>>()
@@ -194,17 +216,5 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     await fh.close().catch(() => {})
     await unlink(tmp).catch(() => {})
     throw err
-  }
-}
-
-async function writeAll (fh: FileHandle, bufs: Uint8Array[], position: number, length: number): Promise<void> {
-  const { bytesWritten } = await fh.writev(bufs, position)
-  if (bytesWritten === length) return
-  // a short writev: finish byte-wise from where it stopped
-  const all = Buffer.concat(bufs)
-  let done = bytesWritten
-  while (done < length) {
-    const r = await fh.write(all, done, length - done, position + done)
-    done += r.bytesWritten
   }
 }

@@ -3,6 +3,7 @@
  * page, the last one possibly shorter). Shared by the worker threads and the inline path.
  */
 import { hash } from 'node:crypto'
+import type { ExportBatchResult, ExportPlan } from './export-batch.ts'
 
 /** Digest and zero flag outputs: 32 bytes and one byte per slot. */
 export interface HashOutput {
@@ -47,8 +48,11 @@ export function hashPagesInto (data: Uint8Array, length: number, pageSize: numbe
 export type WorkerRequest =
   | { type: 'register', id: number, data: SharedArrayBuffer, digests: SharedArrayBuffer, zero: SharedArrayBuffer }
   | { type: 'hash', req: number, id: number, length: number, pageSize: number, lengths?: Uint32Array }
+  | { type: 'export', req: number, id: number, pageSize: number, plan: ExportPlan }
 
 export interface WorkerResponse {
   req: number
   slots: number
+  /** The outcome of an `export` job. */
+  result?: ExportBatchResult
 }

@@ -4,6 +4,7 @@
  */
 import { parentPort } from 'node:worker_threads'
 import { hashPagesInto } from './hash-pages.ts'
+import { runExportBatch } from './export-batch.ts'
 import type { HashOutput, WorkerRequest, WorkerResponse } from './hash-pages.ts'
 
 const buffers = new Map<number, { data: Uint8Array, out: HashOutput }>()
@@ -15,6 +16,8 @@ parentPort?.on('message', (msg: WorkerRequest) => {
   }
   const b = buffers.get(msg.id)
   if (b == null) throw new Error(`unknown shared buffer ${msg.id}`)
-  const res: WorkerResponse = { req: msg.req, slots: hashPagesInto(b.data, msg.length, msg.pageSize, b.out, msg.lengths) }
+  const res: WorkerResponse = msg.type === 'export'
+    ? { req: msg.req, slots: msg.plan.lengths.length, result: runExportBatch(b.data, b.out, msg.pageSize, msg.plan) }
+    : { req: msg.req, slots: hashPagesInto(b.data, msg.length, msg.pageSize, b.out, msg.lengths) }
   parentPort?.postMessage(res)
 })

@@ -8,6 +8,8 @@ import { Worker } from 'node:worker_threads'
 import { logger } from '@libp2p/logger'
 import { hashPagesInto } from './hash-pages.ts'
 import type { WorkerRequest, WorkerResponse } from './hash-pages.ts'
+import { runExportBatch } from './export-batch.ts'
+import type { ExportBatchResult, ExportPlan } from './export-batch.ts'
 
 const log = logger('memfabric:store:hasher')
 
@@ -27,8 +29,8 @@ export interface HashResult {
 }
 
 interface Job {
-  msg: WorkerRequest & { type: 'hash' }
-  resolve(slots: number): void
+  msg: WorkerRequest & { type: 'hash' | 'export' }
+  resolve(res: WorkerResponse): void
   reject(err: Error): void
 }
 
@@ -82,12 +84,24 @@ export class Hasher {
     } else {
       this.start()
       const msg = { type: 'hash' as const, req: this.nextReq++, id: buf.id, length, pageSize, lengths }
-      slots = await new Promise<number>((resolve, reject) => {
-        this.queue.push({ msg, resolve, reject })
-        this.pump()
-      })
+      slots = (await this.submit(msg)).slots
     }
     return { digests: buf.digests.slice(0, slots * 32), zero: buf.zero.slice(0, slots) }
+  }
+
+  /** Run a planned export batch on `buf` (see {@link runExportBatch}) on a worker, or inline. */
+  async exportBatch (buf: SharedPages, pageSize: number, plan: ExportPlan): Promise<ExportBatchResult> {
+    if (this.size === 0 || this.closed) return runExportBatch(buf.bytes, buf, pageSize, plan)
+    this.start()
+    const res = await this.submit({ type: 'export' as const, req: this.nextReq++, id: buf.id, pageSize, plan })
+    return res.result ?? {}
+  }
+
+  private async submit (msg: Job['msg']): Promise<WorkerResponse> {
+    return new Promise<WorkerResponse>((resolve, reject) => {
+      this.queue.push({ msg, resolve, reject })
+      this.pump()
+    })
   }
 
   private start (): void {
@@ -99,7 +113,7 @@ export class Hasher {
         const job = this.running.get(w)
         this.running.delete(w)
         this.idle.push(w)
-        job?.resolve(res.slots)
+        job?.resolve(res)
         this.pump()
       })
       w.on('error', (err) => {
