@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Testnet, processAlive } from '../../testnet/testnet.ts'
 import type { TestnetNode } from '../../testnet/testnet.ts'
-import { HttpApiClient } from '../../node/api/http-client.ts'
+import type { MemfabricApi } from '../../node/api/index.ts'
 import { BIN, childEnv, cli, makeImage, ok, tempDir, writeTemp } from './cli-helpers.ts'
 import type { CliResult } from './cli-helpers.ts'
 import { startDaemon } from '../fixtures/daemon.ts'
@@ -44,9 +44,10 @@ async function restart (t: ExecutionContext, net: Testnet, node: TestnetNode, bo
   return startDaemon(t, node.repo, ['--dial-map', join(net.dir, `dial-map-${node.site}.json`), '--bootstrap', bootstrap.multiaddr])
 }
 
-/** Run the CLI in the background; the promise settles when it exits. */
-function background (args: string[]): { result: Promise<CliResult>, exited: () => boolean } {
+/** Run the CLI in the background; the promise settles when it exits (killed at teardown if still running). */
+function background (t: ExecutionContext, args: string[]): { result: Promise<CliResult>, exited: () => boolean } {
   const child = spawn(process.execPath, [BIN, ...args], { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   let stdout = ''
   let stderr = ''
   let done = false
@@ -60,11 +61,11 @@ function background (args: string[]): { result: Promise<CliResult>, exited: () =
 }
 
 /** Poll a node's store until it holds `atLeast` distinct pages (fails if `exited()` first). */
-async function waitForPages (api: HttpApiClient, atLeast: number, exited: () => boolean): Promise<number> {
+async function waitForPages (api: Pick<MemfabricApi, 'stats'>, atLeast: number, exited: () => boolean): Promise<number> {
   return waitFor(async () => {
     if (exited()) throw new Error('the migration ended before the crash could be injected')
-    const stats = await (api as any).stats({ signal: AbortSignal.timeout(10_000) })
-    return stats.distinctPages >= atLeast ? stats.distinctPages as number : undefined
+    const stats = await api.stats({ signal: AbortSignal.timeout(10_000) })
+    return stats.distinctPages >= atLeast ? stats.distinctPages : undefined
   }, { timeout: 120_000, interval: 50, message: `fewer than ${atLeast} pages arrived` })
 }
 
@@ -84,14 +85,14 @@ test.serial('kill -9 of the destination mid-migration: restart, verify, earlier 
   const smallFile = await writeTemp(dir, 'vm0.ram', small.bytes)
   await ok(t, ['import', smallFile, '--name', 'vm0', '--repo', src.repo, '--json'])
   await ok(t, ['migrate', 'vm0', '--to', dst.peerId, '--out', 'vm0.ram', '--repo', src.repo, '--json'])
-  const before = await (dst.api as any).stats()
+  const before = await dst.api.stats()
 
   // the destination stores pages in batches of 2048: several batches, so it dies part-way
   const image = makeImage(BIG_PAGES, 0)
   const file = await writeTemp(dir, 'vm1.ram', image.bytes)
   const imported = await ok(t, ['import', file, '--name', 'vm1', '--repo', src.repo, '--json'])
 
-  const first = background(['migrate', 'vm1', '--to', dst.peerId, '--out', 'vm1.ram', '--repo', src.repo, '--json'])
+  const first = background(t, ['migrate', 'vm1', '--to', dst.peerId, '--out', 'vm1.ram', '--repo', src.repo, '--json'])
   const atKill = await waitForPages(dst.api, before.distinctPages + 100, first.exited)
   await kill9(dst)
   const interrupted = await first.result
@@ -131,7 +132,7 @@ test.serial('kill -9 of a same-site holder mid-migration: it is dropped and the 
   const held = await ok(t, ['import', file, '--name', 'vm', '--repo', holder.repo, '--json'])
   t.is(held.root, imported.root)
 
-  const run = background(['migrate', 'vm', '--to', dst.peerId, '--out', 'vm.ram', '--repo', src.repo, '--json'])
+  const run = background(t, ['migrate', 'vm', '--to', dst.peerId, '--out', 'vm.ram', '--repo', src.repo, '--json'])
   await waitForPages(dst.api, 100, run.exited)
   await kill9(holder)
   const result = await run.result
@@ -153,7 +154,7 @@ test.serial('the source killed after the manifest with no other holder: a clear 
   const imported = await ok(t, ['import', file, '--name', 'vm', '--repo', src.repo, '--json'])
 
   const out = join(dir, 'pulled.ram')
-  const first = background(['pull', imported.root, '--from', src.peerId, '--name', 'vm', '--out', out, '--repo', dst.repo, '--json'])
+  const first = background(t, ['pull', imported.root, '--from', src.peerId, '--name', 'vm', '--out', out, '--repo', dst.repo, '--json'])
   await waitForPages(dst.api, 100, first.exited)
   await kill9(src)
   const failed = await first.result

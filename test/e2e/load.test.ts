@@ -22,7 +22,7 @@ const MiB = 1024 * 1024
 const RSS_CEILING = 1024 * MiB
 
 /** Peak resident set of a process (VmHWM), bytes. */
-export async function peakRss (pid: number): Promise<number> {
+async function peakRss (pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
   const kb = /VmHWM:\s+(\d+) kB/.exec(status)
   if (kb == null) throw new Error(`no VmHWM for ${pid}`)
