@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto'
 import { mkdtemp, mkdir, open, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { Repo } from '../store/repo.ts'
 import { writeImage, writeTemplate, DEFAULT_MIX } from './image-gen.ts'
@@ -63,13 +64,28 @@ async function sha256File (path: string): Promise<string> {
 
 /** CPU seconds (all threads of this process, user + system) of the last `timed` call. */
 let lastCpu = 0
+/** CPU seconds of the main thread alone in the last `timed` call (Linux; 0 elsewhere). */
+let lastMainCpu = 0
+
+/** CPU seconds the main thread has used, from /proc (0 where that is not available). */
+function mainThreadCpu (): number {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(f[11]) + Number(f[12])) / 100
+  } catch {
+    return 0
+  }
+}
 
 async function timed (fn: () => Promise<unknown>): Promise<number> {
   const c = process.cpuUsage()
+  const m = mainThreadCpu()
   const t = performance.now()
   await fn()
   const d = process.cpuUsage(c)
   lastCpu = Math.round((d.user + d.system) / 1e4) / 100
+  lastMainCpu = Math.round((mainThreadCpu() - m) * 100) / 100
   return performance.now() - t
 }
 
@@ -104,6 +120,8 @@ try {
     let exportMs = 0
     let importCpu = 0
     let exportCpu = 0
+    let importMainCpu = 0
+    let exportMainCpu = 0
     try {
       await repo.store.importImage(template, { name: 'template' })
       importMs = await timed(async () => {
@@ -112,8 +130,10 @@ try {
         zeroPages = res.zeroPages
       })
       importCpu = lastCpu
+      importMainCpu = lastMainCpu
       exportMs = await timed(async () => repo.store.exportImage('vm', join(work, 'out.ram')))
       exportCpu = lastCpu
+      exportMainCpu = lastMainCpu
     } finally {
       await repo.close()
       await rm(dir, { recursive: true, force: true })
@@ -127,11 +147,13 @@ try {
       sha256: mbps(size, shaMs),
       importCpuS: importCpu,
       exportCpuS: exportCpu,
+      importMainCpuS: importMainCpu,
+      exportMainCpuS: exportMainCpu,
       copyCpuS: copyCpu,
       sha256CpuS: shaCpu
     }
     rows.push(row)
-    out(`run ${run}: import ${row.import} MB/s (${importCpu} CPU s), export ${row.export} MB/s (${exportCpu} CPU s), copy+fdatasync ${row.copy} MB/s, sha256 ${row.sha256} MB/s (${shaCpu} CPU s); load ${loadavg()[0].toFixed(1)}`)
+    out(`run ${run}: import ${row.import} MB/s (${importCpu} CPU s, main thread ${importMainCpu}), export ${row.export} MB/s (${exportCpu} CPU s, main thread ${exportMainCpu}), copy+fdatasync ${row.copy} MB/s, sha256 ${row.sha256} MB/s (${shaCpu} CPU s); load ${loadavg()[0].toFixed(1)}`)
   }
   const result = {
     date: new Date().toISOString(),
@@ -145,10 +167,17 @@ try {
       sha256MBps: median(rows.map(r => r.sha256)),
       importCpuS: median(rows.map(r => r.importCpuS)),
       exportCpuS: median(rows.map(r => r.exportCpuS)),
+      importMainCpuS: median(rows.map(r => r.importMainCpuS)),
+      exportMainCpuS: median(rows.map(r => r.exportMainCpuS)),
       sha256CpuS: median(rows.map(r => r.sha256CpuS))
     }
   }
   const m = result.median
+  try {
+    // the results this run replaces, kept for comparison (one level only)
+    const old = JSON.parse(readFileSync(join(repoRoot, 'bench', 'results', 'store.json'), 'utf8'))
+    ;(result as any).previous = { date: old.date, loadBefore: old.machine?.loadBefore, median: old.median }
+  } catch {}
   out(`median: import ${m.importMBps} MB/s (${(m.importMBps / m.copyMBps).toFixed(2)}x copy, ${(m.importMBps / m.sha256MBps).toFixed(2)}x sha256), export ${m.exportMBps} MB/s (${(m.exportMBps / m.copyMBps).toFixed(2)}x copy)`)
   await mkdir(join(repoRoot, 'bench', 'results'), { recursive: true })
   await writeFile(join(repoRoot, 'bench', 'results', 'store.json'), JSON.stringify(result, null, 2) + '\n')
@@ -181,8 +210,18 @@ Date: ${r.date}.
 CPU seconds used by the process (all threads) per GiB, a figure less sensitive to other load on
 the machine: import ${m.importCpuS} s, export ${m.exportCpuS} s, sha256 baseline ${m.sha256CpuS} s. With 2 cores, at most
 import could reach ${Math.round(2 * r.image.bytes / 1e6 / m.importCpuS)} MB/s and export ${Math.round(2 * r.image.bytes / 1e6 / m.exportCpuS)} MB/s if nothing else ran and
-both cores were kept busy.
-
+both cores were kept busy.${m.importMainCpuS != null
+    ? ` Of that, the main thread: import ${m.importMainCpuS} s, export ${m.exportMainCpuS} s (the rest is
+hash workers, libuv I/O threads and GC helpers).`
+    : ''}
+${r.previous != null
+    ? `
+The results file this run replaced (${r.previous.date}, load ${r.previous.loadBefore?.[0]}): import
+${r.previous.median.importMBps} MB/s and ${r.previous.median.importCpuS} CPU s, export ${r.previous.median.exportMBps} MB/s and
+${r.previous.median.exportCpuS} CPU s; ratio of CPU s per GiB now / then: import
+${(m.importCpuS / r.previous.median.importCpuS).toFixed(2)}, export ${(m.exportCpuS / r.previous.median.exportCpuS).toFixed(2)}.
+`
+    : ''}
 Per run (MB/s, CPU s):
 
 | run | import | export | copy | sha256 | import CPU | export CPU |
