@@ -208,7 +208,8 @@ Date: ${r.date}.
 | baseline: sha256 of the file, one thread | ${m.sha256MBps} | | 1.00 |
 
 CPU seconds used by the process (all threads) per GiB, a figure less sensitive to other load on
-the machine: import ${m.importCpuS} s, export ${m.exportCpuS} s, sha256 baseline ${m.sha256CpuS} s. With 2 cores, at most
+the machine: import ${m.importCpuS} s, export ${m.exportCpuS} s, sha256 baseline ${m.sha256CpuS} s, copy + fdatasync
+baseline ${median(r.runs.map((x: any) => x.copyCpuS))} s (the kernel's share of moving a GiB through the page cache here). With 2 cores, at most
 import could reach ${Math.round(2 * r.image.bytes / 1e6 / m.importCpuS)} MB/s and export ${Math.round(2 * r.image.bytes / 1e6 / m.exportCpuS)} MB/s if nothing else ran and
 both cores were kept busy.${m.importMainCpuS != null
     ? ` Of that, the main thread: import ${m.importMainCpuS} s, export ${m.exportMainCpuS} s (the rest is
