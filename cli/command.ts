@@ -121,6 +121,16 @@ export interface Command<P = unknown> {
 /** Erase the params type to store commands of different kinds in one registry. */
 export type AnyCommand = Command<any>
 
+/** Run `fn` with the repository's api (the daemon's, or the repository opened directly), then close it. */
+export async function withApi<T> (ctx: CommandContext, repo: string, fn: (api: MemfabricApi) => Promise<T>): Promise<T> {
+  const api = await ctx.connect(repo)
+  try {
+    return await fn(api)
+  } finally {
+    await api.close()
+  }
+}
+
 /** Define a command with its params type inferred from `handlerInit`. */
 export function defineCommand<P> (command: Command<P>): Command<P> {
   return command

@@ -1,7 +1,7 @@
 /**
  * `memfabric gc`: reclaim pages no image references.
  */
-import { defineCommand, globalParams, takePositionals } from '../command.ts'
+import { defineCommand, withApi, globalParams, takePositionals } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 import { formatBytes, formatCount } from '../output.ts'
 
@@ -17,8 +17,7 @@ export const gcCommand = defineCommand({
     return globalParams(args, env)
   },
   async handler (params, ctx) {
-    const api = await ctx.connect(params.repo)
-    try {
+    return await withApi(ctx, params.repo, async api => {
       const result = await api.gc({ signal: ctx.signal })
       if (params.json) {
         ctx.printJson(result)
@@ -26,8 +25,6 @@ export const gcCommand = defineCommand({
         ctx.print(`removed ${formatCount(result.removedPages)} pages, reclaimed ${formatBytes(result.reclaimedBytes)}`)
       }
       return 0
-    } finally {
-      await api.close()
-    }
+    })
   }
 })

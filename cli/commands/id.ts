@@ -1,7 +1,7 @@
 /**
  * `memfabric id`: this node's peer id, site and addresses.
  */
-import { defineCommand, globalParams, takePositionals } from '../command.ts'
+import { defineCommand, withApi, globalParams, takePositionals } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 import { formatFields } from '../output.ts'
 
@@ -17,8 +17,7 @@ export const idCommand = defineCommand({
     return globalParams(args, env)
   },
   async handler (params, ctx) {
-    const api = await ctx.connect(params.repo)
-    try {
+    return await withApi(ctx, params.repo, async api => {
       const id = await api.id({ signal: ctx.signal })
       if (params.json) {
         ctx.printJson(id)
@@ -34,8 +33,6 @@ export const idCommand = defineCommand({
       }
       ctx.print(formatFields(fields))
       return 0
-    } finally {
-      await api.close()
-    }
+    })
   }
 })

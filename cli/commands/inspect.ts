@@ -1,7 +1,7 @@
 /**
  * `memfabric inspect REF`: one image in detail (manifest, extents, chunks).
  */
-import { defineCommand, globalParams, takePositionals } from '../command.ts'
+import { defineCommand, withApi, globalParams, takePositionals } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 import { formatBytes, formatCount, formatFields, formatPercent, formatTable, formatTime } from '../output.ts'
 
@@ -27,8 +27,7 @@ export const inspectCommand = defineCommand({
     return { ...globalParams(args, env), ref }
   },
   async handler (params, ctx) {
-    const api = await ctx.connect(params.repo)
-    try {
+    return await withApi(ctx, params.repo, async api => {
       const d = await api.inspect(params.ref, { signal: ctx.signal })
       if (params.json) {
         ctx.printJson(d)
@@ -59,8 +58,6 @@ export const inspectCommand = defineCommand({
         }
       }
       return 0
-    } finally {
-      await api.close()
-    }
+    })
   }
 })

@@ -1,7 +1,7 @@
 /**
  * `memfabric ls`: the images of the repository.
  */
-import { defineCommand, globalParams, takePositionals } from '../command.ts'
+import { defineCommand, withApi, globalParams, takePositionals } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 import { formatBytes, formatCount, formatTable, formatTime } from '../output.ts'
 
@@ -19,8 +19,7 @@ export const lsCommand = defineCommand({
     return globalParams(args, env)
   },
   async handler (params, ctx) {
-    const api = await ctx.connect(params.repo)
-    try {
+    return await withApi(ctx, params.repo, async api => {
       const images = await api.list({ signal: ctx.signal })
       if (params.json) {
         ctx.printJson(images)
@@ -52,8 +51,6 @@ export const lsCommand = defineCommand({
         formatTime(i.createdAt)
       ])))
       return 0
-    } finally {
-      await api.close()
-    }
+    })
   }
 })

@@ -1,7 +1,7 @@
 /**
  * `memfabric peers`: the peers the daemon knows, with site and RTT.
  */
-import { defineCommand, globalParams, takePositionals } from '../command.ts'
+import { defineCommand, withApi, globalParams, takePositionals } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 import { formatPeers } from './providers.ts'
 
@@ -16,8 +16,7 @@ export const peersCommand = defineCommand({
     return globalParams(args, env)
   },
   async handler (params, ctx) {
-    const api = await ctx.connect(params.repo)
-    try {
+    return await withApi(ctx, params.repo, async api => {
       const peers = await api.peers({ signal: ctx.signal })
       if (params.json) {
         ctx.printJson(peers)
@@ -25,8 +24,6 @@ export const peersCommand = defineCommand({
         ctx.print(peers.length > 0 ? formatPeers(peers) : 'no peers')
       }
       return 0
-    } finally {
-      await api.close()
-    }
+    })
   }
 })

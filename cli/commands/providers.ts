@@ -4,7 +4,7 @@
 import { CID } from 'multiformats/cid'
 import type { PeerSummary } from '../../node/api/index.ts'
 import { InvalidRefError } from '../../store/errors.ts'
-import { defineCommand, globalParams, takePositionals } from '../command.ts'
+import { defineCommand, withApi, globalParams, takePositionals } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 import { formatTable } from '../output.ts'
 
@@ -47,8 +47,7 @@ export const providersCommand = defineCommand({
     return { ...globalParams(args, env), cid: parsed.toString() }
   },
   async handler (params, ctx) {
-    const api = await ctx.connect(params.repo)
-    try {
+    return await withApi(ctx, params.repo, async api => {
       const peers = await api.providers(params.cid, { signal: ctx.signal })
       if (params.json) {
         ctx.printJson(peers)
@@ -56,8 +55,6 @@ export const providersCommand = defineCommand({
         ctx.print(peers.length > 0 ? formatPeers(peers) : `no providers for ${params.cid}`)
       }
       return 0
-    } finally {
-      await api.close()
-    }
+    })
   }
 })

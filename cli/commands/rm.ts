@@ -1,7 +1,7 @@
 /**
  * `memfabric rm REF`: remove a name, or unpin an image (pages go at the next `gc`).
  */
-import { defineCommand, globalParams, takePositionals } from '../command.ts'
+import { defineCommand, withApi, globalParams, takePositionals } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 
 export interface RmParams extends GlobalParams {
@@ -23,8 +23,7 @@ export const rmCommand = defineCommand({
     return { ...globalParams(args, env), ref }
   },
   async handler (params, ctx) {
-    const api = await ctx.connect(params.repo)
-    try {
+    return await withApi(ctx, params.repo, async api => {
       const before = await api.inspect(params.ref, { signal: ctx.signal })
       await api.remove(params.ref, { signal: ctx.signal })
       if (params.json) {
@@ -33,8 +32,6 @@ export const rmCommand = defineCommand({
         ctx.print(`removed ${params.ref}${params.ref !== before.root ? ` (${before.root})` : ''}`)
       }
       return 0
-    } finally {
-      await api.close()
-    }
+    })
   }
 })

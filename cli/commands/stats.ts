@@ -1,7 +1,7 @@
 /**
  * `memfabric stats`: what the store holds and how well it deduplicates.
  */
-import { defineCommand, globalParams, takePositionals } from '../command.ts'
+import { defineCommand, withApi, globalParams, takePositionals } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 import { formatBytes, formatCount, formatFields, formatRatio } from '../output.ts'
 
@@ -16,8 +16,7 @@ export const statsCommand = defineCommand({
     return globalParams(args, env)
   },
   async handler (params, ctx) {
-    const api = await ctx.connect(params.repo)
-    try {
+    return await withApi(ctx, params.repo, async api => {
       const s = await api.stats({ signal: ctx.signal })
       if (params.json) {
         ctx.printJson(s)
@@ -33,8 +32,6 @@ export const statsCommand = defineCommand({
         ['dedup ratio', s.storedBytes > 0 ? formatRatio(s.dedupRatio) : '-']
       ]))
       return 0
-    } finally {
-      await api.close()
-    }
+    })
   }
 })

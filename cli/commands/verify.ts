@@ -1,7 +1,7 @@
 /**
  * `memfabric verify`: the repository's consistency check.
  */
-import { defineCommand, globalParams, takePositionals } from '../command.ts'
+import { defineCommand, withApi, globalParams, takePositionals } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 import { plural } from '../output.ts'
 
@@ -23,8 +23,7 @@ export const verifyCommand = defineCommand({
     return { ...globalParams(args, env), deep: args.values.deep === true }
   },
   async handler (params, ctx) {
-    const api = await ctx.connect(params.repo)
-    try {
+    return await withApi(ctx, params.repo, async api => {
       const r = await api.verify({ signal: ctx.signal, deep: params.deep })
       if (params.json) {
         ctx.printJson(r)
@@ -40,8 +39,6 @@ export const verifyCommand = defineCommand({
         return 1
       }
       return 0
-    } finally {
-      await api.close()
-    }
+    })
   }
 })
