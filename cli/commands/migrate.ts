@@ -2,6 +2,7 @@
  * `memfabric migrate REF --to PEER`: offer an image to a destination, which pulls every page
  * from the holder nearest to it and reports back.
  */
+import { PAGE_SIZE } from '../../store/constants.ts'
 import type { MigrationSummary } from '../../node/api/index.ts'
 import { TIERS } from '../../node/migration/index.ts'
 import { defineCommand, globalParams, nonEmptyOption, stringOption, takePositionals, UsageError } from '../command.ts'
@@ -96,7 +97,7 @@ export const migrateCommand = defineCommand({
   },
   async handler (params, ctx) {
     const api = await ctx.connect(params.repo)
-    const progress = ctx.progress('migrate', params.json)
+    const progress = ctx.progress('migrate', params.json, PAGE_SIZE)
     try {
       const report = await api.migrate(params.ref, params.to, {
         name: params.name,

@@ -1,6 +1,7 @@
 /**
  * `memfabric pull ROOT --from PEER`: the destination side of a migration.
  */
+import { PAGE_SIZE } from '../../store/constants.ts'
 import { resolve } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { InvalidRefError } from '../../store/errors.ts'
@@ -42,7 +43,7 @@ export const pullCommand = defineCommand({
   },
   async handler (params, ctx) {
     const api = await ctx.connect(params.repo)
-    const progress = ctx.progress('pull', params.json)
+    const progress = ctx.progress('pull', params.json, PAGE_SIZE)
     try {
       const report = await api.pull(params.root, params.from, {
         name: params.name,

@@ -70,8 +70,7 @@ export class NodeApi extends LocalApi {
         pause: options.pauseCommand != null ? pauseWithCommand(options.pauseCommand) : undefined,
         offer: async (root, round, previous, final) => this.node.offer(to, {
           root, round, previous, name: final ? name : undefined, out: final ? options.out : undefined
-        }, { signal, onProgress }),
-        onRound: (r) => { onProgress?.({ phase: 'pages', done: r.round, total: r.round, round: r.round, dirtyPages: r.dirtyPages } as any) }
+        }, { signal, onProgress })
       })
       await this.repo.store.pin(CID.parse(result.rounds[result.rounds.length - 1].root), { name, signal })
       return {
