@@ -68,6 +68,8 @@ class Puller {
     await this.pullPages()
 
     await store.pin(root, { name: this.options.name, signal })
+    // windows dedupe only within themselves: the store knows the image's exact distinct pages
+    this.distinct = (await store.inspect(root, { signal })).distinctPages
     if (this.options.out != null) {
       this.progress('export')
       await store.exportImage(root, this.options.out, { signal })
@@ -196,7 +198,6 @@ class Puller {
         }
       }
     })
-    this.distinct += entries.length
     this.slotsDone += slots - missing.length
     this.progress('pages')
     if (missing.length > 0) {

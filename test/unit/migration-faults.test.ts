@@ -38,7 +38,7 @@ test('a lying holder in the destination\'s site is detected and routed around', 
   t.teardown(() => { liar.kill('SIGKILL') })
   let out = ''
   liar.stdout.setEncoding('utf8').on('data', s => { out += s })
-  await waitFor(() => out.includes('"announced"'), { timeout: 60_000, message: `liar did not start: ${out}` })
+  await waitFor(() => out.includes('"announced"'), { timeout: 180_000, message: `liar did not start: ${out}` })
   const liarId = JSON.parse(out.split('\n')[0]).peerId as string
   await waitFor(() => b2.node.peers().some(p => p.peerId.toString() === liarId && p.site === 'b'), { timeout: 30_000 })
   await a1.node.flushAnnouncements()
