@@ -3,10 +3,10 @@
  * from the holder nearest to it and reports back.
  */
 import { PAGE_SIZE } from '../../store/constants.ts'
-import type { MigrationSummary } from '../../node/api/index.ts'
+import type { MemfabricApi, MigrationSummary, ProgressUpdate } from '../../node/api/index.ts'
 import { TIERS } from '../../node/migration/index.ts'
-import { defineCommand, globalParams, nonEmptyOption, stringOption, takePositionals, UsageError } from '../command.ts'
-import type { GlobalParams } from '../command.ts'
+import { defineCommand, withApi, globalParams, nonEmptyOption, stringOption, takePositionals, UsageError } from '../command.ts'
+import type { CommandContext, GlobalParams } from '../command.ts'
 import { formatBytes, formatCount, formatDuration, formatFields, formatPercent, formatRate, formatTable } from '../output.ts'
 
 export interface MigrateParams extends GlobalParams {
@@ -47,6 +47,23 @@ export function formatMigrationReport (report: MigrationSummary): string {
     lines.push('', 'dropped holders:', ...report.droppedHolders.map(d => `  ${d.peerId}: ${d.reason}`))
   }
   return lines.join('\n')
+}
+
+/** Run a migration through the api with a progress bar (pages) and print its report. */
+export async function runMigration (ctx: CommandContext, params: GlobalParams, label: string,
+  call: (api: MemfabricApi, onProgress: (update: ProgressUpdate) => void) => Promise<MigrationSummary>): Promise<number> {
+  return await withApi(ctx, params.repo, async api => {
+    const progress = ctx.progress(label, params.json, PAGE_SIZE)
+    try {
+      const report = await call(api, update => { progress.update(update) })
+      progress.done()
+      if (params.json) ctx.printJson(report)
+      else ctx.print(formatMigrationReport(report))
+      return 0
+    } finally {
+      progress.done()
+    }
+  })
 }
 
 function positiveInt (value: string | undefined, flag: string): number | undefined {
@@ -96,26 +113,15 @@ export const migrateCommand = defineCommand({
     }
   },
   async handler (params, ctx) {
-    const api = await ctx.connect(params.repo)
-    const progress = ctx.progress('migrate', params.json, PAGE_SIZE)
-    try {
-      const report = await api.migrate(params.ref, params.to, {
-        name: params.name,
-        out: params.out,
-        live: params.live,
-        pauseCommand: params.pauseCommand,
-        minDirtyPages: params.minDirtyPages,
-        maxRounds: params.maxRounds,
-        signal: ctx.signal,
-        onProgress: u => { progress.update(u) }
-      })
-      progress.done()
-      if (params.json) ctx.printJson(report)
-      else ctx.print(formatMigrationReport(report))
-      return 0
-    } finally {
-      progress.done()
-      await api.close()
-    }
+    return await runMigration(ctx, params, 'migrate', async (api, onProgress) => api.migrate(params.ref, params.to, {
+      name: params.name,
+      out: params.out,
+      live: params.live,
+      pauseCommand: params.pauseCommand,
+      minDirtyPages: params.minDirtyPages,
+      maxRounds: params.maxRounds,
+      signal: ctx.signal,
+      onProgress
+    }))
   }
 })

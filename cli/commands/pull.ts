@@ -1,13 +1,12 @@
 /**
  * `memfabric pull ROOT --from PEER`: the destination side of a migration.
  */
-import { PAGE_SIZE } from '../../store/constants.ts'
 import { resolve } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { InvalidRefError } from '../../store/errors.ts'
 import { defineCommand, globalParams, nonEmptyOption, takePositionals, UsageError } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
-import { formatMigrationReport } from './migrate.ts'
+import { runMigration } from './migrate.ts'
 
 export interface PullParams extends GlobalParams {
   root: string
@@ -42,22 +41,11 @@ export const pullCommand = defineCommand({
     return { ...globalParams(args, env), root, from, name: nonEmptyOption(args, 'name'), out: out !== undefined ? resolve(out) : undefined }
   },
   async handler (params, ctx) {
-    const api = await ctx.connect(params.repo)
-    const progress = ctx.progress('pull', params.json, PAGE_SIZE)
-    try {
-      const report = await api.pull(params.root, params.from, {
-        name: params.name,
-        out: params.out,
-        signal: ctx.signal,
-        onProgress: u => { progress.update(u) }
-      })
-      progress.done()
-      if (params.json) ctx.printJson(report)
-      else ctx.print(formatMigrationReport(report))
-      return 0
-    } finally {
-      progress.done()
-      await api.close()
-    }
+    return await runMigration(ctx, params, 'pull', async (api, onProgress) => api.pull(params.root, params.from, {
+      name: params.name,
+      out: params.out,
+      signal: ctx.signal,
+      onProgress
+    }))
   }
 })
