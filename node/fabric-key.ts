@@ -7,11 +7,10 @@
  */
 import { chmod, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { generateKey } from '@libp2p/pnet'
+import { randomBytes } from 'node:crypto'
 import { MemfabricError } from '../store/errors.ts'
 
 export const FABRIC_KEY_FILE = 'fabric.key'
-const KEY_LENGTH = 95
 const HEADER = '/key/swarm/psk/1.0.0/\n/base16/\n'
 
 export class FabricKeyError extends MemfabricError {
@@ -20,9 +19,7 @@ export class FabricKeyError extends MemfabricError {
 
 /** A new key in the swarm.key text format. */
 export function createFabricKey (): Uint8Array {
-  const key = new Uint8Array(KEY_LENGTH)
-  generateKey(key)
-  return key
+  return new TextEncoder().encode(HEADER + randomBytes(32).toString('hex'))
 }
 
 /** Check a key file's format; returns its bytes. */
