@@ -30,6 +30,7 @@ import type { MigrateOffer, Offer } from '../protocols/migrate/index.ts'
 import { pullImage } from './migration/index.ts'
 import type { Holder, MigrationProgress, MigrationReport, PullDeps } from './migration/index.ts'
 import { Publisher } from './publisher.ts'
+import { SimilarPages } from './migration/similar.ts'
 import { MigrationRegistry } from './migrations.ts'
 import { readRepoFabricKey } from './fabric-key.ts'
 import { DEFAULT_DIAL_TIMEOUT, DEFAULT_MIGRATION_OUT_DIR } from './constants.ts'
@@ -119,6 +120,7 @@ export class MemfabricNode {
     const records = new ClassicLevel<Uint8Array, Uint8Array>(join(repo.path, 'providers'), { keyEncoding: 'view', valueEncoding: 'view' })
     await records.open()
     let node: MemfabricNode | undefined
+    const similarPages = new SimilarPages(repo.store)
     const libp2p = await createHost<Omit<NodeServices, keyof HostServices>>({
       privateKey: loadPrivateKey(repo.config),
       listen: init.listen ?? repo.config.addresses.listen,
@@ -128,7 +130,7 @@ export class MemfabricNode {
       metrics: init.libp2pMetrics,
       services: {
         site: siteExchange({ site }),
-        pages: pageExchange({ store: repo.store, allowPeer }),
+        pages: pageExchange({ store: repo.store, allowPeer, similar: async (root, indexes, opts) => similarPages.refs(root, indexes, opts), patch: async (root, opts) => similarPages.patch(root, opts) }),
         presence: presence({ store: servingStore(repo.store) }),
         blocks: blockExchange({ blocks: repo.store, allowPeer }),
         providers: providerRecords({ db: records, source: (options) => repo.store.allPages(options) }),
@@ -288,6 +290,8 @@ export class MemfabricNode {
       describe: (peer) => this.describe(peer),
       presence: async (peer, cids, options) => presenceService.query(peer, cids, options),
       findProviders: async (cids, options) => providers.resolve(cids, options),
+      similar: async (peer, root, indexes, options) => pages.similarPages(peer, root, indexes, options),
+      manifestPatch: async (peer, root, options) => pages.manifestPatch(peer, root, options),
       fetch: async (peer, cids, options) => {
         if (cids.length > 0 && cids[0].code !== raw.code) {
           const result = await blocks.fetch(peer, cids, { signal: options.signal, onBlock: options.onBlock })
@@ -296,9 +300,10 @@ export class MemfabricNode {
         const result = await pages.fetch(peer, cids, {
           signal: options.signal,
           compress: options.compress ? 'zstd' : undefined,
+          refs: options.refs,
           onPage: options.onBlock
         })
-        return { wireBytes: result.wireBytes, missing: result.missing }
+        return { wireBytes: result.wireBytes, missing: result.missing, deltaPages: result.deltaPages }
       }
     }
   }

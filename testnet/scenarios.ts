@@ -26,7 +26,7 @@ const log = logger('memfabric:testnet')
 
 export const SCENARIOS: Record<ScenarioName, string> = {
   family: 'a VM cloned from the family template migrates A→B, where siblings of the same template already run',
-  return: 'a VM migrates back A→B, where its older snapshot still is',
+  return: 'a VM migrates back A→B, where its older snapshot still is (it came to A from B, so A holds that snapshot too)',
   unrelated: 'a VM with nothing in common with site B (B runs another family) migrates A→B'
 }
 
@@ -58,6 +58,8 @@ export interface ScenarioPlan {
   source: ImageFile
   /** Images already held in site B, by host number (1-based) */
   siteB: Array<ImageFile & { host: number }>
+  /** Older images the source host holds besides the VM (none unless the VM came from elsewhere) */
+  sourceAlso: ImageFile[]
   /** The host of site B the VM migrates to */
   destHost: number
   /** The image of site B closest to the source (basis for rsync / zstd --patch-from) */
@@ -85,7 +87,7 @@ export async function prepareScenario (scenario: ScenarioName, dir: string, size
     const size = await stat(path).then(s => s.size, () => -1)
     if (size !== sizeBytes) await make()
   }
-  const plan: ScenarioPlan = { scenario, description: SCENARIOS[scenario], sizeBytes, source: { path: '', name: '' }, siteB: [], destHost }
+  const plan: ScenarioPlan = { scenario, description: SCENARIOS[scenario], sizeBytes, source: { path: '', name: '' }, siteB: [], sourceAlso: [], destHost }
   if (scenario === 'family') {
     plan.source = { path: file('vm1'), name: 'vm1' }
     await ensure(plan.source.path, async () => writeImage(plan.source.path, family(101, 7)))
@@ -100,6 +102,7 @@ export async function prepareScenario (scenario: ScenarioName, dir: string, size
     await ensure(older.path, async () => writeImage(older.path, family(301, 8)))
     await ensure(plan.source.path, async () => evolveImage(older.path, plan.source.path, { changeFraction: RETURN_CHANGE_FRACTION, seed: 302 }))
     plan.siteB.push({ ...older, host: holders[0] })
+    plan.sourceAlso.push(older)
   } else {
     plan.source = { path: file('vm1'), name: 'vm1' }
     await ensure(plan.source.path, async () => writeImage(plan.source.path, { sizeBytes, seed: 401 }))
@@ -232,6 +235,7 @@ export async function runScenario (net: Testnet, plan: ScenarioPlan, options: Ru
   status(`importing into site B: ${plan.siteB.map(i => `${i.name}→B${i.host}`).join(', ')}`)
   await Promise.all(plan.siteB.map(async img => nodeOf(siteB, img.host).api.importImage(img.path, { name: img.name, signal })))
   status(`importing ${plan.source.name} into ${src.name}`)
+  for (const img of plan.sourceAlso) await src.api.importImage(img.path, { name: img.name, signal })
   await src.api.importImage(plan.source.path, { name: plan.source.name, signal })
   status('computing the floor')
   const { floor, census } = await computeFloor(plan.source.path, plan.siteB.map(i => i.path))

@@ -14,3 +14,9 @@ export const DEFAULT_STORE_BATCH = 2048
 export const DEFAULT_UNKNOWN_RTT = 250
 /** Time allowed for a presence query or a provider lookup of one window (ms). */
 export const DEFAULT_DISCOVERY_TIMEOUT = 20_000
+/** Images of the same size compared when looking for the basis of an image being served. */
+export const BASIS_CANDIDATES = 4
+/** A basis must share at least this fraction of the image's non-zero slots. */
+export const BASIS_MIN_SHARED = 0.5
+/** How long a found basis is reused (ms). */
+export const BASIS_CACHE_TTL = 10 * 60_000

@@ -13,7 +13,8 @@
  */
 import type { CID } from 'multiformats/cid'
 import type { PeerId } from '@libp2p/interface'
-import type { Store } from '../../store/index.ts'
+import type { Page, Store } from '../../store/index.ts'
+import type { ManifestPatch } from '../../protocols/pages/index.ts'
 
 export type Tier = 'local' | 'site' | 'remote' | 'source'
 export const TIERS: Tier[] = ['local', 'site', 'remote', 'source']
@@ -48,6 +49,11 @@ export interface MigrationReport {
   manifest: { blocks: number, fetched: number, wireBytes: number }
   /** Bytes received from peers of other sites (source included when it is elsewhere). */
   wanBytes: number
+  /**
+   * Pages that crossed sites compressed against a similar page the destination already had
+   * (`pages`), and the reference pages read for that from the own store or same-site peers.
+   */
+  delta?: { pages: number, references: number }
   /** Holders dropped during the migration, with why. */
   droppedHolders: Array<{ peerId: string, reason: string }>
   durationMs: number
@@ -68,6 +74,8 @@ export interface FetchResult {
   wireBytes: number
   /** CIDs the holder said it does not have. */
   missing: CID[]
+  /** Pages that arrived compressed against their reference. */
+  deltaPages?: number
 }
 
 /** What a puller needs from its node: narrow, so it can be driven by any host. */
@@ -83,7 +91,11 @@ export interface PullDeps {
   /** Providers of each CID, in the order asked. */
   findProviders(cids: CID[], options: { signal?: AbortSignal }): Promise<PeerId[][]>
   /** Fetch pages (raw) or blocks (dag-cbor) by CID, each verified before `onBlock`. */
-  fetch(peer: PeerId, cids: CID[], options: { compress: boolean, signal?: AbortSignal, onBlock(cid: CID, bytes: Uint8Array): void }): Promise<FetchResult>
+  fetch(peer: PeerId, cids: CID[], options: { compress: boolean, refs?: Array<Page | undefined>, signal?: AbortSignal, onBlock(cid: CID, bytes: Uint8Array): void }): Promise<FetchResult>
+  /** For slots `indexes` (ascending) of image `root`, the page `peer` would compress each against, or null. */
+  similar(peer: PeerId, root: CID, indexes: number[], options: { signal?: AbortSignal }): Promise<Array<CID | null>>
+  /** How image `root` differs from the older image `peer` would use as its basis (no patch: none). */
+  manifestPatch(peer: PeerId, root: CID, options: { signal?: AbortSignal }): Promise<{ patch?: ManifestPatch, wireBytes: number }>
 }
 
 export interface PullOptions {

@@ -1,6 +1,10 @@
 import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
-import type { Page } from '../../store/index.ts'
+import type { Manifest, Page } from '../../store/index.ts'
+import { Chunker } from '../../store/manifest.ts'
+import type { Block } from '../../store/manifest.ts'
+import { DEFAULT_CHUNK_MAX, DEFAULT_CHUNK_MIN, DEFAULT_CHUNK_MODULUS } from '../../store/options.ts'
+import type { ManifestPatch } from '../../protocols/pages/index.ts'
 import {
   DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_FETCHES_PER_HOLDER, DEFAULT_SLICE_PAGES, DEFAULT_STORE_BATCH,
   DEFAULT_UNKNOWN_RTT, DEFAULT_WINDOW_PAGES, DEFAULT_WINDOWS_IN_FLIGHT
@@ -28,6 +32,22 @@ function keyOf (cid: CID): string {
 
 type Sink = (items: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>
 
+/** A distinct page of a window: the slot index it first appears at, and how many slots it fills. */
+interface WindowEntry {
+  cid: CID
+  index: number
+  length: number
+  slots: number
+}
+
+interface FetchPlan {
+  useDht: boolean
+  sink: Sink
+  kind: 'pages' | 'manifest'
+  /** Slot index of each page (pages only): lets the source compress against similar pages. */
+  indexes?: Map<string, number>
+}
+
 /**
  * Pull an image into the local store from the nearest holders and pin it. Re-running after an
  * interruption fetches only the pages still missing.
@@ -42,6 +62,11 @@ class Puller {
   private readonly tiers: Record<Tier, TierFigures>
   private readonly dropped = new Map<string, string>()
   private readonly manifestFigures = { blocks: 0, fetched: 0, wireBytes: 0 }
+  private readonly delta = { pages: 0, references: 0 }
+  /** Pages some window is fetching now: a later window waits for them instead of fetching them twice. */
+  private readonly fetching = new Map<string, Promise<void>>()
+  /** Set once the source said it has no similar pages for this image. */
+  private noBasis = false
   private wanBytes = 0
   private slotsDone = 0
   private totalSlots = 0
@@ -87,6 +112,7 @@ class Puller {
       distinctPages: this.distinct,
       tiers: this.tiers,
       manifest: this.manifestFigures,
+      delta: this.delta,
       wanBytes: this.wanBytes,
       droppedHolders: [...this.dropped].map(([peerId, reason]) => ({ peerId, reason })),
       durationMs,
@@ -109,13 +135,109 @@ class Puller {
     } catch (err: any) {
       throw new ManifestUnavailableError(`manifest ${root} could not be read: ${err.message}`, { cause: err })
     }
-    const missing: CID[] = []
+    let missing: CID[] = []
     for (const chunk of manifest.chunks) {
       if (!await store.hasBlock(chunk, { signal })) missing.push(chunk)
     }
     this.manifestFigures.blocks = manifest.chunks.length + 1
+    if (missing.length > 0 && this.deps.describe(this.options.source).site !== this.deps.site) {
+      missing = await this.patchManifest(manifest, missing)
+    }
+    if (missing.length > 0) {
+      // chunks shared with images held in this site come from there
+      await this.blocksFromSite(missing)
+      missing = await this.absentBlocks(missing)
+    }
     if (missing.length > 0) {
       await this.fetchAll(missing, { useDht: false, sink: this.blockSink(), kind: 'manifest' })
+    }
+  }
+
+  /**
+   * Rebuild manifest chunks instead of fetching them across sites: the source says how the image
+   * differs from an older image (its basis); when the own store or a same-site peer has that
+   * image's manifest, the chunks are cut again from its slots with the differences applied.
+   * Only chunks whose CID the root lists are kept, so a wrong patch costs a fetch, never
+   * a wrong manifest. Returns the chunks still missing.
+   */
+  private async patchManifest (manifest: Manifest, missing: CID[]): Promise<CID[]> {
+    const { store } = this.deps
+    const signal = this.options.signal
+    let patch: ManifestPatch | undefined
+    try {
+      const answer = await this.deps.manifestPatch(this.options.source, this.options.root, { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT) })
+      this.manifestFigures.wireBytes += answer.wireBytes
+      this.wanBytes += answer.wireBytes
+      patch = answer.patch
+    } catch (err: any) {
+      signal?.throwIfAborted()
+      log('source sent no manifest patch - %e', err)
+    }
+    if (patch == null) return missing
+    const basis = patch.basis
+    try {
+      if (!await store.hasBlock(basis, { signal })) await this.blocksFromSite([basis])
+      const old = await store.readManifest(basis, { signal })
+      if (old.pages !== manifest.pages) return missing
+      const absent: CID[] = []
+      for (const chunk of old.chunks) {
+        if (!await store.hasBlock(chunk, { signal })) absent.push(chunk)
+      }
+      if (absent.length > 0) await this.blocksFromSite(absent)
+      const wanted = new Set(missing.map(keyOf))
+      const chunker = new Chunker({ modulus: DEFAULT_CHUNK_MODULUS, min: DEFAULT_CHUNK_MIN, max: DEFAULT_CHUNK_MAX })
+      const digests = Buffer.from(patch.digests.buffer, patch.digests.byteOffset, patch.digests.byteLength)
+      const keep = async (block: Block | undefined): Promise<void> => {
+        if (block != null && wanted.has(keyOf(block.cid))) await store.putBlock(block.cid, block.bytes, { signal })
+      }
+      let next = 0
+      for await (const slot of store.pageSlots(basis, { signal })) {
+        if (next < patch.slots.length && patch.slots[next] === slot.index) {
+          await keep(patch.kinds[next] === 0 ? chunker.pushZero() : chunker.pushDigest(digests, next * 32))
+          next++
+        } else {
+          await keep(chunker.push(slot.cid?.multihash.digest))
+        }
+      }
+      await keep(chunker.flush())
+    } catch (err: any) {
+      signal?.throwIfAborted()
+      log('manifest of %c not rebuilt from basis %c - %e', this.options.root, basis, err)
+    }
+    const still = await this.absentBlocks(missing)
+    log('rebuilt %d of %d manifest chunks from basis %c', missing.length - still.length, missing.length, basis)
+    return still
+  }
+
+  private async absentBlocks (cids: CID[]): Promise<CID[]> {
+    const absent: CID[] = []
+    for (const cid of cids) {
+      if (!await this.deps.store.hasBlock(cid, { signal: this.options.signal })) absent.push(cid)
+    }
+    return absent
+  }
+
+  /** Fetch manifest blocks from same-site peers that hold them (best effort). */
+  private async blocksFromSite (cids: CID[]): Promise<void> {
+    const { store } = this.deps
+    const sitePeers = this.deps.peers().filter(p => p.site === this.deps.site && !p.peerId.equals(this.deps.self) && !this.dropped.has(p.peerId.toString()))
+    let pending = cids
+    for (const peer of sitePeers) {
+      if (pending.length === 0) break
+      const got = new Set<string>()
+      try {
+        // presence covers pages only; a peer answers for the blocks it lacks with "missing"
+        const blocks: Array<{ cid: CID, bytes: Uint8Array }> = []
+        await this.deps.fetch(peer.peerId, pending, { compress: false, signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT), onBlock: (cid, bytes) => { blocks.push({ cid, bytes }) } })
+        for (const b of blocks) {
+          await store.putBlock(b.cid, b.bytes, { signal: this.options.signal })
+          got.add(keyOf(b.cid))
+        }
+      } catch (err: any) {
+        this.options.signal?.throwIfAborted()
+        log('blocks from %p failed - %e', peer.peerId, err)
+      }
+      pending = pending.filter(cid => !got.has(keyOf(cid)))
     }
   }
 
@@ -139,7 +261,7 @@ class Puller {
     const { root, signal } = this.options
     const windowPages = this.options.windowPages ?? DEFAULT_WINDOW_PAGES
     const inFlight = new Set<Promise<void>>()
-    let window = new Map<string, { cid: CID, length: number, slots: number }>()
+    let window = new Map<string, WindowEntry>()
     let windowSlots = 0
 
     const flush = async (): Promise<void> => {
@@ -168,7 +290,7 @@ class Puller {
         if (entry != null) {
           entry.slots++
         } else {
-          window.set(key, { cid: slot.cid, length: slot.length, slots: 1 })
+          window.set(key, { cid: slot.cid, index: slot.index, length: slot.length, slots: 1 })
           if (window.size >= windowPages) await flush()
         }
       }
@@ -181,16 +303,23 @@ class Puller {
     }
   }
 
-  private async pullWindow (entries: Array<{ cid: CID, length: number, slots: number }>, slots: number): Promise<void> {
+  private async pullWindow (entries: WindowEntry[], slots: number): Promise<void> {
     const { store } = this.deps
     const held = await store.has(entries.map(e => e.cid), { signal: this.options.signal })
     const missing: CID[] = []
+    const indexes = new Map<string, number>()
+    const elsewhere = new Set<Promise<void>>()
     entries.forEach((entry, i) => {
-      if (held[i]) {
+      const key = keyOf(entry.cid)
+      const other = held[i] ? undefined : this.fetching.get(key)
+      if (held[i] || other != null) {
+        // held, or on its way for an earlier window: it comes from the local store
+        if (other != null) elsewhere.add(other)
         this.tiers.local.pages += entry.slots
         this.tiers.local.bytes += entry.slots * entry.length
       } else {
         missing.push(entry.cid)
+        indexes.set(key, entry.index)
         // repeats of a fetched page inside the image come from the local store
         if (entry.slots > 1) {
           this.tiers.local.pages += entry.slots - 1
@@ -201,12 +330,20 @@ class Puller {
     this.slotsDone += slots - missing.length
     this.progress('pages')
     if (missing.length > 0) {
-      await this.fetchAll(missing, { useDht: true, sink: this.pageSink(), kind: 'pages' })
+      const task = this.fetchAll(missing, { useDht: true, sink: this.pageSink(), kind: 'pages', indexes })
+      const keys = [...indexes.keys()]
+      for (const key of keys) this.fetching.set(key, task)
+      try {
+        await task
+      } finally {
+        for (const key of keys) this.fetching.delete(key)
+      }
     }
+    await Promise.all(elsewhere)
   }
 
   /** Find holders for `cids`, fetch every one, re-plan around failures; throws if some stay unavailable. */
-  private async fetchAll (cids: CID[], opts: { useDht: boolean, sink: Sink, kind: 'pages' | 'manifest' }): Promise<void> {
+  private async fetchAll (cids: CID[], opts: FetchPlan): Promise<void> {
     const candidates = await this.discover(cids, opts.useDht)
     const source = this.candidate(this.deps.describe(this.options.source))
     const tried = new Map<string, string[]>()
@@ -322,7 +459,7 @@ class Puller {
   }
 
   /** Fetch from one holder in slices; a holder that fails is dropped for the rest of the migration. */
-  private async fetchFrom (holder: Holder, cids: CID[], opts: { sink: Sink, kind: 'pages' | 'manifest' }, received: Set<string>): Promise<void> {
+  private async fetchFrom (holder: Holder, cids: CID[], opts: FetchPlan, received: Set<string>): Promise<void> {
     const id = holder.peerId.toString()
     const tier = this.tierOf(holder)
     const crossSite = holder.site !== this.deps.site
@@ -341,8 +478,10 @@ class Puller {
           writing = writing.then(async () => opts.sink(items))
         }
         try {
+          const refs = crossSite && tier === 'source' && opts.indexes != null ? await this.references(holder, next, opts.indexes) : undefined
           const result = await this.deps.fetch(holder.peerId, next, {
             compress: crossSite,
+            refs,
             signal: this.options.signal,
             onBlock: (cid, bytes) => {
               batch.push({ cid, bytes })
@@ -352,6 +491,7 @@ class Puller {
             }
           })
           this.accountWire(tier, opts.kind, result.wireBytes, crossSite)
+          this.delta.pages += result.deltaPages ?? 0
         } catch (err: any) {
           if (this.options.signal?.aborted === true) throw err
           log('dropping holder %s (%s) - %e', id, tier, err)
@@ -364,6 +504,74 @@ class Puller {
       }
     }
     await Promise.all(Array.from({ length: DEFAULT_FETCHES_PER_HOLDER }, worker))
+  }
+
+  /**
+   * Reference pages for pages the source sends across sites: it names, per slot, a similar page
+   * (the same slot of an older image of the VM); those the own store or a same-site peer holds
+   * are read here, so the source can send each page compressed against its reference.
+   */
+  private async references (source: Holder, cids: CID[], indexOf: Map<string, number>): Promise<Array<Page | undefined> | undefined> {
+    if (this.noBasis) return undefined
+    const { store } = this.deps
+    const signal = this.options.signal
+    const order = cids.map((cid, at) => ({ at, index: indexOf.get(keyOf(cid)) ?? -1 }))
+      .filter(o => o.index >= 0)
+      .sort((a, b) => a.index - b.index)
+    let suggested: Array<CID | null>
+    try {
+      suggested = await this.deps.similar(source.peerId, this.options.root, order.map(o => o.index), { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT) })
+    } catch (err: any) {
+      if (signal?.aborted === true) throw err
+      log('source named no similar pages - %e', err)
+      this.noBasis = true
+      return undefined
+    }
+    const refOf: Array<CID | undefined> = new Array(cids.length)
+    const wanted = new Map<string, CID>()
+    order.forEach((o, i) => {
+      const ref = suggested[i]
+      if (ref == null) return
+      refOf[o.at] = ref
+      wanted.set(keyOf(ref), ref)
+    })
+    if (wanted.size === 0) {
+      this.noBasis = true
+      return undefined
+    }
+    const bytesOf = new Map<string, Uint8Array>()
+    const refs = [...wanted.values()]
+    for await (const { cid, bytes } of store.getMany(refs, { signal })) {
+      if (bytes != null) bytesOf.set(keyOf(cid), bytes)
+    }
+    const absent = refs.filter(cid => !bytesOf.has(keyOf(cid)))
+    if (absent.length > 0) await this.referencesFromSite(absent, bytesOf)
+    this.delta.references += bytesOf.size
+    return refOf.map(ref => {
+      const bytes = ref == null ? undefined : bytesOf.get(keyOf(ref))
+      return bytes == null ? undefined : { cid: ref!, bytes }
+    })
+  }
+
+  /** Read reference pages from same-site peers that hold them (best effort: a miss only costs compression). */
+  private async referencesFromSite (cids: CID[], into: Map<string, Uint8Array>): Promise<void> {
+    const sitePeers = this.deps.peers().filter(p => p.site === this.deps.site && !p.peerId.equals(this.deps.self) && !this.dropped.has(p.peerId.toString()))
+    let pending = cids
+    for (const peer of sitePeers) {
+      if (pending.length === 0) break
+      try {
+        const signal = this.signal(DEFAULT_DISCOVERY_TIMEOUT)
+        const bits = await this.deps.presence(peer.peerId, pending, { signal })
+        const held = pending.filter((_, i) => bits[i])
+        if (held.length > 0) {
+          await this.deps.fetch(peer.peerId, held, { compress: false, signal, onBlock: (cid, bytes) => { into.set(keyOf(cid), bytes) } })
+        }
+      } catch (err: any) {
+        this.options.signal?.throwIfAborted()
+        log('reference pages from %p failed - %e', peer.peerId, err)
+      }
+      pending = pending.filter(cid => !into.has(keyOf(cid)))
+    }
   }
 
   private account (tier: Tier, kind: 'pages' | 'manifest', bytes: number): void {

@@ -2,8 +2,18 @@
  * What goes over the wire of `/memfabric/pages/1.0.0`. Every frame is length-prefixed
  * (unsigned varint, `lpStream`).
  *
- * Request (client → server): dag-cbor map
- *   `{ id: uint32, cids: [CID link…] (1…maxCids), compress?: 'zstd' }`
+ * Page request (client → server): dag-cbor map
+ *   `{ id: uint32, cids: [CID link…] (1…maxCids), compress?: 'zstd', refs?: [CID link | null…] }`
+ * `refs` (only with `compress`, one per cid) names a page the client holds that is probably
+ * similar; the server may send the page zstd-compressed with that page as its dictionary.
+ *
+ * Similar-pages request: dag-cbor map `{ id: uint32, similar: CID link, indexes: [uint…] }`
+ * asks which page the server would use as reference for each slot index of image `similar`
+ * (indexes ascending, each sent as the gap from the one before, 1…maxSimilar of them).
+ *
+ * Manifest-patch request: dag-cbor map `{ id: uint32, patch: CID link }` asks how image `patch`
+ * differs, slot by slot, from the older image the server would use as its basis, so a client
+ * that holds that basis's manifest can rebuild the image's manifest instead of fetching it.
  *
  * Response (server → client): a fixed binary layout, because page frames are the hot path
  * and dag-cbor would copy every page twice (big-endian integers):
@@ -15,8 +25,16 @@
  * 2      u32  id of the request
  * 6      u32  start: index in the request's cids of the first entry
  * 10     u32  count of entries
- * 14     entries, each: u8 kind (0 missing, 1 raw, 2 zstd) | u32 length | length bytes
+ * 14     entries, each: u8 kind (0 missing, 1 raw, 2 zstd, 3 zstd against the request's ref)
+ *          | u32 length | length bytes
  * ```
+ * Similar-pages response: u8 type = 0x02 | u32 id | u32 count | count entries, each u8 (0 none,
+ * 1 ref) followed, for a ref, by the 32-byte sha2-256 digest of the reference page.
+ *
+ * Manifest-patch response, one or more frames: u8 type = 0x03 | u8 flags (bit 0 last) | u32 id |
+ * u16 length | basis root CID bytes (length 0: no basis, then no entries) | u32 count | count
+ * entries, each u32 slot index (ascending over all frames) | u8 (0 zero page, 1 page) followed,
+ * for a page, by its 32-byte sha2-256 digest.
  * A missing entry has length 0. A frame must be consumed exactly. Across sites the server
  * compresses a frame's entries together (pages of one frame share context, which compresses
  * far better than page by page) and sends the frame compressed only when that pays.
@@ -25,18 +43,21 @@ import { zstdCompressSync, zstdDecompressSync, constants as zlibConstants } from
 import { encode as cborEncode, decode as cborDecode } from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { isPageCid } from '../../store/page.ts'
+import { digestToCid, isPageCid } from '../../store/page.ts'
 import { InvalidMessageError } from './errors.ts'
-import { DEFAULT_MAX_CIDS_PER_REQUEST, MAX_PAGE_BYTES, RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER } from './constants.ts'
+import { DEFAULT_MAX_CIDS_PER_REQUEST, DEFAULT_MAX_SIMILAR_PER_REQUEST, MAX_PAGE_BYTES, RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER } from './constants.ts'
 
 export const FRAME_PAGES = 0x01
+export const FRAME_SIMILAR = 0x02
+export const FRAME_PATCH = 0x03
 export const FLAG_LAST = 0x01
 export const FLAG_ZSTD = 0x02
 
 export const PAGE_MISSING = 0
 export const PAGE_RAW = 1
 export const PAGE_ZSTD = 2
-export type PageKind = typeof PAGE_MISSING | typeof PAGE_RAW | typeof PAGE_ZSTD
+export const PAGE_DELTA = 3
+export type PageKind = typeof PAGE_MISSING | typeof PAGE_RAW | typeof PAGE_ZSTD | typeof PAGE_DELTA
 
 export type Compression = 'zstd'
 
@@ -44,6 +65,37 @@ export interface PageRequest {
   id: number
   cids: CID[]
   compress?: Compression
+  /** Per cid, a page the client holds that the server may compress against. */
+  refs?: Array<CID | null>
+}
+
+export interface SimilarRequest {
+  id: number
+  /** Root of the image the indexes are slots of. */
+  similar: CID
+  /** Slot indexes, ascending. */
+  indexes: number[]
+}
+
+export interface PatchRequest {
+  id: number
+  /** Root of the image whose manifest the client wants to rebuild. */
+  patch: CID
+}
+
+/** How an image differs from its basis: at `slots[i]`, a zero page (`kinds[i]` 0) or the page `digests[i]`. */
+export interface ManifestPatch {
+  basis: CID
+  slots: Uint32Array
+  kinds: Uint8Array
+  /** 32 bytes per slot (unused for zero pages). */
+  digests: Uint8Array
+}
+
+export interface SimilarResponse {
+  id: number
+  /** Per index, the reference page the server would compress against, or null. */
+  refs: Array<CID | null>
 }
 
 export interface PageEntry {
@@ -75,11 +127,121 @@ export function encodeRequest (req: PageRequest): Uint8Array {
   if (req.compress != null) {
     msg.compress = req.compress
   }
+  if (req.refs != null) {
+    msg.refs = req.refs
+  }
   return cborEncode(msg)
 }
 
-/** Decode and validate a request frame. Throws InvalidMessageError. */
+export function encodePatchRequest (req: PatchRequest): Uint8Array {
+  return cborEncode({ id: req.id, patch: req.patch })
+}
+
+/** Entries per manifest-patch frame (about 600 KiB). */
+export const PATCH_FRAME_ENTRIES = 16_384
+
+/** The frames of a manifest patch (one frame with no basis when `patch` is undefined). */
+export function encodePatchResponse (id: number, patch: ManifestPatch | undefined): Uint8Array[] {
+  const basis = patch?.basis.bytes ?? new Uint8Array(0)
+  const total = patch?.slots.length ?? 0
+  const frames: Uint8Array[] = []
+  for (let first = 0; first === 0 || first < total; first += PATCH_FRAME_ENTRIES) {
+    const count = Math.min(PATCH_FRAME_ENTRIES, total - first)
+    let length = 12 + basis.byteLength
+    for (let i = first; i < first + count; i++) length += patch!.kinds[i] === 0 ? 5 : 5 + DIGEST_BYTES
+    const out = Buffer.allocUnsafe(length)
+    out[0] = FRAME_PATCH
+    out[1] = first + count >= total ? FLAG_LAST : 0
+    out.writeUInt32BE(id, 2)
+    out.writeUInt16BE(basis.byteLength, 6)
+    out.set(basis, 8)
+    let at = 8 + basis.byteLength
+    out.writeUInt32BE(count, at)
+    at += 4
+    for (let i = first; i < first + count; i++) {
+      out.writeUInt32BE(patch!.slots[i], at)
+      const kind = patch!.kinds[i] === 0 ? 0 : 1
+      out[at + 4] = kind
+      at += 5
+      if (kind === 1) {
+        out.set(patch!.digests.subarray(i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES), at)
+        at += DIGEST_BYTES
+      }
+    }
+    frames.push(out)
+  }
+  return frames
+}
+
+/** One frame of a manifest patch. Throws InvalidMessageError. */
+export function decodePatchFrame (data: Uint8Array | Uint8ArrayList): { id: number, last: boolean, basis?: CID, slots: number[], kinds: number[], digests: Uint8Array[] } {
+  const bytes = flat(data)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  if (bytes.byteLength < 12 || bytes[0] !== FRAME_PATCH || (bytes[1] & ~FLAG_LAST) !== 0) {
+    throw new InvalidMessageError('not a manifest-patch frame')
+  }
+  const id = view.getUint32(2)
+  const basisLength = view.getUint16(6)
+  if (8 + basisLength + 4 > bytes.byteLength) {
+    throw new InvalidMessageError('manifest-patch frame truncated')
+  }
+  let basis: CID | undefined
+  if (basisLength > 0) {
+    try {
+      basis = CID.decode(bytes.slice(8, 8 + basisLength))
+    } catch (err: any) {
+      throw new InvalidMessageError(`manifest-patch basis is not a CID: ${err.message}`)
+    }
+  }
+  let at = 8 + basisLength
+  const count = view.getUint32(at)
+  at += 4
+  if (count > PATCH_FRAME_ENTRIES || (basis == null && count > 0)) {
+    throw new InvalidMessageError(`manifest-patch frame holds ${count} entries`)
+  }
+  const slots: number[] = new Array(count)
+  const kinds: number[] = new Array(count)
+  const digests: Uint8Array[] = new Array(count)
+  for (let i = 0; i < count; i++) {
+    if (at + 5 > bytes.byteLength) throw new InvalidMessageError('manifest-patch frame truncated')
+    slots[i] = view.getUint32(at)
+    kinds[i] = bytes[at + 4]
+    at += 5
+    if (kinds[i] === 1) {
+      if (at + DIGEST_BYTES > bytes.byteLength) throw new InvalidMessageError('manifest-patch frame truncated')
+      digests[i] = bytes.slice(at, at + DIGEST_BYTES)
+      at += DIGEST_BYTES
+    } else if (kinds[i] !== 0) {
+      throw new InvalidMessageError(`manifest-patch entry of unknown kind ${kinds[i]}`)
+    }
+  }
+  if (at !== bytes.byteLength) {
+    throw new InvalidMessageError(`manifest-patch frame has ${bytes.byteLength - at} trailing bytes`)
+  }
+  return { id, last: (bytes[1] & FLAG_LAST) !== 0, basis, slots, kinds, digests }
+}
+
+export function encodeSimilarRequest (req: SimilarRequest): Uint8Array {
+  const gaps: number[] = new Array(req.indexes.length)
+  let last = 0
+  for (let i = 0; i < req.indexes.length; i++) {
+    gaps[i] = req.indexes[i] - last
+    last = req.indexes[i]
+  }
+  return cborEncode({ id: req.id, similar: req.similar, indexes: gaps })
+}
+
+/** Decode and validate a page request frame. Throws InvalidMessageError. */
 export function decodeRequest (data: Uint8Array | Uint8ArrayList, maxCids = DEFAULT_MAX_CIDS_PER_REQUEST): PageRequest {
+  const req = decodeAnyRequest(data, maxCids)
+  if (!isPageRequest(req)) {
+    throw new InvalidMessageError('expected a page request')
+  }
+  return req
+}
+
+/** Decode and validate a request frame of either kind. Throws InvalidMessageError. */
+export function decodeAnyRequest (data: Uint8Array | Uint8ArrayList, maxCids = DEFAULT_MAX_CIDS_PER_REQUEST, maxSimilar = DEFAULT_MAX_SIMILAR_PER_REQUEST): PageRequest | SimilarRequest | PatchRequest {
   let msg: unknown
   try {
     msg = cborDecode(flat(data))
@@ -90,29 +252,135 @@ export function decodeRequest (data: Uint8Array | Uint8ArrayList, maxCids = DEFA
     throw new InvalidMessageError('request is not a map')
   }
   const m = msg as Record<string, unknown>
+  const similar = 'similar' in m
+  const patch = 'patch' in m
   for (const key of Object.keys(m)) {
-    if (key !== 'id' && key !== 'cids' && key !== 'compress') {
+    if (!(similar ? SIMILAR_FIELDS : patch ? PATCH_FIELDS : PAGE_FIELDS).includes(key)) {
       throw new InvalidMessageError(`request has unknown field ${JSON.stringify(key.slice(0, 32))}`)
     }
   }
   if (!isU32(m.id)) {
     throw new InvalidMessageError('request id is not a uint32')
   }
+  if (patch) {
+    const root = CID.asCID(m.patch)
+    if (root == null) {
+      throw new InvalidMessageError('request patch is not a CID')
+    }
+    return { id: m.id, patch: root }
+  }
+  if (similar) {
+    const root = CID.asCID(m.similar)
+    if (root == null) {
+      throw new InvalidMessageError('request similar is not a CID')
+    }
+    if (!Array.isArray(m.indexes) || m.indexes.length === 0 || m.indexes.length > maxSimilar) {
+      throw new InvalidMessageError(`request indexes must be an array of 1…${maxSimilar}`)
+    }
+    const indexes: number[] = new Array(m.indexes.length)
+    let at = 0
+    for (let i = 0; i < m.indexes.length; i++) {
+      const gap = m.indexes[i]
+      if (!isU32(gap) || (i > 0 && gap === 0) || at + gap > MAX_U32) {
+        throw new InvalidMessageError('request indexes must ascend within uint32')
+      }
+      at += gap
+      indexes[i] = at
+    }
+    return { id: m.id, similar: root, indexes }
+  }
   if (!Array.isArray(m.cids) || m.cids.length === 0 || m.cids.length > maxCids) {
     throw new InvalidMessageError(`request cids must be an array of 1…${maxCids}`)
   }
-  const cids: CID[] = []
-  for (const c of m.cids) {
-    const cid = CID.asCID(c)
-    if (cid == null || !isPageCid(cid)) {
-      throw new InvalidMessageError('request holds a CID that cannot name a page')
-    }
-    cids.push(cid)
-  }
+  const cids = m.cids.map(pageCidOf)
   if (m.compress !== undefined && m.compress !== 'zstd') {
     throw new InvalidMessageError('request compress must be "zstd" or absent')
   }
-  return m.compress === 'zstd' ? { id: m.id, cids, compress: 'zstd' } : { id: m.id, cids }
+  const req: PageRequest = m.compress === 'zstd' ? { id: m.id, cids, compress: 'zstd' } : { id: m.id, cids }
+  if (m.refs !== undefined) {
+    if (req.compress == null || !Array.isArray(m.refs) || m.refs.length !== cids.length) {
+      throw new InvalidMessageError('request refs need compress and one entry per cid')
+    }
+    req.refs = m.refs.map(r => r === null ? null : pageCidOf(r))
+  }
+  return req
+}
+
+const PAGE_FIELDS = ['id', 'cids', 'compress', 'refs']
+const SIMILAR_FIELDS = ['id', 'similar', 'indexes']
+const PATCH_FIELDS = ['id', 'patch']
+
+function pageCidOf (value: unknown): CID {
+  const cid = CID.asCID(value)
+  if (cid == null || !isPageCid(cid)) {
+    throw new InvalidMessageError('request holds a CID that cannot name a page')
+  }
+  return cid
+}
+
+export function isSimilarRequest (req: PageRequest | SimilarRequest | PatchRequest): req is SimilarRequest {
+  return 'similar' in req
+}
+
+export function isPatchRequest (req: PageRequest | SimilarRequest | PatchRequest): req is PatchRequest {
+  return 'patch' in req
+}
+
+export function isPageRequest (req: PageRequest | SimilarRequest | PatchRequest): req is PageRequest {
+  return 'cids' in req
+}
+
+const SIMILAR_HEADER = 9
+const DIGEST_BYTES = 32
+
+export function encodeSimilarResponse (res: SimilarResponse): Uint8Array {
+  let length = SIMILAR_HEADER
+  for (const ref of res.refs) length += ref == null ? 1 : 1 + DIGEST_BYTES
+  const out = Buffer.allocUnsafe(length)
+  out[0] = FRAME_SIMILAR
+  out.writeUInt32BE(res.id, 1)
+  out.writeUInt32BE(res.refs.length, 5)
+  let at = SIMILAR_HEADER
+  for (const ref of res.refs) {
+    if (ref == null) {
+      out[at++] = 0
+      continue
+    }
+    out[at++] = 1
+    out.set(ref.multihash.digest, at)
+    at += DIGEST_BYTES
+  }
+  return out
+}
+
+/** Decode a similar-pages response; `count` must match the indexes asked. Throws InvalidMessageError. */
+export function decodeSimilarResponse (data: Uint8Array | Uint8ArrayList, count: number): SimilarResponse {
+  const bytes = flat(data)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  if (bytes.byteLength < SIMILAR_HEADER || bytes[0] !== FRAME_SIMILAR) {
+    throw new InvalidMessageError('not a similar-pages response')
+  }
+  const id = view.getUint32(1)
+  if (view.getUint32(5) !== count) {
+    throw new InvalidMessageError(`similar-pages response holds ${view.getUint32(5)} entries for ${count} indexes`)
+  }
+  const refs: Array<CID | null> = new Array(count)
+  let at = SIMILAR_HEADER
+  for (let i = 0; i < count; i++) {
+    const flag = bytes[at++]
+    if (flag === 0) {
+      refs[i] = null
+    } else if (flag === 1 && at + DIGEST_BYTES <= bytes.byteLength) {
+      refs[i] = digestToCid(bytes.slice(at, at + DIGEST_BYTES))
+      at += DIGEST_BYTES
+    } else {
+      throw new InvalidMessageError('similar-pages response truncated or malformed')
+    }
+  }
+  if (at !== bytes.byteLength) {
+    throw new InvalidMessageError(`similar-pages response has ${bytes.byteLength - at} trailing bytes`)
+  }
+  return { id, refs }
 }
 
 /** Bytes a response frame will take for these entries. */
@@ -213,7 +481,7 @@ export function decodeResponse (data: Uint8Array | Uint8ArrayList, maxEntries = 
       if (length !== 0) {
         throw new InvalidMessageError('missing entry carries bytes')
       }
-    } else if (kind === PAGE_RAW || kind === PAGE_ZSTD) {
+    } else if (kind === PAGE_RAW || kind === PAGE_ZSTD || kind === PAGE_DELTA) {
       if (length === 0 || length > MAX_PAGE_BYTES) {
         throw new InvalidMessageError(`page entry of ${length} bytes (1…${MAX_PAGE_BYTES})`)
       }

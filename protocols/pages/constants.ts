@@ -15,6 +15,10 @@ export const MAX_PAGE_BYTES = PAGE_SIZE
 
 /** Most CIDs in one request frame; the client splits larger asks. */
 export const DEFAULT_MAX_CIDS_PER_REQUEST = 256
+/** Most slot indexes in one similar-pages request. */
+export const DEFAULT_MAX_SIMILAR_PER_REQUEST = 4096
+/** A page compressed against its reference is sent that way only when it takes at most this many bytes (else it travels raw, compressed with its frame). */
+export const DELTA_MAX_BYTES = 1536
 /** The server closes a response frame once its payload would pass this many bytes. */
 export const DEFAULT_RESPONSE_FRAME_BYTES = 1024 * 1024
 /** Per-page header in a response frame (kind u8 + length u32). */

@@ -27,14 +27,14 @@
 import type { AbortOptions, PeerId, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
-import type { PageStore } from '../../store/index.ts'
+import type { Page, PageStore } from '../../store/index.ts'
 import { PageExchange } from './page-exchange.ts'
-import type { Compression } from './codec.ts'
+import type { Compression, ManifestPatch } from './codec.ts'
 
 export * from './constants.ts'
 export * from './errors.ts'
 export { PageExchange }
-export type { Compression }
+export type { Compression, ManifestPatch }
 
 /** What the service needs from libp2p (a narrow view of its components). */
 export interface PageExchangeComponents {
@@ -71,6 +71,15 @@ export interface PageExchangeInit {
   window?: number
   /** Server: zstd level for requests that ask for compression (default 1). */
   zstdLevel?: number
+  /**
+   * Server: for slot `indexes` of image `root`, the page this node holds that it would compress
+   * each against (a similar page the client probably has), or null. Without it every answer is null.
+   */
+  similar?(root: CID, indexes: number[], options: AbortOptions): Promise<Array<CID | null>>
+  /** Server: how image `root` differs from the older image used as its basis (see codec.ts), or undefined. */
+  patch?(root: CID, options: AbortOptions): Promise<ManifestPatch | undefined>
+  /** Most slot indexes per similar-pages request (default DEFAULT_MAX_SIMILAR_PER_REQUEST = 4096). */
+  maxSimilarPerRequest?: number
   /** Server: serve only peers this accepts; others' streams are reset (ERR_PEER_NOT_ALLOWED). Default: every peer that can connect. */
   allowPeer?(peer: PeerId): boolean
 }
@@ -80,6 +89,12 @@ export interface FetchOptions extends AbortOptions {
   onPage?(cid: CID, bytes: Uint8Array): void
   /** Ask the server to zstd pages where that pays (for WAN links). */
   compress?: Compression
+  /**
+   * With `compress`: per cid, a page we hold that is probably similar (from `similarPages`);
+   * the server may send the page compressed against it, which is far smaller for a partly
+   * rewritten page. Its bytes must be verified already.
+   */
+  refs?: Array<Page | undefined>
   /** Write verified pages here with `putMany`, in batches of `sinkBatch`. */
   sink?: PageStore
   /** Pages per sink batch (default DEFAULT_SINK_BATCH = 256). */
@@ -99,6 +114,8 @@ export interface FetchResult {
   missing: CID[]
   /** Page bytes received (decompressed). */
   bytes: number
+  /** Pages that arrived compressed against their reference (`refs`). */
+  deltaPages: number
   /** Frame bytes read off the stream (length prefixes included, muxer/noise overhead not). */
   wireBytes: number
 }

@@ -2,13 +2,13 @@
  * The page exchange service: serves pages from a PageStore and fetches verified pages
  * from peers over `/memfabric/pages/1.0.0` (wire format in codec.ts).
  */
-import { zstdDecompressSync } from 'node:zlib'
+import { zstdCompressSync, zstdDecompressSync, constants as zlibConstants } from 'node:zlib'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { logger } from '@libp2p/logger'
 import { lpStream } from '@libp2p/utils'
 import type { LengthPrefixedStream } from '@libp2p/utils'
 import { isPeerId } from '@libp2p/interface'
-import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { AbortOptions, Connection, PeerId, Startable, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
 import { PAGE_SIZE } from '../../store/constants.ts'
@@ -18,13 +18,14 @@ import {
   DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CIDS_PER_REQUEST, DEFAULT_MAX_INBOUND_STREAMS,
   DEFAULT_MAX_INFLIGHT_PER_STREAM, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_MAX_REQUEST_FRAME_LENGTH,
   DEFAULT_MAX_RESPONSE_FRAME_LENGTH, DEFAULT_MAX_STREAMS_PER_PEER, DEFAULT_RESPONSE_FRAME_BYTES,
-  DEFAULT_SINK_BATCH, DEFAULT_STREAMS, DEFAULT_WINDOW, DEFAULT_ZSTD_LEVEL, PAGES_PROTOCOL,
+  DEFAULT_MAX_SIMILAR_PER_REQUEST, DEFAULT_SINK_BATCH, DEFAULT_STREAMS, DEFAULT_WINDOW, DEFAULT_ZSTD_LEVEL, DELTA_MAX_BYTES, PAGES_PROTOCOL,
   RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER, ZSTD_MIN_SAVING
 } from './constants.ts'
 import {
-  decodeRequest, decodeResponse, deflateResponse, encodeRequest, encodeResponseList, PAGE_MISSING, PAGE_RAW, PAGE_ZSTD
+  decodeAnyRequest, decodeResponse, decodeSimilarResponse, deflateResponse, encodeRequest, encodeResponseList, encodeSimilarRequest,
+  encodeSimilarResponse, isSimilarRequest, PAGE_DELTA, decodePatchFrame, encodePatchRequest, encodePatchResponse, isPatchRequest, PAGE_MISSING, PAGE_RAW, PAGE_ZSTD
 } from './codec.ts'
-import type { Compression, PageEntry, PageRequest } from './codec.ts'
+import type { Compression, ManifestPatch, PageEntry, PageRequest, PatchRequest, SimilarRequest } from './codec.ts'
 import {
   InvalidPageCidError, NotStartedError, PeerMisbehavedError, PeerNotAllowedError, TooManyStreamsError, TransferTimeoutError
 } from './errors.ts'
@@ -60,10 +61,16 @@ function newCounters (): PageCounters {
   return { pagesServed: 0, bytesServed: 0, wireBytesServed: 0, missingServed: 0, requestsServed: 0, pagesFetched: 0, bytesFetched: 0, wireBytesFetched: 0, missingFetched: 0, misbehaved: 0, timeouts: 0 }
 }
 
+/** CIDs of one request, with the reference page (if any) the server may compress each against. */
+interface Batch {
+  cids: CID[]
+  refs?: Array<Page | undefined>
+}
+
 /** Shared state of one `fetch` call: the batches still to ask for and what came back. */
 interface FetchState {
   peer: string
-  batches: CID[][]
+  batches: Batch[]
   next: number
   result: FetchResult
   sinkBuffer: Page[]
@@ -92,6 +99,9 @@ export class PageExchange implements Startable {
   private readonly window: number
   private readonly zstdLevel: number
   private readonly allowPeer?: (peer: PeerId) => boolean
+  private readonly similar?: PageExchangeInit['similar']
+  private readonly patch?: PageExchangeInit['patch']
+  private readonly maxSimilar: number
   private readonly streams = new Set<Stream>()
   private readonly streamsPerPeer = new Map<string, number>()
   private nextId = 0
@@ -114,6 +124,9 @@ export class PageExchange implements Startable {
     this.window = init.window ?? DEFAULT_WINDOW
     this.zstdLevel = init.zstdLevel ?? DEFAULT_ZSTD_LEVEL
     this.allowPeer = init.allowPeer
+    this.similar = init.similar
+    this.patch = init.patch
+    this.maxSimilar = init.maxSimilarPerRequest ?? DEFAULT_MAX_SIMILAR_PER_REQUEST
   }
 
   readonly [Symbol.toStringTag] = '@memfabric/pages'
@@ -243,8 +256,8 @@ export class PageExchange implements Startable {
           slots.release()
           break
         }
-        const req = decodeRequest(frame, this.maxCids)
-        const task = this.answer(lp, req, peer, controller.signal)
+        const req = decodeAnyRequest(frame, this.maxCids, this.maxSimilar)
+        const task = (isSimilarRequest(req) ? this.answerSimilar(lp, req, controller.signal) : isPatchRequest(req) ? this.answerPatch(lp, req, controller.signal) : this.answer(lp, req, peer, controller.signal))
           .catch(err => {
             failure ??= err
             controller.abort(err)
@@ -287,14 +300,17 @@ export class PageExchange implements Startable {
       await lp.write(frame, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeout)]) })
     }
 
+    const refs = req.refs != null ? await this.referencePages(req.refs, signal) : undefined
+    let index = 0
     for await (const { cid, bytes } of this.store.getMany(req.cids, { signal })) {
       let entry: PageEntry
+      const ref = refs?.[index++]
       // zero pages are implicit and never sent; a page not held is reported missing
       if (bytes == null || isZeroCid(cid)) {
         entry = MISSING_ENTRY
         this.count(peer, 'missingServed', 1)
       } else {
-        entry = { kind: PAGE_RAW, bytes }
+        entry = (ref != null ? this.delta(bytes, ref) : undefined) ?? { kind: PAGE_RAW, bytes }
         this.count(peer, 'pagesServed', 1)
         this.count(peer, 'bytesServed', bytes.byteLength)
       }
@@ -313,7 +329,161 @@ export class PageExchange implements Startable {
   }
 
 
+  /** The bytes of the reference pages this store holds (undefined for the rest). */
+  private async referencePages (refs: Array<CID | null>, signal: AbortSignal): Promise<Array<Uint8Array | undefined>> {
+    const out: Array<Uint8Array | undefined> = new Array(refs.length)
+    const asked: number[] = []
+    refs.forEach((ref, i) => { if (ref != null && !isZeroCid(ref)) asked.push(i) })
+    if (asked.length === 0) {
+      return out
+    }
+    let j = 0
+    for await (const { bytes } of this.store.getMany(asked.map(i => refs[i]!), { signal })) {
+      out[asked[j++]] = bytes
+    }
+    return out
+  }
+
+  /** The page compressed against a page the client holds, when that is small enough to pay. */
+  private delta (page: Uint8Array, ref: Uint8Array): PageEntry | undefined {
+    const bytes = zstdCompressSync(page, { dictionary: ref, params: { [zlibConstants.ZSTD_c_compressionLevel]: this.zstdLevel } } as any)
+    return bytes.byteLength <= DELTA_MAX_BYTES ? { kind: PAGE_DELTA, bytes } : undefined
+  }
+
+  /** Answer which reference page the server would use for each slot of an image. */
+  private async answerSimilar (lp: LengthPrefixedStream<Stream>, req: SimilarRequest, signal: AbortSignal): Promise<void> {
+    const refs = this.similar == null ? req.indexes.map(() => null) : await this.similar(req.similar, req.indexes, { signal })
+    if (refs.length !== req.indexes.length) {
+      throw new Error(`similar() answered ${refs.length} of ${req.indexes.length} indexes`)
+    }
+    await lp.write(encodeSimilarResponse({ id: req.id, refs }), { signal: AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeout)]) })
+  }
+
+  /** Answer how an image differs from its basis (one frame saying "no basis" without one). */
+  private async answerPatch (lp: LengthPrefixedStream<Stream>, req: PatchRequest, signal: AbortSignal): Promise<void> {
+    const patch = await this.patch?.(req.patch, { signal })
+    for (const frame of encodePatchResponse(req.id, patch)) {
+      await lp.write(frame, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeout)]) })
+    }
+  }
+
   // ---------------------------------------------------------------- client
+
+  /**
+   * Ask `peer` how image `root` differs from the older image it would use as basis;
+   * undefined when it has none. Also returns the bytes read off the stream.
+   */
+  async manifestPatch (peer: PeerId | Multiaddr, root: CID, options: AbortOptions = {}): Promise<{ patch?: ManifestPatch, wireBytes: number }> {
+    if (!this.started) {
+      throw new NotStartedError()
+    }
+    const remote = peerKey(peer)
+    const signal = AbortSignal.any(options.signal == null ? [this.shutdown.signal] : [options.signal, this.shutdown.signal])
+    const stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal })
+    this.streams.add(stream)
+    const misbehaved = (reason: string, cause?: unknown): PeerMisbehavedError => {
+      this.count(remote, 'misbehaved', 1)
+      return new PeerMisbehavedError(remote, reason, cause == null ? undefined : { cause })
+    }
+    try {
+      const lp = lpStream(stream, { maxDataLength: this.maxResponseFrameLength })
+      const id = this.nextId
+      this.nextId = this.nextId === MAX_REQUEST_ID ? 0 : this.nextId + 1
+      await lp.write(encodePatchRequest({ id, patch: root }), { signal })
+      let wireBytes = 0
+      let basis: CID | undefined
+      const slots: number[] = []
+      const kinds: number[] = []
+      const digests: Uint8Array[] = []
+      while (true) {
+        let frame
+        try {
+          frame = await withIdleTimeout(lp.read(), this.idleTimeout, () => new TransferTimeoutError(remote, this.idleTimeout), signal)
+        } catch (err: any) {
+          if (err instanceof TransferTimeoutError || signal.aborted) throw err
+          throw misbehaved(`manifest patch ended early: ${err.message}`, err)
+        }
+        wireBytes += frame.byteLength + varintLength(frame.byteLength)
+        let part
+        try {
+          part = decodePatchFrame(frame)
+        } catch (err: any) {
+          throw misbehaved(`bad manifest-patch frame: ${err.message}`, err)
+        }
+        if (part.id !== id || (slots.length > 0 && (part.basis == null || !part.basis.equals(basis)))) {
+          throw misbehaved('manifest-patch frames disagree')
+        }
+        basis ??= part.basis
+        for (let i = 0; i < part.slots.length; i++) {
+          if (slots.length > 0 && part.slots[i] <= slots[slots.length - 1]) throw misbehaved('manifest-patch slots do not ascend')
+          slots.push(part.slots[i])
+          kinds.push(part.kinds[i])
+          digests.push(part.digests[i])
+        }
+        if (part.last) break
+      }
+      await stream.close({ signal: AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeout)]) })
+      if (basis == null) {
+        return { wireBytes }
+      }
+      const flat = new Uint8Array(slots.length * 32)
+      digests.forEach((d, i) => { if (d != null) flat.set(d, i * 32) })
+      return { patch: { basis, slots: Uint32Array.from(slots), kinds: Uint8Array.from(kinds), digests: flat }, wireBytes }
+    } catch (err: any) {
+      stream.abort(err)
+      throw err
+    } finally {
+      this.streams.delete(stream)
+    }
+  }
+
+  /**
+   * Ask `peer` which page it would compress each slot of image `root` against (see
+   * `FetchOptions.refs`); null where it has none. `indexes` must ascend.
+   */
+  async similarPages (peer: PeerId | Multiaddr, root: CID, indexes: number[], options: AbortOptions = {}): Promise<Array<CID | null>> {
+    if (!this.started) {
+      throw new NotStartedError()
+    }
+    const out: Array<CID | null> = []
+    if (indexes.length === 0) {
+      return out
+    }
+    const remote = peerKey(peer)
+    const signal = AbortSignal.any(options.signal == null ? [this.shutdown.signal] : [options.signal, this.shutdown.signal])
+    const stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal })
+    this.streams.add(stream)
+    try {
+      const lp = lpStream(stream, { maxDataLength: this.maxResponseFrameLength })
+      for (let i = 0; i < indexes.length; i += this.maxSimilar) {
+        const chunk = indexes.slice(i, i + this.maxSimilar)
+        const id = this.nextId
+        this.nextId = this.nextId === MAX_REQUEST_ID ? 0 : this.nextId + 1
+        await lp.write(encodeSimilarRequest({ id, similar: root, indexes: chunk }), { signal })
+        let res
+        try {
+          const frame = await withIdleTimeout(lp.read(), this.idleTimeout, () => new TransferTimeoutError(remote, this.idleTimeout), signal)
+          res = decodeSimilarResponse(frame, chunk.length)
+        } catch (err: any) {
+          if (err instanceof TransferTimeoutError || signal.aborted) throw err
+          this.count(remote, 'misbehaved', 1)
+          throw new PeerMisbehavedError(remote, `bad similar-pages answer: ${err.message}`, { cause: err })
+        }
+        if (res.id !== id) {
+          this.count(remote, 'misbehaved', 1)
+          throw new PeerMisbehavedError(remote, `similar-pages answer for unknown request id ${res.id}`)
+        }
+        out.push(...res.refs)
+      }
+      await stream.close({ signal: AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeout)]) })
+    } catch (err: any) {
+      stream.abort(err)
+      throw err
+    } finally {
+      this.streams.delete(stream)
+    }
+    return out
+  }
 
   /**
    * Fetch pages from `peer`, verifying each against its CID on arrival. Resolves once every
@@ -324,9 +494,14 @@ export class PageExchange implements Startable {
     if (!this.started) {
       throw new NotStartedError()
     }
-    const result: FetchResult = { received: [], missing: [], bytes: 0, wireBytes: 0 }
+    const result: FetchResult = { received: [], missing: [], bytes: 0, wireBytes: 0, deltaPages: 0 }
     const ask: CID[] = []
-    for (const cid of cids) {
+    const askRefs: Array<Page | undefined> = []
+    const refs = options.compress != null ? options.refs : undefined
+    if (refs != null && refs.length !== cids.length) {
+      throw new TypeError('options.refs must hold one entry per cid')
+    }
+    for (const [i, cid] of cids.entries()) {
       if (!isPageCid(cid)) {
         throw new InvalidPageCidError(`${cid} cannot name a page`)
       }
@@ -338,10 +513,14 @@ export class PageExchange implements Startable {
         continue
       }
       ask.push(cid)
+      askRefs.push(refs?.[i])
     }
-    const batches: CID[][] = []
+    const batches: Batch[] = []
     for (let i = 0; i < ask.length; i += this.maxCids) {
-      batches.push(ask.slice(i, i + this.maxCids))
+      const batch: Batch = { cids: ask.slice(i, i + this.maxCids) }
+      const batchRefs = askRefs.slice(i, i + this.maxCids)
+      if (batchRefs.some(r => r != null)) batch.refs = batchRefs
+      batches.push(batch)
     }
     if (batches.length === 0) {
       return result
@@ -396,7 +575,7 @@ export class PageExchange implements Startable {
       // we never ask for more than `window` requests' worth of frames, so this bounds memory
       maxBufferSize: (window + 1) * (this.maxResponseFrameLength + 8)
     })
-    const inflight = new Map<number, { cids: CID[], pos: number }>()
+    const inflight = new Map<number, Batch & { pos: number }>()
     const misbehaved = (reason: string, cause?: unknown): PeerMisbehavedError => {
       this.count(remote, 'misbehaved', 1)
       return new PeerMisbehavedError(remote, reason, cause == null ? undefined : { cause })
@@ -405,11 +584,12 @@ export class PageExchange implements Startable {
     const sendMore = async (): Promise<void> => {
       const frames: Uint8Array[] = []
       while (inflight.size < window && state.next < state.batches.length) {
-        const cids = state.batches[state.next++]
+        const batch = state.batches[state.next++]
         const id = this.nextId
         this.nextId = this.nextId === MAX_REQUEST_ID ? 0 : this.nextId + 1
-        inflight.set(id, { cids, pos: 0 })
-        frames.push(encodeRequest(compress == null ? { id, cids } : { id, cids, compress }))
+        inflight.set(id, { ...batch, pos: 0 })
+        const { cids, refs } = batch
+        frames.push(encodeRequest(compress == null ? { id, cids } : refs == null ? { id, cids, compress } : { id, cids, compress, refs: refs.map(r => r?.cid ?? null) }))
       }
       if (frames.length > 0) {
         await lp.writeV(frames, { signal })
@@ -461,7 +641,18 @@ export class PageExchange implements Startable {
             continue
           }
           let bytes = entry.bytes
-          if (entry.kind === PAGE_ZSTD) {
+          if (entry.kind === PAGE_DELTA) {
+            const ref = req.refs?.[req.pos]
+            if (ref == null) {
+              throw misbehaved(`page ${cid} compressed against a reference that was not offered`)
+            }
+            try {
+              bytes = zstdDecompressSync(entry.bytes, { dictionary: ref.bytes, maxOutputLength: PAGE_SIZE } as any)
+              result.deltaPages++
+            } catch (err: any) {
+              throw misbehaved(`page ${cid} does not decompress against its reference: ${err.message}`, err)
+            }
+          } else if (entry.kind === PAGE_ZSTD) {
             if (compress !== 'zstd') {
               throw misbehaved('compressed page that was not asked for')
             }
