@@ -1,6 +1,7 @@
 /**
  * The libp2p host every memfabric peer runs: TCP, noise, yamux, identify, ping and a
- * kad-dht in server mode on the fabric's private protocol id.
+ * kad-dht in server mode on the fabric's private protocol id; peers are found through
+ * bootstrap addresses and, on a LAN, mDNS.
  */
 import { createLibp2p } from 'libp2p'
 import type { Libp2pOptions } from 'libp2p'
@@ -17,14 +18,19 @@ import type { KadDHT } from '@libp2p/kad-dht'
 import { bootstrap } from '@libp2p/bootstrap'
 import { createHash } from 'node:crypto'
 import { tcpWithDialMap } from './transport/dial-map.ts'
+import { mdnsDiscovery, mdnsFits } from './discovery.ts'
+import type { MdnsOptions } from './discovery.ts'
 import type { DialMap } from './transport/dial-map.ts'
 
 /** Private kad protocol id: keeps the fabric's DHT apart from the public IPFS DHT. */
 export const DEFAULT_KAD_PROTOCOL = '/memfabric/kad/1.0.0'
 /** Time allowed to dial and upgrade a connection, either side (ms). */
 export const DEFAULT_DIAL_TIMEOUT = 30_000
-/** Listen address used when none is configured. */
-export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
+/**
+ * Listen address of a host made without one: any free port on loopback (tests, benchmarks).
+ * A repository is configured with a fixed port instead (`DEFAULT_LISTEN` of store/repo.ts).
+ */
+export const EPHEMERAL_LISTEN = ['/ip4/127.0.0.1/tcp/0']
 
 export type HostServices = {
   identify: Identify
@@ -36,6 +42,11 @@ export interface CreateHostOptions<T extends ServiceMap = Record<string, never>>
   privateKey?: PrivateKey
   listen?: string[]
   bootstrap?: string[]
+  /**
+   * LAN discovery by mDNS: `true`/options on, `false` off. Default: on when some listen
+   * address is reachable beyond loopback (`mdnsFits`), off for a loopback-only host.
+   */
+  mdns?: boolean | MdnsOptions
   kadProtocol?: string
   /** Rewrites of outgoing TCP dials (the test network's WAN emulator). */
   dialMap?: DialMap
@@ -52,13 +63,15 @@ export interface CreateHostOptions<T extends ServiceMap = Record<string, never>>
 
 /** Create (and start) a libp2p host configured for the fabric. */
 export async function createHost<T extends ServiceMap = Record<string, never>> (options: CreateHostOptions<T> = {}): Promise<Libp2p<HostServices & T>> {
-  const peerDiscovery = (options.bootstrap != null && options.bootstrap.length > 0)
-    ? [bootstrap({ list: options.bootstrap })]
-    : []
+  const listen = options.listen ?? EPHEMERAL_LISTEN
+  const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
+  if (options.bootstrap != null && options.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: options.bootstrap }))
+  const mdns = options.mdns ?? mdnsFits(listen)
+  if (mdns !== false) peerDiscovery.push(mdnsDiscovery(mdns === true ? {} : mdns) as any)
 
   const node = await createLibp2p({
     privateKey: options.privateKey,
-    addresses: { listen: options.listen ?? DEFAULT_LISTEN },
+    addresses: { listen },
     transports: [options.dialMap != null ? tcpWithDialMap(options.dialMap) : tcp()],
     connectionEncrypters: [noise(options.fabricKey != null ? { prologueBytes: fabricPrologue(options.fabricKey) } : {})],
     streamMuxers: [yamux()],

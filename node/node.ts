@@ -54,6 +54,8 @@ export interface MemfabricNodeInit {
   bootstrap?: string[]
   /** Site label (default: the repo config's). */
   site?: string
+  /** LAN discovery by mDNS (default: the repo config's `discovery.mdns`, else on when listening beyond loopback). */
+  mdns?: CreateHostOptions['mdns']
   /** Outgoing TCP rewrites (the test network's WAN emulator). */
   dialMap?: DialMap
   /** Announce held pages in the DHT (default true). */
@@ -125,6 +127,7 @@ export class MemfabricNode {
       privateKey: loadPrivateKey(repo.config),
       listen: init.listen ?? repo.config.addresses.listen,
       bootstrap: init.bootstrap ?? repo.config.bootstrap,
+      mdns: init.mdns ?? repo.config.discovery?.mdns,
       dialMap: init.dialMap,
       fabricKey: init.fabricKey ?? await readRepoFabricKey(repo.path),
       metrics: init.libp2pMetrics,

@@ -175,6 +175,8 @@ export interface RepoConfig {
   site: string
   addresses: { listen: string[], api: string }
   bootstrap: string[]
+  /** `mdns`: LAN discovery on/off; unset: on when listening beyond loopback. */
+  discovery?: { mdns?: boolean }
 }
 
 export { Repo, loadPrivateKey } from './repo.ts'

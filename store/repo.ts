@@ -18,6 +18,7 @@ const log = logger('memfabric:store:repo')
 
 export const CONFIG_FILE = 'config.json'
 export const DEFAULT_SITE = 'default'
+/** Listen address a new repository is configured with: the fabric's port 4001, on loopback. */
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/4001']
 export const DEFAULT_API = '/ip4/127.0.0.1/tcp/5001'
 
@@ -30,6 +31,8 @@ export interface RepoInitOptions {
   api?: string
   /** Default none. */
   bootstrap?: string[]
+  /** LAN discovery by mDNS; default unset: on when listening beyond loopback (node/discovery.ts). */
+  mdns?: boolean
 }
 
 /** The libp2p private key stored in a config. */
@@ -77,7 +80,8 @@ export class Repo {
       },
       site: options.site ?? DEFAULT_SITE,
       addresses: { listen: options.listen ?? [...DEFAULT_LISTEN], api: options.api ?? DEFAULT_API },
-      bootstrap: options.bootstrap ?? []
+      bootstrap: options.bootstrap ?? [],
+      ...(options.mdns != null ? { discovery: { mdns: options.mdns } } : {})
     }
     await writeConfig(path, config)
     log('initialised repository %s as %s', path, config.identity.peerId)

@@ -11,6 +11,8 @@ export interface DaemonParams extends GlobalParams {
   listen?: string[]
   bootstrap?: string[]
   site?: string
+  /** Undefined: the repo config's, else on when listening beyond loopback. */
+  mdns?: boolean
   api?: string
   apiToken?: string
   dialMap?: string
@@ -22,12 +24,14 @@ export interface DaemonParams extends GlobalParams {
 export const daemonCommand = defineCommand({
   name: 'daemon',
   description: 'run the node: serve and announce pages, accept migrations, control API on localhost',
-  usage: 'daemon [--listen MA…] [--bootstrap MA…] [--site NAME] [--api MA | --api-port N]',
+  usage: 'daemon [--listen MA…] [--bootstrap MA…] [--mdns | --no-mdns] [--site NAME] [--api MA | --api-port N]',
   details: 'Joins the fabric, announces every page the repository holds in the DHT, serves pages to peers and accepts migrations. CLI commands on the same repository go through the daemon\'s control API (its URL is written to <repo>/api). The first Ctrl-C stops cleanly, a second forces exit.',
   options: {
     listen: { type: 'string', multiple: true, valueName: 'MA', description: 'libp2p listen address', defaultText: 'the repo config\'s' },
     bootstrap: { type: 'string', multiple: true, valueName: 'MA', description: 'peer to join the fabric through (with /p2p/ID)', defaultText: 'the repo config\'s' },
     site: { type: 'string', valueName: 'NAME', description: 'site label of this host', defaultText: 'the repo config\'s' },
+    mdns: { type: 'boolean', description: 'find and connect fabric peers on the LAN by mDNS (they still need the fabric key)', defaultText: 'the repo config\'s, else on when listening beyond loopback' },
+    'no-mdns': { type: 'boolean', description: 'no mDNS discovery (bootstrap peers only)' },
     api: { type: 'string', valueName: 'MA', description: 'control API address', defaultText: 'the repo config\'s (/ip4/127.0.0.1/tcp/5001)' },
     'api-port': { type: 'string', valueName: 'N', description: 'control API port on 127.0.0.1 (0 picks a free one)' },
     'api-token': { type: 'string', valueName: 'TOKEN', description: 'bearer token the control API requires (needed beyond loopback)', env: 'MEMFABRIC_API_TOKEN' },
@@ -39,6 +43,7 @@ export const daemonCommand = defineCommand({
   examples: [
     { command: 'memfabric daemon --site paris --listen /ip4/0.0.0.0/tcp/4001' },
     { command: 'memfabric daemon --bootstrap /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW...' },
+    { command: 'memfabric daemon --listen /ip4/0.0.0.0/tcp/4001 --no-mdns', description: 'reachable on the LAN, but join through bootstrap peers only' },
     { command: 'memfabric daemon --metrics', description: 'also serve Prometheus metrics at http://127.0.0.1:5001/metrics' }
   ],
   handlerInit (args, env): DaemonParams {
@@ -50,8 +55,10 @@ export const daemonCommand = defineCommand({
       if (!/^\d+$/.test(port) || Number(port) > 65535) throw new UsageError(`invalid --api-port '${port}'`)
       api = `/ip4/127.0.0.1/tcp/${port}`
     }
+    if (args.values.mdns === true && args.values['no-mdns'] === true) throw new UsageError('give --mdns or --no-mdns, not both')
     return {
       ...globalParams(args, env),
+      mdns: args.values.mdns === true ? true : args.values['no-mdns'] === true ? false : undefined,
       listen: listOption(args, 'listen'),
       bootstrap: listOption(args, 'bootstrap'),
       site: nonEmptyOption(args, 'site'),
@@ -79,6 +86,7 @@ export const daemonCommand = defineCommand({
       listen: params.listen,
       bootstrap: params.bootstrap,
       site: params.site,
+      mdns: params.mdns,
       api: params.api,
       apiToken: params.apiToken,
       dialMap,

@@ -11,6 +11,8 @@ export interface InitParams extends GlobalParams {
   site?: string
   listen?: string[]
   bootstrap?: string[]
+  /** LAN discovery written to the config; undefined: unset (on when listening beyond loopback). */
+  mdns?: boolean
   /** Join the fabric of this key file instead of creating a new fabric. */
   fabricKey?: string
 }
@@ -41,12 +43,14 @@ export const SITE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 export const initCommand = defineCommand({
   name: 'init',
   description: 'create a repository: identity key, site label, addresses, empty store',
-  usage: 'init [--site NAME] [--listen MA...] [--bootstrap MA...]',
+  usage: 'init [--site NAME] [--listen MA...] [--bootstrap MA...] [--mdns | --no-mdns]',
   details: 'Create a new repository directory with a fresh Ed25519 peer identity. Fails if the directory already holds a repository.',
   options: {
     site: { type: 'string', valueName: 'NAME', description: 'site label of this host (letters, digits, . _ -)', defaultText: async () => (await loadRepo()).DEFAULT_SITE },
     listen: { type: 'string', multiple: true, valueName: 'MA', description: 'libp2p listen multiaddr (repeat or comma-separate)', defaultText: async () => (await loadRepo()).DEFAULT_LISTEN.join(',') },
     bootstrap: { type: 'string', multiple: true, valueName: 'MA', description: 'bootstrap peer multiaddr with /p2p/ id (repeat or comma-separate)', defaultText: 'none' },
+    mdns: { type: 'boolean', description: 'always find fabric peers on the LAN by mDNS', defaultText: 'on when listening beyond loopback' },
+    'no-mdns': { type: 'boolean', description: 'never use mDNS (bootstrap peers only)' },
     'fabric-key': { type: 'string', valueName: 'FILE', description: 'join the fabric of this key (another host\'s <repo>/fabric.key)', defaultText: 'a new fabric key' }
   },
   examples: [
@@ -59,9 +63,11 @@ export const initCommand = defineCommand({
     if (site !== undefined && !SITE_PATTERN.test(site)) {
       throw new UsageError(`invalid site name '${site}' (use letters, digits, '.', '_', '-', at most 64)`)
     }
+    if (args.values.mdns === true && args.values['no-mdns'] === true) throw new UsageError('give --mdns or --no-mdns, not both')
     return {
       ...globalParams(args, env),
       site,
+      mdns: args.values.mdns === true ? true : args.values['no-mdns'] === true ? false : undefined,
       listen: multiaddrs(args, 'listen'),
       bootstrap: multiaddrs(args, 'bootstrap'),
       fabricKey: nonEmptyOption(args, 'fabric-key')
@@ -75,7 +81,8 @@ export const initCommand = defineCommand({
     const repo = await Repo.init(params.repo, {
       site: params.site,
       listen: params.listen,
-      bootstrap: params.bootstrap
+      bootstrap: params.bootstrap,
+      mdns: params.mdns
     })
     const config = repo.config
     await writeRepoFabricKey(repo.path, fabricKey)

@@ -17,6 +17,11 @@ export const DEFAULT_MAX_RESPONSE_FRAME_LENGTH = 4096
 export const DEFAULT_WINDOW = 4
 /** A stream with work outstanding that sees no frame for this long is aborted. */
 export const DEFAULT_IDLE_TIMEOUT = 30_000
+/**
+ * Inbound presence streams the server keeps open per remote peer (over all its connections);
+ * a client runs one stream per query, so a few cover concurrent migrations.
+ */
+export const DEFAULT_MAX_STREAMS_PER_PEER = 8
 /** libp2p per-connection stream limits for this protocol. */
 export const DEFAULT_MAX_INBOUND_STREAMS = 32
 export const DEFAULT_MAX_OUTBOUND_STREAMS = 64

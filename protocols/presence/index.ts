@@ -38,6 +38,8 @@ export interface PresenceInit {
   /** Read caps (defaults DEFAULT_MAX_REQUEST_FRAME_LENGTH = 1 MiB, _RESPONSE_ = 4 KiB). */
   maxRequestFrameLength?: number
   maxResponseFrameLength?: number
+  /** Inbound streams kept open per remote peer; more are reset (default DEFAULT_MAX_STREAMS_PER_PEER = 8). */
+  maxStreamsPerPeer?: number
   /** Per-connection libp2p limits (defaults DEFAULT_MAX_INBOUND_STREAMS / _OUTBOUND_). */
   maxInboundStreams?: number
   maxOutboundStreams?: number
@@ -59,6 +61,8 @@ export interface PresenceCounters {
   cidsQueried: number
   misbehaved: number
   timeouts: number
+  /** Inbound streams reset because their peer had `maxStreamsPerPeer` open. */
+  refused: number
 }
 
 /** Mount with `services: { presence: presence({ store }) }`. */

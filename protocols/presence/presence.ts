@@ -13,10 +13,10 @@ import type { PageStore } from '../../store/index.ts'
 import { withIdleTimeout } from '../pages/timeout.ts'
 import {
   DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CIDS_PER_QUERY, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS,
-  DEFAULT_MAX_REQUEST_FRAME_LENGTH, DEFAULT_MAX_RESPONSE_FRAME_LENGTH, DEFAULT_WINDOW, PRESENCE_PROTOCOL
+  DEFAULT_MAX_REQUEST_FRAME_LENGTH, DEFAULT_MAX_STREAMS_PER_PEER, DEFAULT_MAX_RESPONSE_FRAME_LENGTH, DEFAULT_WINDOW, PRESENCE_PROTOCOL
 } from './constants.ts'
 import { decodeRequest, decodeResponse, encodeRequest, encodeResponse, fromBitmap } from './codec.ts'
-import { InvalidPageCidError, NotStartedError, PeerMisbehavedError, TransferTimeoutError } from './errors.ts'
+import { InvalidPageCidError, NotStartedError, PeerMisbehavedError, TooManyStreamsError, TransferTimeoutError } from './errors.ts'
 import type { PresenceComponents, PresenceCounters, PresenceInit, QueryOptions } from './index.ts'
 
 const log = logger('memfabric:presence')
@@ -31,18 +31,20 @@ function peerKey (peer: PeerId | Multiaddr): string {
 
 export class Presence implements Startable {
   readonly protocol = PRESENCE_PROTOCOL
-  readonly counters: PresenceCounters = { queriesServed: 0, cidsServed: 0, queriesSent: 0, cidsQueried: 0, misbehaved: 0, timeouts: 0 }
+  readonly counters: PresenceCounters = { queriesServed: 0, cidsServed: 0, queriesSent: 0, cidsQueried: 0, misbehaved: 0, timeouts: 0, refused: 0 }
 
   private readonly components: PresenceComponents
   private readonly store: PageStore
   private readonly maxCids: number
   private readonly maxRequestFrameLength: number
   private readonly maxResponseFrameLength: number
+  private readonly maxStreamsPerPeer: number
   private readonly maxInboundStreams: number
   private readonly maxOutboundStreams: number
   private readonly idleTimeout: number
   private readonly window: number
   private readonly streams = new Set<Stream>()
+  private readonly streamsPerPeer = new Map<string, number>()
   private nextId = 0
   private started = false
   /** Aborted by stop(): ends every pending read and store call of this service. */
@@ -54,6 +56,7 @@ export class Presence implements Startable {
     this.maxCids = init.maxCidsPerQuery ?? DEFAULT_MAX_CIDS_PER_QUERY
     this.maxRequestFrameLength = init.maxRequestFrameLength ?? DEFAULT_MAX_REQUEST_FRAME_LENGTH
     this.maxResponseFrameLength = init.maxResponseFrameLength ?? DEFAULT_MAX_RESPONSE_FRAME_LENGTH
+    this.maxStreamsPerPeer = init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER
     this.maxInboundStreams = init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS
     this.maxOutboundStreams = init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
     this.idleTimeout = init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT
@@ -89,17 +92,32 @@ export class Presence implements Startable {
       stream.abort(new NotStartedError('presence stopped'))
     }
     this.streams.clear()
+    this.streamsPerPeer.clear()
   }
 
   private onStream (stream: Stream, connection: Connection): void {
     const peer = connection.remotePeer.toString()
+    // libp2p's limit is per connection; a peer with many connections is held here
+    const open = this.streamsPerPeer.get(peer) ?? 0
+    if (open >= this.maxStreamsPerPeer) {
+      this.counters.refused++
+      log('peer %s has %d presence streams open, refusing another', peer, open)
+      stream.abort(new TooManyStreamsError(`peer ${peer} has ${open} presence streams open`))
+      return
+    }
+    this.streamsPerPeer.set(peer, open + 1)
     this.streams.add(stream)
     this.serve(stream, peer)
       .catch(err => {
         log.error('serving %s failed - %e', peer, err)
         stream.abort(err)
       })
-      .finally(() => { this.streams.delete(stream) })
+      .finally(() => {
+        this.streams.delete(stream)
+        const n = (this.streamsPerPeer.get(peer) ?? 1) - 1
+        if (n <= 0) this.streamsPerPeer.delete(peer)
+        else this.streamsPerPeer.set(peer, n)
+      })
   }
 
   /** Answer queries in order until the client closes its end; one at a time is back-pressure. */

@@ -23,8 +23,8 @@ export const DEFAULT_SWEEP_INTERVAL = 60 * 60 * 1000
 /** Longest TTL a replica grants, whatever the publisher asks for. */
 export const MAX_RECORD_TTL = 48 * 60 * 60 * 1000
 
-/** Keys per ADD frame: 2048 × 32 B = 64 KiB, one level batch on the replica. */
-export const DEFAULT_ADD_BATCH_SIZE = 2048
+/** Keys per ADD frame: 4096 × 32 B = 128 KiB, one level batch on the replica. */
+export const DEFAULT_ADD_BATCH_SIZE = 4096
 /** Keys per GET frame. */
 export const DEFAULT_GET_BATCH_SIZE = 2048
 /** Hard cap of keys per frame a server accepts. */

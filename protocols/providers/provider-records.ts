@@ -237,6 +237,11 @@ export class ProviderRecords implements Startable {
     this.controller = new AbortController()
     await this.components.registrar.handle(PROTOCOL, this.handle, this.handlerOptions)
     this.started = true
+    // records are served meanwhile, reading every key until the filter is there
+    const load = this.store.load({ signal: this.controller.signal })
+      .catch(err => { if (!this.controller.signal.aborted) log.error('loading the record key filter failed - %e', err) })
+      .finally(() => { this.tasks.delete(load) })
+    this.tasks.add(load)
     if (this.source != null) this.schedule(this.republishInterval, async signal => { await this.republish({ signal }) })
     this.schedule(this.sweepInterval, async signal => { await this.store.sweep({ signal }) })
   }

@@ -7,19 +7,28 @@
  *   ONE `getMany` + ONE `batch`, instead of a range scan per key.
  * - `p` (peers): `<peer id bytes>` → dag-cbor `{ addrs, expires }`, one entry per provider peer.
  *
- * Nothing is cached in memory: the store is bounded by disk, not by RAM.
+ * Keys are written to the root database already prefixed (one buffer per frame, one chained
+ * batch), which is what the sublevel would do key by key. In memory there is only a Bloom
+ * filter of the digests held (~1.25 bytes per key, key-filter.ts), loaded by `load()`: with
+ * it an ADD of keys nobody provides yet is a blind write, and only keys that may already
+ * hold providers are read first. Without it (before `load()`) every key is read.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { AbstractLevel, AbstractSublevel } from 'abstract-level'
 import type { AbortOptions } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { RecordStoreError } from './errors.ts'
-import { DEFAULT_MAX_PROVIDERS_PER_KEY, MAX_ADDRS_PER_PEER, MAX_PROVIDERS_PER_KEY_RESPONSE } from './constants.ts'
+import { KeyFilter } from './key-filter.ts'
+import { DEFAULT_MAX_PROVIDERS_PER_KEY, DIGEST_LENGTH, MAX_ADDRS_PER_PEER, MAX_PROVIDERS_PER_KEY_RESPONSE } from './constants.ts'
 
 const log = logger('memfabric:providers:store')
 
 const EXPIRY_LENGTH = 8
 const SWEEP_CHUNK = 1000
+/** Keys per read while loading the filter. */
+const LOAD_CHUNK = 4096
+/** Raw keys and values on the root database, whatever its default encodings. */
+const RAW = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
 
 type Db = AbstractLevel<any, any, any>
 type Sub = AbstractSublevel<any, any, Buffer, Buffer>
@@ -78,17 +87,81 @@ export class RecordStore {
   private readonly db: Db
   private readonly records: Sub
   private readonly peers: Sub
+  /** The root database and the records sublevel's full prefix on it. */
+  private readonly root: Db
+  private readonly recordPrefix: Buffer
   private readonly maxProvidersPerKey: number
   private readonly now: () => number
   /** ADDs read-modify-write keys: run them one after another so none loses an update. */
   private writeLock: Promise<unknown> = Promise.resolve()
+  /** Digests that may hold records; undefined until loaded (then every key is read). */
+  private filter?: KeyFilter
+  /** A filter being filled by a scan; ADDs go into it too, so it misses nothing. */
+  private building?: KeyFilter
+  private loading?: Promise<void>
 
   constructor (init: RecordStoreInit) {
     this.db = init.db
     this.records = init.db.sublevel('r', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
     this.peers = init.db.sublevel('p', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
+    this.root = (this.records as any).db as Db
+    this.recordPrefix = Buffer.from((this.records as any).prefix as string, 'utf8')
     this.maxProvidersPerKey = init.maxProvidersPerKey ?? DEFAULT_MAX_PROVIDERS_PER_KEY
     this.now = init.now ?? Date.now
+  }
+
+  /**
+   * Load the filter of held digests (a scan of every key; ADDs and GETs work meanwhile, reading
+   * every key). Called again it rebuilds the filter, e.g. after a sweep deleted many keys.
+   */
+  async load (options?: AbortOptions): Promise<void> {
+    this.loading ??= this.scan(Math.max(this.filter?.count ?? 0, 1) * 2, options).finally(() => { this.loading = undefined })
+    await this.loading
+  }
+
+  private async scan (capacity: number, options?: AbortOptions): Promise<void> {
+    while (true) {
+      // set before the iterator takes its snapshot: a key committed later is added by its ADD
+      const filter = new KeyFilter(capacity)
+      this.building = filter
+      const it = this.records.keys()
+      try {
+        while (!filter.full) {
+          options?.signal?.throwIfAborted()
+          const keys = await it.nextv(LOAD_CHUNK)
+          if (keys.length === 0) break
+          for (const key of keys) filter.add(key)
+        }
+      } catch (err: any) {
+        if (this.building === filter) this.building = undefined
+        if (err.name === 'AbortError') throw err
+        throw new RecordStoreError(`loading provider records failed: ${err.message}`, { cause: err })
+      } finally {
+        await it.close()
+      }
+      if (!filter.full) {
+        this.filter = filter
+        this.building = undefined
+        log('filter of %d provider keys loaded', filter.count)
+        return
+      }
+      capacity = filter.count * 4 // more keys than guessed: start over, bigger
+    }
+  }
+
+  /** Prefixed record keys of `digests`, all in one buffer. */
+  private recordKeys (digests: Uint8Array[]): Buffer[] {
+    const p = this.recordPrefix
+    const len = p.byteLength + DIGEST_LENGTH
+    const all = Buffer.allocUnsafe(len * digests.length)
+    const keys: Buffer[] = new Array(digests.length)
+    for (let i = 0; i < digests.length; i++) {
+      const at = i * len
+      all.set(p, at)
+      all.set(digests[i], at + p.byteLength)
+      keys[i] = all.subarray(at, at + len)
+    }
+    return keys
   }
 
   private async locked<T> (fn: () => Promise<T>): Promise<T> {
@@ -105,21 +178,30 @@ export class RecordStore {
     if (digests.length === 0) return 0
     return this.locked(async () => {
       options?.signal?.throwIfAborted()
-      const keys = digests.every(d => Buffer.isBuffer(d)) ? digests as Buffer[] : digests.map(asBuffer)
-      let existing: Array<Buffer | undefined>
-      try {
-        existing = await this.records.getMany(keys)
-      } catch (err: any) {
-        throw new RecordStoreError(`reading provider records failed: ${err.message}`, { cause: err })
+      const keys = this.recordKeys(digests)
+      const filter = this.filter
+      // only keys that may already hold providers are read
+      const known: number[] = []
+      for (let i = 0; i < digests.length; i++) {
+        if (filter == null || filter.has(digests[i])) known.push(i)
+      }
+      let existing: Array<Buffer | undefined> = []
+      if (known.length > 0) {
+        try {
+          existing = await this.root.getMany(known.length === keys.length ? keys : known.map(i => keys[i]), RAW)
+        } catch (err: any) {
+          throw new RecordStoreError(`reading provider records failed: ${err.message}`, { cause: err })
+        }
       }
       const now = this.now()
       const peer = asBuffer(provider)
       // every brand-new key gets the same value: build it once
       const fresh = encodeEntries([{ peer, expires }])
-      const ops: any[] = new Array(keys.length)
+      const batch = this.root.batch()
+      let k = 0
       for (let i = 0; i < keys.length; i++) {
-        const old = existing[i]
         let value = fresh
+        const old = known[k] === i ? existing[k++] : undefined
         if (old != null) {
           const entries = decodeEntries(old).filter(e => e.expires > now && !equalBytes(e.peer, peer))
           entries.push({ peer, expires })
@@ -129,17 +211,25 @@ export class RecordStore {
           }
           value = encodeEntries(entries)
         }
-        ops[i] = { type: 'put', sublevel: this.records, key: keys[i], value }
+        batch.put(keys[i], value, RAW)
       }
       if (addrs != null) {
         const peerValue = Buffer.from(dagCbor.encode({ addrs: addrs.slice(0, MAX_ADDRS_PER_PEER), expires }))
-        ops.push({ type: 'put', sublevel: this.peers, key: peer, value: peerValue })
+        batch.put(peer, peerValue, { sublevel: this.peers })
       }
       try {
         // one atomic batch across both sublevels
-        await this.db.batch(ops)
+        await batch.write()
       } catch (err: any) {
         throw new RecordStoreError(`writing provider records failed: ${err.message}`, { cause: err })
+      }
+      // after the commit, into the filter a scan may be filling too (see scan)
+      for (const f of [this.filter, this.building]) {
+        if (f == null) continue
+        for (const d of digests) f.add(d)
+      }
+      if (this.filter?.full === true && this.loading == null) {
+        this.load().catch(err => { log.error('reloading the provider key filter failed - %e', err) })
       }
       return keys.length
     })
@@ -149,21 +239,30 @@ export class RecordStore {
   async get (digests: Uint8Array[], options?: AbortOptions): Promise<Uint8Array[][]> {
     if (digests.length === 0) return []
     options?.signal?.throwIfAborted()
+    const filter = this.filter
+    const known: number[] = []
+    for (let i = 0; i < digests.length; i++) {
+      if (filter == null || filter.has(digests[i])) known.push(i)
+    }
+    const out: Uint8Array[][] = new Array(digests.length)
+    for (let i = 0; i < out.length; i++) out[i] = []
+    if (known.length === 0) return out
     let values: Array<Buffer | undefined>
     try {
-      values = await this.records.getMany(digests.map(asBuffer))
+      values = await this.root.getMany(this.recordKeys(known.length === digests.length ? digests : known.map(i => digests[i])), RAW)
     } catch (err: any) {
       throw new RecordStoreError(`reading provider records failed: ${err.message}`, { cause: err })
     }
     const now = this.now()
-    return values.map(v => {
-      if (v == null) return []
-      const live: Uint8Array[] = []
+    for (let k = 0; k < known.length; k++) {
+      const v = values[k]
+      if (v == null) continue
+      const live = out[known[k]]
       for (const e of decodeEntries(v)) {
         if (e.expires > now && live.length < MAX_PROVIDERS_PER_KEY_RESPONSE) live.push(e.peer)
       }
-      return live
-    })
+    }
+    return out
   }
 
   /** Remembered multiaddrs (bytes) of each peer, `[]` when unknown or expired. */
@@ -237,6 +336,8 @@ export class RecordStore {
       }
     }
     if (changed > 0) log('swept %d expired records', changed)
+    // deleted keys stay in the filter (a read each, never a wrong answer) until it is rebuilt
+    if (this.filter != null && changed > this.filter.count / 4) await this.load(options)
     return changed
   }
 
