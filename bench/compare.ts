@@ -248,7 +248,7 @@ async function memfabric (plan: ScenarioPlan): Promise<{ method: MethodResult, r
     const site = result.tiers.site.pages
     const source = result.tiers.source.pages
     return {
-      method: { method: 'memfabric migrate', aToB: result.emulator.aToB, bToA: result.emulator.bToA, ms: result.durationMs, note: `${hosts} hosts per site; pages from site B ${site}, from the source ${source}, local ${result.tiers.local.pages}; byte-identical` },
+      method: { method: 'memfabric migrate', aToB: result.emulator.aToB, bToA: result.emulator.bToA, ms: result.durationMs, note: `${hosts} hosts per site; pages from site B ${site}, from the source ${source} (${result.report.delta?.pages ?? 0} of them as deltas), local ${result.tiers.local.pages}; manifest ${mib(result.manifestWireBytes)} MiB; byte-identical` },
       result
     }
   } finally {
@@ -310,7 +310,7 @@ function markdown (runs: ScenarioBench[], meta: Record<string, string>): string 
   lines.push('- **rsync**: a real `rsync --daemon` listening in site B whose module already holds the closest image under the target\'s name; the client in site A runs `rsync --no-whole-file -z --compress-choice=zstd` (once with rsync\'s default block size, √size ≈ 16 KiB at 256 MiB, once with `-B 4096`, page-sized blocks) through the emulated link (rsync:// protocol over the emulator\'s TCP proxy). Wall time is the client process from start to exit, including checksumming the basis on the receiver.')
   lines.push('- **zstd --patch-from**: `zstd -3 --patch-from=<closest> -c image` streamed through the link; wall time includes compression, not decompression at the destination.')
   lines.push('- **memfabric migrate**: a fresh `Testnet` (real daemon processes, one per host, 2 sites) with the same link; site B\'s images imported on B hosts, the VM on A1; `migrate` from A1 to the last B host; wall time of the migrate call; the destination file is checked byte-identical (sha256). Emulator bytes include everything between the sites during the call (noise, yamux, DHT).')
-  lines.push('- **floor** (page granularity): distinct non-zero pages of the image that no site-B image holds (hashing every page), compressed together with zstd level 3, plus the manifest bytes memfabric fetched — what any method that moves whole pages must at least send. Byte-level deltas (rsync, zstd --patch-from) can go below it when pages are only partly rewritten (the `return` scenario rewrites ~40 % of its changed pages only partly) or compress against the reference\'s content; memfabric sends whole pages and compresses each page alone.')
+  lines.push('- **floor** (page granularity): distinct non-zero pages of the image that no site-B image holds (hashing every page), compressed together with zstd level 3, plus the manifest blocks no site-B image\'s manifest has (cut the way an import cuts them) — what a method that ships whole missing pages and a content-addressed manifest must send. Byte-level deltas go below it when pages are only partly rewritten (the `return` scenario rewrites ~40 % of its changed pages only partly): rsync and zstd --patch-from do, and so does memfabric when the source holds an older image of the VM (it sends such pages compressed against the older page the destination site holds, and rebuilds the manifest from the older manifest plus a patch).')
   lines.push('', 'Raw results: `bench/results/compare.json`.', '')
   return lines.join('\n')
 }

@@ -15,6 +15,9 @@ import { logger } from '@libp2p/logger'
 import { DEFAULT_MIGRATION_OUT_DIR } from '../node/constants.ts'
 import type { MigrationReport, Tier, TierFigures } from '../node/migration/index.ts'
 import { MemfabricError } from '../store/errors.ts'
+import { Chunker, encodeRoot } from '../store/manifest.ts'
+import type { Block } from '../store/manifest.ts'
+import { DEFAULT_CHUNK_MAX, DEFAULT_CHUNK_MIN, DEFAULT_CHUNK_MODULUS } from '../store/options.ts'
 import { PAGE_SIZE, evolveImage, writeImage } from './synthetic.ts'
 import type { Testnet, TestnetNode } from './testnet.ts'
 import type { WanLinkStats } from './wan/index.ts'
@@ -123,6 +126,8 @@ export interface Floor {
   bytes: number
   /** Their bytes compressed together with zstd */
   zstdBytes: number
+  /** Manifest blocks of the image (root and chunks) that no site-B image's manifest has */
+  manifestBytes: number
 }
 
 export interface PageCensus {
@@ -132,7 +137,7 @@ export interface PageCensus {
 }
 
 /** Hashes of the non-zero pages of a file, and its page counts. */
-async function pageHashes (path: string, onPage?: (hash: string, page: Buffer) => void): Promise<{ hashes: Set<string>, census: PageCensus }> {
+async function pageHashes (path: string, onPage?: (hash: string, page: Buffer) => void, onSlot?: (digest: Buffer | undefined) => void): Promise<{ hashes: Set<string>, census: PageCensus }> {
   const hashes = new Set<string>()
   const census: PageCensus = { pages: 0, zeroPages: 0, distinctPages: 0 }
   const zero = Buffer.alloc(PAGE_SIZE)
@@ -143,8 +148,10 @@ async function pageHashes (path: string, onPage?: (hash: string, page: Buffer) =
     for (; p + PAGE_SIZE <= data.length; p += PAGE_SIZE) {
       const page = data.subarray(p, p + PAGE_SIZE)
       census.pages++
-      if (page.equals(zero)) { census.zeroPages++; continue }
-      const hash = createHash('sha256').update(page).digest('base64')
+      if (page.equals(zero)) { census.zeroPages++; onSlot?.(undefined); continue }
+      const digest = createHash('sha256').update(page).digest()
+      onSlot?.(digest)
+      const hash = digest.toString('base64')
       if (!hashes.has(hash)) {
         hashes.add(hash)
         onPage?.(hash, page)
@@ -162,12 +169,31 @@ async function pageHashes (path: string, onPage?: (hash: string, page: Buffer) =
  */
 export async function computeFloor (image: string, held: string[]): Promise<{ floor: Floor, census: PageCensus }> {
   const have = new Set<string>()
-  for (const path of held) for (const h of (await pageHashes(path)).hashes) have.add(h)
+  const heldChunks = new Set<string>()
+  for (const path of held) {
+    const chunks = manifestChunks()
+    for (const h of (await pageHashes(path, undefined, chunks.push)).hashes) have.add(h)
+    for (const block of chunks.done()) heldChunks.add(block.cid.toString())
+  }
   const missing: Buffer[] = []
-  const { census } = await pageHashes(image, (hash, page) => { if (!have.has(hash)) missing.push(Buffer.from(page)) })
+  const chunks = manifestChunks()
+  const { census } = await pageHashes(image, (hash, page) => { if (!have.has(hash)) missing.push(Buffer.from(page)) }, chunks.push)
+  const blocks = chunks.done()
+  const root = encodeRoot({ format: 'raw', size: census.pages * PAGE_SIZE, pageSize: PAGE_SIZE, extents: [{ offset: 0, length: census.pages * PAGE_SIZE }], pages: census.pages, chunks: blocks.map(b => b.cid) })
+  const manifestBytes = root.bytes.byteLength + blocks.filter(b => !heldChunks.has(b.cid.toString())).reduce((n, b) => n + b.bytes.byteLength, 0)
   const all = Buffer.concat(missing)
   const zstdBytes = all.length > 0 ? zstdCompressSync(all, { params: { [zlibConstants.ZSTD_c_compressionLevel]: FLOOR_ZSTD_LEVEL } }).length : 0
-  return { floor: { pages: missing.length, bytes: all.length, zstdBytes }, census }
+  return { floor: { pages: missing.length, bytes: all.length, zstdBytes, manifestBytes }, census }
+}
+
+/** The manifest chunk blocks of a page sequence, cut the way an import cuts them. */
+function manifestChunks (): { push: (digest: Buffer | undefined) => void, done: () => Block[] } {
+  const chunker = new Chunker({ modulus: DEFAULT_CHUNK_MODULUS, min: DEFAULT_CHUNK_MIN, max: DEFAULT_CHUNK_MAX })
+  const blocks: Block[] = []
+  return {
+    push: (digest) => { const b = chunker.push(digest); if (b != null) blocks.push(b) },
+    done: () => { const b = chunker.flush(); if (b != null) blocks.push(b); return blocks }
+  }
 }
 
 /** SHA-256 of a file, hex. */
@@ -259,7 +285,6 @@ export async function runScenario (net: Testnet, plan: ScenarioPlan, options: Ru
     await dest.api.exportImage(report.root, exported, { signal })
     destSha256 = await sha256File(exported)
   }
-  const manifestBytes = report.manifest?.wireBytes ?? 0
   return {
     scenario: plan.scenario,
     description: plan.description,
@@ -273,10 +298,10 @@ export async function runScenario (net: Testnet, plan: ScenarioPlan, options: Ru
     tiers: report.tiers,
     wanBytes: report.wanBytes,
     emulator,
-    manifestWireBytes: manifestBytes,
+    manifestWireBytes: report.manifest?.wireBytes ?? 0,
     durationMs,
     throughput: report.size / (durationMs / 1000),
-    floor: { ...floor, manifestBytes, totalBytes: floor.zstdBytes + manifestBytes },
+    floor: { ...floor, totalBytes: floor.zstdBytes + floor.manifestBytes },
     identical: destSha256 === sourceSha256,
     sourceSha256,
     destSha256,
