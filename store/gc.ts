@@ -95,6 +95,7 @@ async function sweepPages (store: LevelPackStore, live: Set<string>, options: Ab
       for (const [id, e] of deltas) ops.push({ type: 'put', sublevel: store.packsDb, key: packKey(id), value: e })
       await store.db.batch(ops)
       for (const [id, e] of deltas) store.packs.entries.set(id, e)
+      for (const d of dead) store.tableDelete(d)
       removed += dead.length
       if (store.hasListeners('pages:removed')) store.dispatchEvent(new CustomEvent('pages:removed', { detail: dead.map(d => digestToCid(d)) }))
     }
@@ -143,6 +144,7 @@ async function compact (store: LevelPackStore, options: AbortOptions): Promise<n
     const { id: newId, fh } = await store.packs.create()
     let written = 0
     const ops: any[] = []
+    const moved: Array<{ key: Uint8Array, loc: PageLocation }> = []
     try {
       for (let i = 0; i < pages.length;) {
         // coalesce adjacent live pages into one read
@@ -159,7 +161,9 @@ async function compact (store: LevelPackStore, options: AbortOptions): Promise<n
         while (w < buf.byteLength) w += (await fh.write(buf, w, buf.byteLength - w, written + w)).bytesWritten
         for (let k = i; k < j; k++) {
           const p = pages[k]
-          ops.push(putPageOp(p.key, { pack: newId, offset: written + (p.loc.offset - start), length: p.loc.length }))
+          const loc = { pack: newId, offset: written + (p.loc.offset - start), length: p.loc.length }
+          ops.push(putPageOp(p.key, loc))
+          moved.push({ key: p.key, loc })
         }
         written += buf.byteLength
         i = j
@@ -174,6 +178,7 @@ async function compact (store: LevelPackStore, options: AbortOptions): Promise<n
     // the new locations commit before the old pack goes away
     await store.db.batch(ops, { sync: true })
     store.packs.entries.set(newId, entry)
+    for (const m of moved) store.tableSet(m.key, m.loc)
     await store.packs.remove(id)
     reclaimed += old.size - written
     log('compacted %s into %s: %d -> %d bytes', packName(id), packName(newId), old.size, written)

@@ -27,6 +27,7 @@ import { digestToCid, isPageCid, isZeroPage, sha256Digest, verifyPage } from './
 import { LOCATION_BYTES, Packs, decodeLocation, encodeLocation, packKey, writeLocation } from './pack.ts'
 import type { PackEntry, PageLocation } from './pack.ts'
 import { Hasher } from './hasher.ts'
+import { PageTable } from './page-table.ts'
 import { Mutex } from './mutex.ts'
 import { decodeChunkDigests, decodeRoot, extentPages, verifyBlock } from './manifest.ts'
 import type { Block } from './manifest.ts'
@@ -141,6 +142,11 @@ export class LevelPackStore extends EventTarget implements Store {
   readonly pending = new Map<string, PendingPage>()
   pendingBytes = 0
   readonly pendingBlocks = new Map<string, Block>()
+  /**
+   * The committed page index in memory, once a bulk operation asked for it (see
+   * {@link useTable}); kept in step with every index batch. Pending pages are not in it.
+   */
+  table?: PageTable
   private closed = false
   /** Listeners per event type: building CIDs for an event nobody hears costs more than hashing. */
   private readonly listening = new Map<string, number>()
@@ -237,8 +243,67 @@ export class LevelPackStore extends EventTarget implements Store {
     return l
   }
 
+  /** Committed pages (not counting pending ones). */
+  livePages (): number {
+    let n = 0
+    for (const e of this.packs.entries.values()) n += e.livePages
+    return n
+  }
+
+  /**
+   * Load the page table before an operation that looks up about `expected` pages, when that
+   * pays: a scan of the index costs about half a lookup per indexed page, so only when the
+   * operation touches at least half as many pages as the store holds (or the table is already
+   * loaded), and never past `pageTableMaxPages`. Takes the lock: do not call with it held.
+   */
+  async useTable (expected: number): Promise<void> {
+    if (this.table != null) return
+    const max = this.options.pageTableMaxPages
+    const live = this.livePages()
+    if (max <= 0 || live > max || expected * 2 < live) return
+    await this.lock.run(async () => {
+      if (this.table != null) return
+      const table = new PageTable(this.livePages())
+      const end = Buffer.from(PAGE_PREFIX)
+      end[end.byteLength - 1]++
+      const it = this.db.iterator<Uint8Array, Uint8Array>({ gt: PAGE_PREFIX, lt: end, keyEncoding: VIEW, valueEncoding: VIEW })
+      try {
+        while (true) {
+          const entries = await it.nextv(8192)
+          if (entries.length === 0) break
+          for (const [k, v] of entries) table.set(k, PAGE_PREFIX.byteLength, decodeLocation(v))
+        }
+      } finally {
+        await it.close()
+      }
+      if (table.size <= max) this.table = table
+      log('page table loaded: %d pages, %d bytes', table.size, table.bytes)
+    })
+  }
+
+  /** Keep the table within its bound after it grew. */
+  private checkTable (): void {
+    if (this.table != null && this.table.size > this.options.pageTableMaxPages) {
+      log('page table dropped at %d pages', this.table.size)
+      this.table = undefined
+    }
+  }
+
+  /** Record committed index changes in the page table (call after the batch committed). */
+  tableSet (digest: Uint8Array, loc: PageLocation): void {
+    this.table?.set(digest, 0, loc)
+  }
+
+  tableDelete (digest: Uint8Array): void {
+    this.table?.delete(digest, 0)
+  }
+
   /** Where each page is stored (pending or committed), `undefined` when not held. */
   async lookup (digests: Uint8Array[], keys?: string[]): Promise<Array<PageLocation | undefined>> {
+    const table = this.table
+    if (keys == null && table != null && this.pending.size === 0) {
+      return digests.map(d => table.get(d, 0))
+    }
     return this.lookupKeys(keys ?? digests.map(digestKey))
   }
 
@@ -256,7 +321,10 @@ export class LevelPackStore extends EventTarget implements Store {
         at.push(i)
       }
     }
-    if (at.length > 0) {
+    const table = this.table
+    if (at.length > 0 && table != null) {
+      for (const i of at) out[i] = table.getKey(keys[i])
+    } else if (at.length > 0) {
       const kl = PAGE_PREFIX.byteLength + 32
       const kb = Buffer.allocUnsafe(at.length * kl)
       const ask = new Array<Uint8Array>(at.length)
@@ -347,6 +415,11 @@ export class LevelPackStore extends EventTarget implements Store {
       const added = n > 0 && this.hasListeners('pages:added') ? [...this.pending.keys()] : []
       await batch.write({ sync })
       for (const [id, e] of updated) this.packs.entries.set(id, e)
+      const table = this.table
+      if (table != null) {
+        for (const [k, p] of this.pending) table.setKey(k, p)
+        this.checkTable()
+      }
       this.pending.clear()
       this.pendingBlocks.clear()
       this.pendingBytes = 0

@@ -147,6 +147,7 @@ export async function importImage (store: LevelPackStore, path: string, options:
   }
 
   try {
+    await store.useTable(Math.ceil(size / pageSize))
     await store.importsDb.put(importId, { pid: process.pid, startedAt: Date.now(), path })
     let next = 0
     const launch = (): void => {
