@@ -46,6 +46,11 @@ const log = logger('memfabric:store')
 
 export interface PinRecord {
   state: 'complete' | 'partial'
+  /**
+   * Pinned without a name (an import or `pin` with no name): then the pin stays when its last
+   * name is removed or moved. Absent in records written before this field existed: false.
+   */
+  explicit?: boolean
   createdAt: number
   size: number
   pages: number
@@ -704,8 +709,10 @@ export class LevelPackStore extends EventTarget implements Store {
         const counts = await this.countPages(root, true, options)
         record = { state: 'complete', createdAt: existing?.createdAt ?? Date.now(), size: m.size, pages: m.pages, zeroPages: counts.zeroPages, distinctPages: counts.distinctPages, format: m.format }
       }
+      // a partial pin only guards pages in flight; completing it without a name pins explicitly
+      record.explicit = existing?.explicit === true || (options.name == null && options.partial !== true)
       const ops: any[] = [{ type: 'put', sublevel: this.pinsDb, key, value: record }]
-      if (options.name != null) ops.push({ type: 'put', sublevel: this.namesDb, key: options.name, value: key })
+      if (options.name != null) ops.push(...await this.nameOps(options.name, key))
       await this.db.batch(ops, { sync: true })
     })
   }
@@ -722,7 +729,7 @@ export class LevelPackStore extends EventTarget implements Store {
         const root = names.find(([n]) => n === ref)?.[1]
         if (root == null) throw new RefNotFoundError(`no image named "${ref}"`)
         ops.push({ type: 'del', sublevel: this.namesDb, key: ref })
-        if (!names.some(([n, r]) => r === root && n !== ref)) ops.push({ type: 'del', sublevel: this.pinsDb, key: root })
+        if (await this.orphaned(root, ref, names)) ops.push({ type: 'del', sublevel: this.pinsDb, key: root })
       } else {
         const cid = typeof ref === 'string' ? CID.parse(ref) : ref
         const key = cid.toString()
@@ -732,6 +739,27 @@ export class LevelPackStore extends EventTarget implements Store {
       }
       await this.db.batch(ops, { sync: true })
     })
+  }
+
+  /** Whether `root`'s pin is held by nothing once `name` no longer points at it. */
+  private async orphaned (root: string, name: string, names: Array<[string, string]>): Promise<boolean> {
+    if (names.some(([n, r]) => r === root && n !== name)) return false
+    const rec = await this.pinsDb.get(root)
+    return rec != null && rec.explicit !== true
+  }
+
+  /**
+   * Index ops that point `name` at `rootKey`; when the name leaves another root that nothing
+   * else holds (no other name, no explicit pin), that root's pin goes too, so gc can free it.
+   * Call with the lock held.
+   */
+  async nameOps (name: string, rootKey: string): Promise<any[]> {
+    const ops: any[] = [{ type: 'put', sublevel: this.namesDb, key: name, value: rootKey }]
+    const old = await this.namesDb.get(name)
+    if (old != null && old !== rootKey && await this.orphaned(old, name, await this.namesDb.iterator().all())) {
+      ops.push({ type: 'del', sublevel: this.pinsDb, key: old })
+    }
+    return ops
   }
 
   private async namesByRoot (): Promise<Map<string, string[]>> {

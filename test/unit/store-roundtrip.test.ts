@@ -1,5 +1,6 @@
 import test from 'ava'
-import { readFile, stat, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { open, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
@@ -165,4 +166,29 @@ test('page store: has, get, getMany, putMany, allPages and the zero page', async
   const all = []
   for await (const batch of s.allPages({ batchSize: 1 })) all.push(...batch.map(c => c.toString()))
   t.deepEqual(all.sort(), [c1.toString(), c2.toString()].sort())
+})
+
+test('export makes the file durable before it appears under its name', async t => {
+  const { repo, tmp } = await tempRepo(t)
+  const img = mixedImage()
+  await writeFile(join(tmp, 'in'), img)
+  await repo.store.importImage(join(tmp, 'in'), { name: 'm' })
+  const out = join(tmp, 'out')
+  // watch every datasync of this process: which file (inode) and whether `out` existed yet
+  const probe = await open(join(tmp, 'in'), 'r')
+  const proto = Object.getPrototypeOf(probe)
+  await probe.close()
+  const original = proto.datasync
+  const syncs: Array<{ ino: number, outExisted: boolean }> = []
+  proto.datasync = async function (this: any) {
+    const outExisted = existsSync(out)
+    await original.call(this)
+    syncs.push({ ino: (await this.stat()).ino, outExisted })
+  }
+  t.teardown(() => { proto.datasync = original })
+  await repo.store.exportImage('m', out)
+  proto.datasync = original
+  t.true((await readFile(out)).equals(img))
+  const { ino } = await stat(out)
+  t.true(syncs.some(s => s.ino === ino && !s.outExisted), JSON.stringify(syncs))
 })
