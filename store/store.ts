@@ -39,7 +39,7 @@ import { collectGarbage } from './gc.ts'
 import { verifyStore } from './verify.ts'
 import type {
   ExportOptions, GcResult, ImageInfo, ImportOptions, ImportResult, Manifest, Page, PageSlot,
-  PinOptions, Store, StoreStats, VerifyResult
+  PinOptions, PutOptions, Store, StoreStats, VerifyResult
 } from './index.ts'
 
 const log = logger('memfabric:store')
@@ -546,12 +546,13 @@ export class LevelPackStore extends EventTarget implements Store {
     }
   }
 
-  async putMany (pages: Page[], options: AbortOptions = {}): Promise<number> {
+  async putMany (pages: Page[], options: PutOptions = {}): Promise<number> {
     this.checkOpen()
     options.signal?.throwIfAborted()
+    const verified = options.verified === true
     const fresh = new Map<string, Page>()
     for (const p of pages) {
-      if (!isPageCid(p.cid) || p.bytes.byteLength > PAGE_SIZE || !verifyPage(p.cid, p.bytes)) {
+      if (!isPageCid(p.cid) || p.bytes.byteLength > PAGE_SIZE || (!verified && !verifyPage(p.cid, p.bytes))) {
         throw new PageVerificationError(`page ${p.cid.toString()} does not match its bytes`)
       }
       if (isZeroPage(p.bytes) && p.bytes.byteLength === PAGE_SIZE) continue
