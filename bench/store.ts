@@ -17,7 +17,7 @@ import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { Repo } from '../store/repo.ts'
-import { writeImage, writeTemplate, DEFAULT_MIX } from './image-gen.ts'
+import { writeImage } from '../testnet/synthetic.ts'
 
 const PAGE = 4096
 const CHUNK = 8 * 1024 * 1024
@@ -25,6 +25,9 @@ const { values } = parseArgs({ options: { gib: { type: 'string', default: '1' },
 const size = Math.round(Number(values.gib) * 1024 * 1024 * 1024 / PAGE) * PAGE
 const runs = Number(values.runs)
 const templatePages = Math.ceil(size / PAGE / 4)
+/** Fractions of the image's pages; the template part is 0.8 of a template a quarter of the image long. */
+const MIX = { zero: 0.25, duplicate: 0.15, template: 0.2 }
+const TEMPLATE_SEED = 7
 const out = (line: string): void => { process.stdout.write(line + '\n') }
 const mbps = (bytes: number, ms: number): number => Math.round(bytes / 1e6 / (ms / 1000))
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
@@ -102,8 +105,9 @@ try {
   const image = join(work, 'image.ram')
   const template = join(work, 'template.ram')
   out(`generating a ${size / 2 ** 30} GiB image and a ${templatePages * PAGE / 2 ** 20} MiB template in ${work}`)
-  await writeTemplate(template, templatePages)
-  await writeImage(image, size / PAGE, templatePages, DEFAULT_MIX)
+  // the template image is the whole template; the VM holds MIX.template of its pages from it
+  await writeImage(template, { sizeBytes: templatePages * PAGE, seed: TEMPLATE_SEED, zeroFraction: 0, duplicateFraction: 0, template: { seed: TEMPLATE_SEED, pages: templatePages, offsetPages: 0 } })
+  await writeImage(image, { sizeBytes: size, seed: 1, zeroFraction: MIX.zero, duplicateFraction: MIX.duplicate, template: { seed: TEMPLATE_SEED, pages: templatePages, fraction: MIX.template * (size / PAGE) / templatePages } })
   const loadBefore = loadavg()
   const rows: Array<Record<string, number>> = []
   let newPages = 0
@@ -158,7 +162,7 @@ try {
   const result = {
     date: new Date().toISOString(),
     machine: { cpus: availableParallelism(), model: cpus()[0]?.model ?? 'unknown', memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, loadBefore: loadBefore.map(x => Math.round(x * 10) / 10), loadAfter: loadavg().map(x => Math.round(x * 10) / 10) },
-    image: { bytes: size, pages: size / PAGE, zeroPages, newPages, templatePages, mix: DEFAULT_MIX },
+    image: { bytes: size, pages: size / PAGE, zeroPages, newPages, templatePages, mix: MIX, generator: 'testnet/synthetic.ts' },
     runs: rows,
     median: {
       importMBps: median(rows.map(r => r.import)),

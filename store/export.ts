@@ -2,9 +2,15 @@
  * Exporting an image: the output is created at its full length (sparse) and only non-zero
  * pages are written, so zero pages stay holes. The main thread looks each batch up and plans
  * it; a hash worker reads the pack ranges (coalesced), verifies every page against its CID and
- * writes the batch's runs, and batches run concurrently (each writes its own offsets). The file appears under its name only when complete.
+ * writes the batch's runs, and batches run concurrently (each writes its own offsets).
+ *
+ * The file appears under its name only when complete and durable: written as `<out>.tmp`,
+ * fdatasync'd (datasyncs start in the background every {@link EARLY_SYNC_BYTES} written, so
+ * writeback overlaps the export instead of all happening at the end), renamed into place, and
+ * the directory fsync'd so the name is durable too.
  */
 import { open, rename, unlink } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
 import { InputFileError, PageNotFoundError, PageVerificationError } from './errors.ts'
@@ -39,6 +45,21 @@ const RETRY_CODES = ['ENOENT', 'EBADF', 'ERR_SHORT_PACK']
 const MAX_GAP_PAGES = 4
 
 const EMPTY_DIGEST = sha256Digest(new Uint8Array(0))
+
+/** Output bytes written after which a datasync starts in the background. */
+const EARLY_SYNC_BYTES = 64 * 1024 * 1024
+
+/** fsync a directory so a rename into it is durable (not supported everywhere: best effort). */
+async function syncDir (dir: string): Promise<void> {
+  const d = await open(dir, 'r')
+  try {
+    await d.sync()
+  } catch (err: any) {
+    if (!['EINVAL', 'ENOTSUP', 'EISDIR', 'EPERM', 'EBADF'].includes(err.code)) throw err
+  } finally {
+    await d.close()
+  }
+}
 
 export async function exportImage (store: LevelPackStore, ref: string | CID, outPath: string, options: ExportOptions = {}): Promise<void> {
   const root = await store.resolve(ref, options)
@@ -177,7 +198,15 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     let bytes = 0
     for (const s of slots) bytes += s.length
     progress(bytes)
+    unsynced += bytes
+    if (unsynced >= EARLY_SYNC_BYTES && early == null) {
+      unsynced = 0
+      early = fh.datasync().catch(err => { failure ??= err }).finally(() => { early = undefined })
+    }
   }
+
+  let unsynced = 0
+  let early: Promise<void> | undefined
 
   const pool = new Set<Promise<void>>()
   let failure: unknown
@@ -189,6 +218,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
   }
 
   try {
+    await store.useTable(manifest.pages)
     await fh.truncate(total)
     let batch: Slot[] = []
     for await (const slots of store.slotChunks(root, options)) {
@@ -208,11 +238,16 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     if (batch.length > 0) await launch(batch)
     await Promise.all(pool)
     if (failure != null) throw failure
+    await early
+    if (failure != null) throw failure
+    await fh.datasync()
     await fh.close()
     await rename(tmp, outPath)
+    await syncDir(dirname(outPath))
     log('exported %s to %s', root.toString(), outPath)
   } catch (err) {
     await Promise.allSettled(pool)
+    await early
     await fh.close().catch(() => {})
     await unlink(tmp).catch(() => {})
     throw err

@@ -11,7 +11,7 @@ import { RepoCorruptError } from './errors.ts'
 import { decodeChunkDigests, decodeRoot } from './manifest.ts'
 import { decodeLocation, packKey, packName } from './pack.ts'
 import type { PackEntry, PageLocation } from './pack.ts'
-import { delPageOp, digestKey, putPageOp } from './store.ts'
+import { delPageOp, putPageOp } from './store.ts'
 import type { LevelPackStore } from './store.ts'
 import { digestToCid } from './page.ts'
 import type { GcResult } from './index.ts'
@@ -36,11 +36,95 @@ export async function collectGarbage (store: LevelPackStore, options: AbortOptio
   })
 }
 
-async function mark (store: LevelPackStore, options: AbortOptions): Promise<{ pages: Set<string>, blocks: Set<string> }> {
-  const pages = new Set<string>()
+/**
+ * The mark set of live pages: the first 8 bytes of each digest, 8 bytes per page, sorted (and
+ * deduplicated) natively as a BigUint64Array. A string Set of digests took ~100 bytes per page.
+ * Eight bytes decide liveness one way only: a dead page whose prefix equals a live page's is
+ * kept (a leak of one page, never a loss), and the sweep walks the index in digest order, so
+ * membership is a merge with a moving cursor.
+ */
+export class PageMarks {
+  private values = new BigUint64Array(1 << 16)
+  private bytes = new Uint8Array(this.values.buffer)
+  private words = new Uint32Array(this.values.buffer)
+  private n = 0
+  /** Entries sorted and deduplicated at the front. */
+  private settled = 0
+  private cursor = 0
+
+  get size (): number {
+    this.settle()
+    return this.n
+  }
+
+  /** Bytes held (capacity). */
+  get byteLength (): number {
+    return this.values.byteLength
+  }
+
+  /** Mark the digest `d[at, at + 32)`. */
+  add (d: Uint8Array, at = 0): void {
+    if (this.n === this.values.length) this.grow()
+    // stored little-endian as the big-endian number of the prefix, so numeric order is byte order
+    const o = this.n++ * 8
+    const b = this.bytes
+    for (let k = 0; k < 8; k++) b[o + 7 - k] = d[at + k]
+  }
+
+  /** Mark a digest given as the store's latin1 key. */
+  addKey (k: string): void {
+    if (this.n === this.values.length) this.grow()
+    const o = this.n++ * 8
+    const b = this.bytes
+    for (let i = 0; i < 8; i++) b[o + 7 - i] = k.charCodeAt(i)
+  }
+
+  private grow (): void {
+    this.settle()
+    // grow by half only when settling freed less than a quarter: at most ~16 bytes per page
+    if (this.n < this.values.length * 0.75) return
+    const next = new BigUint64Array(Math.ceil(this.values.length * 1.5))
+    next.set(this.values.subarray(0, this.n))
+    this.values = next
+    this.bytes = new Uint8Array(next.buffer)
+    this.words = new Uint32Array(next.buffer)
+  }
+
+  /** Sort and drop duplicates. */
+  settle (): void {
+    if (this.settled === this.n) return
+    const v = this.values.subarray(0, this.n)
+    v.sort()
+    let w = 0
+    for (let r = 0; r < v.length; r++) {
+      if (w === 0 || v[r] !== v[w - 1]) v[w++] = v[r]
+    }
+    this.n = w
+    this.settled = w
+    this.cursor = 0
+  }
+
+  /**
+   * Whether the digest `d[at, at + 32)` may be live. Calls must come in ascending digest order
+   * (the order of the index) after the last `add`.
+   */
+  hasInOrder (d: Uint8Array, at = 0): boolean {
+    this.settle()
+    const hi = ((d[at] << 24) | (d[at + 1] << 16) | (d[at + 2] << 8) | d[at + 3]) >>> 0
+    const lo = ((d[at + 4] << 24) | (d[at + 5] << 16) | (d[at + 6] << 8) | d[at + 7]) >>> 0
+    const w = this.words
+    let j = this.cursor
+    while (j < this.n && (w[2 * j + 1] < hi || (w[2 * j + 1] === hi && w[2 * j] < lo))) j++
+    this.cursor = j
+    return j < this.n && w[2 * j + 1] === hi && w[2 * j] === lo
+  }
+}
+
+async function mark (store: LevelPackStore, options: AbortOptions): Promise<{ pages: PageMarks, blocks: Set<string> }> {
+  const pages = new PageMarks()
   const blocks = new Set<string>()
   for (const lease of store.leases) {
-    for (const k of lease.pages) pages.add(k)
+    for (const k of lease.pages) pages.addKey(k)
     for (const k of lease.blocks) blocks.add(k)
   }
   for await (const [key, rec] of store.pinsDb.iterator()) {
@@ -63,14 +147,14 @@ async function mark (store: LevelPackStore, options: AbortOptions): Promise<{ pa
         continue
       }
       for (const e of decodeChunkDigests(c, cb)) {
-        if (typeof e !== 'number') pages.add(digestKey(e))
+        if (typeof e !== 'number') pages.add(e)
       }
     }
   }
   return { pages, blocks }
 }
 
-async function sweepPages (store: LevelPackStore, live: Set<string>, options: AbortOptions): Promise<number> {
+async function sweepPages (store: LevelPackStore, live: PageMarks, options: AbortOptions): Promise<number> {
   let removed = 0
   const it = store.pagesDb.iterator()
   try {
@@ -82,7 +166,7 @@ async function sweepPages (store: LevelPackStore, live: Set<string>, options: Ab
       const dead: Uint8Array[] = []
       const deltas = new Map<number, PackEntry>()
       for (const [key, value] of entries) {
-        if (live.has(digestKey(key))) continue
+        if (live.hasInOrder(key)) continue
         const loc = decodeLocation(value)
         ops.push(delPageOp(key))
         dead.push(key)
@@ -95,6 +179,7 @@ async function sweepPages (store: LevelPackStore, live: Set<string>, options: Ab
       for (const [id, e] of deltas) ops.push({ type: 'put', sublevel: store.packsDb, key: packKey(id), value: e })
       await store.db.batch(ops)
       for (const [id, e] of deltas) store.packs.entries.set(id, e)
+      for (const d of dead) store.tableDelete(d)
       removed += dead.length
       if (store.hasListeners('pages:removed')) store.dispatchEvent(new CustomEvent('pages:removed', { detail: dead.map(d => digestToCid(d)) }))
     }
@@ -143,6 +228,7 @@ async function compact (store: LevelPackStore, options: AbortOptions): Promise<n
     const { id: newId, fh } = await store.packs.create()
     let written = 0
     const ops: any[] = []
+    const moved: Array<{ key: Uint8Array, loc: PageLocation }> = []
     try {
       for (let i = 0; i < pages.length;) {
         // coalesce adjacent live pages into one read
@@ -159,7 +245,9 @@ async function compact (store: LevelPackStore, options: AbortOptions): Promise<n
         while (w < buf.byteLength) w += (await fh.write(buf, w, buf.byteLength - w, written + w)).bytesWritten
         for (let k = i; k < j; k++) {
           const p = pages[k]
-          ops.push(putPageOp(p.key, { pack: newId, offset: written + (p.loc.offset - start), length: p.loc.length }))
+          const loc = { pack: newId, offset: written + (p.loc.offset - start), length: p.loc.length }
+          ops.push(putPageOp(p.key, loc))
+          moved.push({ key: p.key, loc })
         }
         written += buf.byteLength
         i = j
@@ -174,6 +262,7 @@ async function compact (store: LevelPackStore, options: AbortOptions): Promise<n
     // the new locations commit before the old pack goes away
     await store.db.batch(ops, { sync: true })
     store.packs.entries.set(newId, entry)
+    for (const m of moved) store.tableSet(m.key, m.loc)
     await store.packs.remove(id)
     reclaimed += old.size - written
     log('compacted %s into %s: %d -> %d bytes', packName(id), packName(newId), old.size, written)

@@ -26,6 +26,17 @@ export interface Page {
   bytes: Uint8Array
 }
 
+export interface PutOptions extends AbortOptions {
+  /**
+   * Every page's bytes were already hashed and found to match its CID by the caller (the page
+   * client checks each page it receives): skip hashing them again. Only for bytes checked
+   * against that very CID in this process; never for bytes read from a file or a peer and not
+   * yet checked. A lie is not caught here (it is when the page is read back, which always
+   * verifies), so an unverified page stored this way would be lost to every reader.
+   */
+  verified?: boolean
+}
+
 /** Pages by CID. Zero pages are implicit: `has` says true, `putMany` skips them. */
 export interface PageStore {
   /** For each CID, whether its page is held (in order). */
@@ -34,8 +45,11 @@ export interface PageStore {
   get (cid: CID, options?: AbortOptions): Promise<Uint8Array | undefined>
   /** Pages in the order asked; `bytes` is `undefined` for a page not held. Verified. */
   getMany (cids: CID[], options?: AbortOptions): AsyncGenerator<{ cid: CID, bytes?: Uint8Array }>
-  /** Verify and store pages durably; returns how many were new. Throws PageVerificationError. */
-  putMany (pages: Page[], options?: AbortOptions): Promise<number>
+  /**
+   * Verify (unless `verified`) and store pages durably; returns how many were new. Throws
+   * PageVerificationError.
+   */
+  putMany (pages: Page[], options?: PutOptions): Promise<number>
   /** Every stored page CID, in batches (for publishing provider records). */
   allPages (options?: AbortOptions & { batchSize?: number }): AsyncGenerator<CID[]>
 }
@@ -150,7 +164,16 @@ export interface StoreEvents {
   'pages:removed': CustomEvent<CID[]>
 }
 
-/** The whole store of a repository. */
+/**
+ * The whole store of a repository.
+ *
+ * Names and pins: a pinned image is kept (gc never frees its pages). A pin is held by the
+ * image's names and, when it was imported or pinned without a name, by an explicit pin.
+ * Importing or pinning with a name that already names another image moves the name; the image
+ * it left keeps its pin only while another name or an explicit pin still holds it, so a name
+ * repointed to each new snapshot does not leave the old ones pinned and unnamed for ever. A
+ * partial pin (an image still arriving) is not explicit until completed without a name.
+ */
 export interface Store extends PageStore, BlockStore, EventTarget {
   importImage (path: string, options?: ImportOptions): Promise<ImportResult>
   exportImage (ref: string | CID, outPath: string, options?: ExportOptions): Promise<void>
@@ -159,8 +182,15 @@ export interface Store extends PageStore, BlockStore, EventTarget {
   readManifest (root: CID, options?: AbortOptions): Promise<Manifest>
   /** Every page slot of an image in order; reads manifest blocks from this store. */
   pageSlots (root: CID, options?: AbortOptions): AsyncGenerator<PageSlot>
+  /**
+   * Pin an image, complete (every page must be here) or `partial`. With `name`, the name points
+   * here (see {@link Store} on names and pins); without one (and not partial) the pin is explicit.
+   */
   pin (root: CID, options?: PinOptions): Promise<void>
-  /** Remove a name, or (for a CID or the last name) the pin. */
+  /**
+   * For a name: remove the name, and the pin when nothing else holds it (no other name, no
+   * explicit pin). For a CID: remove the pin and every name of it.
+   */
   remove (ref: string | CID, options?: AbortOptions): Promise<void>
   list (options?: AbortOptions): Promise<ImageInfo[]>
   inspect (ref: string | CID, options?: AbortOptions): Promise<ImageInfo>

@@ -35,6 +35,12 @@ export const DEFAULT_CHUNK_MIN = 64
 /** Most entries in a manifest chunk. */
 export const DEFAULT_CHUNK_MAX = 4096
 
+/**
+ * Most pages the in-memory page table (a cache of the page index, ~64-128 bytes per page) may
+ * hold; past this the store looks pages up in level alone. 0 disables the table.
+ */
+export const DEFAULT_PAGE_TABLE_MAX_PAGES = 1024 * 1024
+
 export interface StoreOptions {
   /** Default {@link DEFAULT_PACK_SIZE}. */
   packSize?: number
@@ -58,6 +64,8 @@ export interface StoreOptions {
   chunkMin?: number
   /** Default {@link DEFAULT_CHUNK_MAX}. */
   chunkMax?: number
+  /** Default {@link DEFAULT_PAGE_TABLE_MAX_PAGES}. */
+  pageTableMaxPages?: number
 }
 
 export type ResolvedStoreOptions = Required<StoreOptions>
@@ -74,6 +82,7 @@ export function resolveStoreOptions (options: StoreOptions = {}): ResolvedStoreO
     compactThreshold: options.compactThreshold ?? DEFAULT_COMPACT_THRESHOLD,
     chunkModulus: options.chunkModulus ?? DEFAULT_CHUNK_MODULUS,
     chunkMin: options.chunkMin ?? DEFAULT_CHUNK_MIN,
-    chunkMax: options.chunkMax ?? DEFAULT_CHUNK_MAX
+    chunkMax: options.chunkMax ?? DEFAULT_CHUNK_MAX,
+    pageTableMaxPages: options.pageTableMaxPages ?? DEFAULT_PAGE_TABLE_MAX_PAGES
   }
 }

@@ -27,6 +27,7 @@ import { digestToCid, isPageCid, isZeroPage, sha256Digest, verifyPage } from './
 import { LOCATION_BYTES, Packs, decodeLocation, encodeLocation, packKey, writeLocation } from './pack.ts'
 import type { PackEntry, PageLocation } from './pack.ts'
 import { Hasher } from './hasher.ts'
+import { PageTable } from './page-table.ts'
 import { Mutex } from './mutex.ts'
 import { decodeChunkDigests, decodeRoot, extentPages, verifyBlock } from './manifest.ts'
 import type { Block } from './manifest.ts'
@@ -38,13 +39,18 @@ import { collectGarbage } from './gc.ts'
 import { verifyStore } from './verify.ts'
 import type {
   ExportOptions, GcResult, ImageInfo, ImportOptions, ImportResult, Manifest, Page, PageSlot,
-  PinOptions, Store, StoreStats, VerifyResult
+  PinOptions, PutOptions, Store, StoreStats, VerifyResult
 } from './index.ts'
 
 const log = logger('memfabric:store')
 
 export interface PinRecord {
   state: 'complete' | 'partial'
+  /**
+   * Pinned without a name (an import or `pin` with no name): then the pin stays when its last
+   * name is removed or moved. Absent in records written before this field existed: false.
+   */
+  explicit?: boolean
   createdAt: number
   size: number
   pages: number
@@ -141,6 +147,11 @@ export class LevelPackStore extends EventTarget implements Store {
   readonly pending = new Map<string, PendingPage>()
   pendingBytes = 0
   readonly pendingBlocks = new Map<string, Block>()
+  /**
+   * The committed page index in memory, once a bulk operation asked for it (see
+   * {@link useTable}); kept in step with every index batch. Pending pages are not in it.
+   */
+  table?: PageTable
   private closed = false
   /** Listeners per event type: building CIDs for an event nobody hears costs more than hashing. */
   private readonly listening = new Map<string, number>()
@@ -237,8 +248,67 @@ export class LevelPackStore extends EventTarget implements Store {
     return l
   }
 
+  /** Committed pages (not counting pending ones). */
+  livePages (): number {
+    let n = 0
+    for (const e of this.packs.entries.values()) n += e.livePages
+    return n
+  }
+
+  /**
+   * Load the page table before an operation that looks up about `expected` pages, when that
+   * pays: a scan of the index costs about half a lookup per indexed page, so only when the
+   * operation touches at least half as many pages as the store holds (or the table is already
+   * loaded), and never past `pageTableMaxPages`. Takes the lock: do not call with it held.
+   */
+  async useTable (expected: number): Promise<void> {
+    if (this.table != null) return
+    const max = this.options.pageTableMaxPages
+    const live = this.livePages()
+    if (max <= 0 || live > max || expected * 2 < live) return
+    await this.lock.run(async () => {
+      if (this.table != null) return
+      const table = new PageTable(this.livePages())
+      const end = Buffer.from(PAGE_PREFIX)
+      end[end.byteLength - 1]++
+      const it = this.db.iterator<Uint8Array, Uint8Array>({ gt: PAGE_PREFIX, lt: end, keyEncoding: VIEW, valueEncoding: VIEW })
+      try {
+        while (true) {
+          const entries = await it.nextv(8192)
+          if (entries.length === 0) break
+          for (const [k, v] of entries) table.set(k, PAGE_PREFIX.byteLength, decodeLocation(v))
+        }
+      } finally {
+        await it.close()
+      }
+      if (table.size <= max) this.table = table
+      log('page table loaded: %d pages, %d bytes', table.size, table.bytes)
+    })
+  }
+
+  /** Keep the table within its bound after it grew. */
+  private checkTable (): void {
+    if (this.table != null && this.table.size > this.options.pageTableMaxPages) {
+      log('page table dropped at %d pages', this.table.size)
+      this.table = undefined
+    }
+  }
+
+  /** Record committed index changes in the page table (call after the batch committed). */
+  tableSet (digest: Uint8Array, loc: PageLocation): void {
+    this.table?.set(digest, 0, loc)
+  }
+
+  tableDelete (digest: Uint8Array): void {
+    this.table?.delete(digest, 0)
+  }
+
   /** Where each page is stored (pending or committed), `undefined` when not held. */
   async lookup (digests: Uint8Array[], keys?: string[]): Promise<Array<PageLocation | undefined>> {
+    const table = this.table
+    if (keys == null && table != null && this.pending.size === 0) {
+      return digests.map(d => table.get(d, 0))
+    }
     return this.lookupKeys(keys ?? digests.map(digestKey))
   }
 
@@ -256,7 +326,10 @@ export class LevelPackStore extends EventTarget implements Store {
         at.push(i)
       }
     }
-    if (at.length > 0) {
+    const table = this.table
+    if (at.length > 0 && table != null) {
+      for (const i of at) out[i] = table.getKey(keys[i])
+    } else if (at.length > 0) {
       const kl = PAGE_PREFIX.byteLength + 32
       const kb = Buffer.allocUnsafe(at.length * kl)
       const ask = new Array<Uint8Array>(at.length)
@@ -347,6 +420,11 @@ export class LevelPackStore extends EventTarget implements Store {
       const added = n > 0 && this.hasListeners('pages:added') ? [...this.pending.keys()] : []
       await batch.write({ sync })
       for (const [id, e] of updated) this.packs.entries.set(id, e)
+      const table = this.table
+      if (table != null) {
+        for (const [k, p] of this.pending) table.setKey(k, p)
+        this.checkTable()
+      }
       this.pending.clear()
       this.pendingBlocks.clear()
       this.pendingBytes = 0
@@ -468,12 +546,13 @@ export class LevelPackStore extends EventTarget implements Store {
     }
   }
 
-  async putMany (pages: Page[], options: AbortOptions = {}): Promise<number> {
+  async putMany (pages: Page[], options: PutOptions = {}): Promise<number> {
     this.checkOpen()
     options.signal?.throwIfAborted()
+    const verified = options.verified === true
     const fresh = new Map<string, Page>()
     for (const p of pages) {
-      if (!isPageCid(p.cid) || p.bytes.byteLength > PAGE_SIZE || !verifyPage(p.cid, p.bytes)) {
+      if (!isPageCid(p.cid) || p.bytes.byteLength > PAGE_SIZE || (!verified && !verifyPage(p.cid, p.bytes))) {
         throw new PageVerificationError(`page ${p.cid.toString()} does not match its bytes`)
       }
       if (isZeroPage(p.bytes) && p.bytes.byteLength === PAGE_SIZE) continue
@@ -631,8 +710,10 @@ export class LevelPackStore extends EventTarget implements Store {
         const counts = await this.countPages(root, true, options)
         record = { state: 'complete', createdAt: existing?.createdAt ?? Date.now(), size: m.size, pages: m.pages, zeroPages: counts.zeroPages, distinctPages: counts.distinctPages, format: m.format }
       }
+      // a partial pin only guards pages in flight; completing it without a name pins explicitly
+      record.explicit = existing?.explicit === true || (options.name == null && options.partial !== true)
       const ops: any[] = [{ type: 'put', sublevel: this.pinsDb, key, value: record }]
-      if (options.name != null) ops.push({ type: 'put', sublevel: this.namesDb, key: options.name, value: key })
+      if (options.name != null) ops.push(...await this.nameOps(options.name, key))
       await this.db.batch(ops, { sync: true })
     })
   }
@@ -649,7 +730,7 @@ export class LevelPackStore extends EventTarget implements Store {
         const root = names.find(([n]) => n === ref)?.[1]
         if (root == null) throw new RefNotFoundError(`no image named "${ref}"`)
         ops.push({ type: 'del', sublevel: this.namesDb, key: ref })
-        if (!names.some(([n, r]) => r === root && n !== ref)) ops.push({ type: 'del', sublevel: this.pinsDb, key: root })
+        if (await this.orphaned(root, ref, names)) ops.push({ type: 'del', sublevel: this.pinsDb, key: root })
       } else {
         const cid = typeof ref === 'string' ? CID.parse(ref) : ref
         const key = cid.toString()
@@ -659,6 +740,27 @@ export class LevelPackStore extends EventTarget implements Store {
       }
       await this.db.batch(ops, { sync: true })
     })
+  }
+
+  /** Whether `root`'s pin is held by nothing once `name` no longer points at it. */
+  private async orphaned (root: string, name: string, names: Array<[string, string]>): Promise<boolean> {
+    if (names.some(([n, r]) => r === root && n !== name)) return false
+    const rec = await this.pinsDb.get(root)
+    return rec != null && rec.explicit !== true
+  }
+
+  /**
+   * Index ops that point `name` at `rootKey`; when the name leaves another root that nothing
+   * else holds (no other name, no explicit pin), that root's pin goes too, so gc can free it.
+   * Call with the lock held.
+   */
+  async nameOps (name: string, rootKey: string): Promise<any[]> {
+    const ops: any[] = [{ type: 'put', sublevel: this.namesDb, key: name, value: rootKey }]
+    const old = await this.namesDb.get(name)
+    if (old != null && old !== rootKey && await this.orphaned(old, name, await this.namesDb.iterator().all())) {
+      ops.push({ type: 'del', sublevel: this.pinsDb, key: old })
+    }
+    return ops
   }
 
   private async namesByRoot (): Promise<Map<string, string[]>> {

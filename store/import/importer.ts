@@ -147,6 +147,7 @@ export async function importImage (store: LevelPackStore, path: string, options:
   }
 
   try {
+    await store.useTable(Math.ceil(size / pageSize))
     await store.importsDb.put(importId, { pid: process.pid, startedAt: Date.now(), path })
     let next = 0
     const launch = (): void => {
@@ -174,12 +175,14 @@ export async function importImage (store: LevelPackStore, path: string, options:
     const rootKey = root.cid.toString()
     await store.lock.run(async () => {
       store.checkOpen()
-      const record: PinRecord = { state: 'complete', createdAt: Date.now(), size, pages, zeroPages, distinctPages: lease.pages.size, format }
+      const existing = await store.pinsDb.get(rootKey)
+      const explicit = existing?.explicit === true || options.name == null
+      const record: PinRecord = { state: 'complete', explicit, createdAt: Date.now(), size, pages, zeroPages, distinctPages: lease.pages.size, format }
       const ops: any[] = [
         { type: 'put', sublevel: store.pinsDb, key: rootKey, value: record },
         { type: 'del', sublevel: store.importsDb, key: importId }
       ]
-      if (options.name != null) ops.push({ type: 'put', sublevel: store.namesDb, key: options.name, value: rootKey })
+      if (options.name != null) ops.push(...await store.nameOps(options.name, rootKey))
       await store.commitPending(ops, true)
       committed = true
     })

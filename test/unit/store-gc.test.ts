@@ -2,7 +2,9 @@ import test from 'ava'
 import { readFile, readdir, stat, writeFile, open } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { CID } from 'multiformats/cid'
+import { randomBytes } from 'node:crypto'
 import { PAGE, page, seeded, tempRepo } from './store-helpers.ts'
+import { PageMarks } from '../../store/gc.ts'
 
 async function packFiles (dir: string): Promise<{ names: string[], bytes: number }> {
   const names = (await readdir(join(dir, 'packs'))).filter(f => f.endsWith('.pack')).sort()
@@ -132,4 +134,41 @@ test('a corrupted pack byte fails export naming the page; the rest stays readabl
   t.false(deep.ok)
   t.is(deep.problems.length, 1)
   t.true(deep.problems[0].includes(firstCid))
+})
+
+test('gc marks live pages in 8 bytes each, sorted: exact for marked digests, a shared prefix only keeps a page', t => {
+  const marks = new PageMarks()
+  const live: Buffer[] = []
+  for (let i = 0; i < 100_000; i++) live.push(randomBytes(32))
+  // every page marked several times, as pages shared by images are
+  for (let r = 0; r < 3; r++) for (const d of live) marks.add(d)
+  t.is(marks.size, live.length)
+  t.true(marks.byteLength <= 16 * live.length, `${marks.byteLength} bytes for ${live.length} pages`)
+  const dead: Buffer[] = []
+  for (let i = 0; i < 50_000; i++) dead.push(randomBytes(32))
+  // a dead digest sharing a live one's first 8 bytes may be kept, never the other way round
+  const twin = Buffer.concat([live[0].subarray(0, 8), randomBytes(24)])
+  const all = [...live.map(d => ({ d, live: true })), ...dead.map(d => ({ d, live: false })), { d: twin, live: false }]
+  all.sort((a, b) => Buffer.compare(a.d, b.d))
+  let wrong = 0
+  for (const e of all) {
+    const has = marks.hasInOrder(e.d)
+    if (e.d === twin) t.true(has)
+    else if (has !== e.live) wrong++
+  }
+  t.is(wrong, 0)
+})
+
+test('a page freed by gc and imported again is stored again', async t => {
+  const { repo, tmp } = await tempRepo(t)
+  const s = repo.store
+  const a = seeded('again-a', PAGE * 30)
+  await writeFile(join(tmp, 'a'), a)
+  await s.importImage(join(tmp, 'a'), { name: 'a' })
+  await s.remove('a')
+  t.is((await s.gc()).removedPages, 30)
+  t.is((await s.importImage(join(tmp, 'a'), { name: 'a' })).newPages, 30)
+  await s.exportImage('a', join(tmp, 'a.out'))
+  t.true((await readFile(join(tmp, 'a.out'))).equals(a))
+  t.true((await s.verify({ deep: true })).ok)
 })

@@ -179,3 +179,43 @@ test('CID and unknown refs', async t => {
   await t.throwsAsync(repo.store.resolve(cid.toString()), { code: 'ERR_REF_NOT_FOUND' })
   await t.throwsAsync(repo.store.readManifest(cid), { code: 'ERR_BLOCK_NOT_FOUND' })
 })
+
+test('repointing a name drops the pin it held, unless another name or an explicit pin still holds the old root', async t => {
+  const { repo, tmp } = await tempRepo(t)
+  const s = repo.store
+  await writeFile(join(tmp, 'a'), seeded('ra', PAGE * 8))
+  await writeFile(join(tmp, 'b'), seeded('rb', PAGE * 5))
+  await writeFile(join(tmp, 'c'), seeded('rc', PAGE * 3))
+  const pinned = async (): Promise<string[]> => (await s.list()).map(i => i.root.toString()).sort()
+  // held by the name alone: the old root loses its pin and gc frees its pages
+  const a = (await s.importImage(join(tmp, 'a'), { name: 'vm1' })).root
+  const b = (await s.importImage(join(tmp, 'b'), { name: 'vm1' })).root
+  t.deepEqual(await pinned(), [b.toString()])
+  t.is((await s.gc()).removedPages, 8)
+  // another name still holds the old root
+  const c = (await s.importImage(join(tmp, 'c'), { name: 'vm2' })).root
+  await s.pin(c, { name: 'vm2-copy' })
+  await s.importImage(join(tmp, 'b'), { name: 'vm2' })
+  t.deepEqual((await s.inspect(c)).names, ['vm2-copy'])
+  // an explicit (nameless) pin holds the root through repointing and removal of its names
+  const a2 = (await s.importImage(join(tmp, 'a'))).root
+  t.true(a2.equals(a))
+  await s.pin(a, { name: 'vm3' })
+  await s.pin(c, { name: 'vm3' })
+  t.deepEqual((await s.inspect(a)).names, [])
+  await s.pin(a, { name: 'vm4' })
+  await s.remove('vm4')
+  t.deepEqual(await pinned(), [a.toString(), b.toString(), c.toString()].sort())
+  // the last name of a root pinned only through names takes the pin with it
+  await s.remove('vm2-copy')
+  t.deepEqual((await s.inspect(c)).names, ['vm3'])
+  await s.remove('vm3')
+  t.deepEqual(await pinned(), [a.toString(), b.toString()].sort())
+  // a partial pin (pages in flight) is not explicit: completing it under a name, then moving the name, unpins it
+  await s.pin(c, { partial: true })
+  await s.pin(c, { name: 'pulled' })
+  await s.pin(b, { name: 'pulled' })
+  t.deepEqual(await pinned(), [a.toString(), b.toString()].sort())
+  t.is((await s.gc()).removedPages, 3)
+  t.true((await s.verify({ deep: true })).ok)
+})

@@ -1,5 +1,6 @@
 import test from 'ava'
-import { readFile, stat, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { open, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
@@ -162,7 +163,52 @@ test('page store: has, get, getMany, putMany, allPages and the zero page', async
   t.is(got[1], null)
   t.true(got[2]?.equals(p1))
   await t.throwsAsync(s.putMany([{ cid: c1, bytes: p2 }]), { code: 'ERR_PAGE_VERIFICATION' })
+  // a CID that cannot name a page is refused even when the caller says it verified the bytes
+  await t.throwsAsync(s.putMany([{ cid: CID.parse('bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'), bytes: p1 }], { verified: true }), { code: 'ERR_PAGE_VERIFICATION' })
   const all = []
   for await (const batch of s.allPages({ batchSize: 1 })) all.push(...batch.map(c => c.toString()))
   t.deepEqual(all.sort(), [c1.toString(), c2.toString()].sort())
+})
+
+test('export makes the file durable before it appears under its name', async t => {
+  const { repo, tmp } = await tempRepo(t)
+  const img = mixedImage()
+  await writeFile(join(tmp, 'in'), img)
+  await repo.store.importImage(join(tmp, 'in'), { name: 'm' })
+  const out = join(tmp, 'out')
+  // watch every datasync of this process: which file (inode) and whether `out` existed yet
+  const probe = await open(join(tmp, 'in'), 'r')
+  const proto = Object.getPrototypeOf(probe)
+  await probe.close()
+  const original = proto.datasync
+  const syncs: Array<{ ino: number, outExisted: boolean }> = []
+  proto.datasync = async function (this: any) {
+    const outExisted = existsSync(out)
+    await original.call(this)
+    syncs.push({ ino: (await this.stat()).ino, outExisted })
+  }
+  t.teardown(() => { proto.datasync = original })
+  await repo.store.exportImage('m', out)
+  proto.datasync = original
+  t.true((await readFile(out)).equals(img))
+  const { ino } = await stat(out)
+  t.true(syncs.some(s => s.ino === ino && !s.outExisted), JSON.stringify(syncs))
+})
+
+test('putMany with verified: true stores pages without hashing them again; reads still verify', async t => {
+  const { repo } = await tempRepo(t)
+  const s = repo.store
+  const pages = Array.from({ length: 50 }, (_, i) => page(`v${i}`))
+  const cids = pages.map(p => pageCid(p))
+  t.is(await s.putMany(pages.map((bytes, i) => ({ cid: cids[i], bytes })), { verified: true }), 50)
+  t.deepEqual(await s.has(cids), pages.map(() => true))
+  for await (const g of s.getMany(cids)) t.true(Buffer.from(g.bytes as Uint8Array).equals(pages[cids.indexOf(g.cid)]))
+  // the option really skips the hash: bytes that do not match are taken (only a caller that
+  // checked them may say so), and the read path, which always verifies, names the page
+  const liar = page('claimed')
+  const claimed = pageCid(liar)
+  t.is(await s.putMany([{ cid: claimed, bytes: page('actual') }], { verified: true }), 1)
+  const err = await t.throwsAsync(s.get(claimed), { code: 'ERR_PAGE_VERIFICATION' })
+  t.true(err?.message.includes(claimed.toString()))
+  await t.throwsAsync(s.putMany([{ cid: pageCid(page('other')), bytes: liar }]), { code: 'ERR_PAGE_VERIFICATION' })
 })
