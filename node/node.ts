@@ -30,7 +30,7 @@ import type { MigrateOffer, Offer } from '../protocols/migrate/index.ts'
 import { pullImage } from './migration/index.ts'
 import type { Holder, MigrationProgress, MigrationReport, PullDeps } from './migration/index.ts'
 import { Publisher } from './publisher.ts'
-import { SimilarPages } from './migration/similar.ts'
+import { BasisIndex } from './migration/basis.ts'
 import { MigrationRegistry } from './migrations.ts'
 import { readRepoFabricKey } from './fabric-key.ts'
 import { DEFAULT_DIAL_TIMEOUT, DEFAULT_MIGRATION_OUT_DIR } from './constants.ts'
@@ -122,7 +122,7 @@ export class MemfabricNode {
     const records = new ClassicLevel<Uint8Array, Uint8Array>(join(repo.path, 'providers'), { keyEncoding: 'view', valueEncoding: 'view' })
     await records.open()
     let node: MemfabricNode | undefined
-    const similarPages = new SimilarPages(repo.store)
+    const bases = new BasisIndex(repo.store)
     const libp2p = await createHost<Omit<NodeServices, keyof HostServices>>({
       privateKey: loadPrivateKey(repo.config),
       listen: init.listen ?? repo.config.addresses.listen,
@@ -133,7 +133,7 @@ export class MemfabricNode {
       metrics: init.libp2pMetrics,
       services: {
         site: siteExchange({ site }),
-        pages: pageExchange({ store: repo.store, allowPeer, similar: async (root, indexes, opts) => similarPages.refs(root, indexes, opts), patch: async (root, opts) => similarPages.patch(root, opts) }),
+        pages: pageExchange({ store: repo.store, allowPeer, patch: async (root, opts) => bases.patch(root, opts) }),
         presence: presence({ store: servingStore(repo.store) }),
         blocks: blockExchange({ blocks: repo.store, allowPeer }),
         providers: providerRecords({ db: records, source: (options) => repo.store.allPages(options) }),
@@ -293,7 +293,6 @@ export class MemfabricNode {
       describe: (peer) => this.describe(peer),
       presence: async (peer, cids, options) => presenceService.query(peer, cids, options),
       findProviders: async (cids, options) => providers.resolve(cids, options),
-      similar: async (peer, root, indexes, options) => pages.similarPages(peer, root, indexes, options),
       manifestPatch: async (peer, root, options) => pages.manifestPatch(peer, root, options),
       fetch: async (peer, cids, options) => {
         if (cids.length > 0 && cids[0].code !== raw.code) {

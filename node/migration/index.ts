@@ -92,8 +92,6 @@ export interface PullDeps {
   findProviders(cids: CID[], options: { signal?: AbortSignal }): Promise<PeerId[][]>
   /** Fetch pages (raw) or blocks (dag-cbor) by CID, each verified before `onBlock`. */
   fetch(peer: PeerId, cids: CID[], options: { compress: boolean, refs?: Array<Page | undefined>, signal?: AbortSignal, onBlock(cid: CID, bytes: Uint8Array): void }): Promise<FetchResult>
-  /** For slots `indexes` (ascending) of image `root`, the page `peer` would compress each against, or null. */
-  similar(peer: PeerId, root: CID, indexes: number[], options: { signal?: AbortSignal }): Promise<Array<CID | null>>
   /** How image `root` differs from the older image `peer` would use as its basis (no patch: none). */
   manifestPatch(peer: PeerId, root: CID, options: { signal?: AbortSignal }): Promise<{ patch?: ManifestPatch, wireBytes: number }>
 }

@@ -32,20 +32,20 @@ function keyOf (cid: CID): string {
 
 type Sink = (items: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>
 
-/** A distinct page of a window: the slot index it first appears at, and how many slots it fills. */
+/** A distinct page of a window: how many slots it fills, and the basis page of its first slot. */
 interface WindowEntry {
   cid: CID
-  index: number
   length: number
   slots: number
+  ref?: CID
 }
 
 interface FetchPlan {
   useDht: boolean
   sink: Sink
   kind: 'pages' | 'manifest'
-  /** Slot index of each page (pages only): lets the source compress against similar pages. */
-  indexes?: Map<string, number>
+  /** Per page key, the page of the basis image in the same slot: the source may send the page compressed against it. */
+  refs?: Map<string, CID>
 }
 
 /**
@@ -65,8 +65,8 @@ class Puller {
   private readonly delta = { pages: 0, references: 0 }
   /** Pages some window is fetching now: a later window waits for them instead of fetching them twice. */
   private readonly fetching = new Map<string, Promise<void>>()
-  /** Set once the source said it has no similar pages for this image. */
-  private noBasis = false
+  /** An older image of the VM whose manifest this node holds (from the manifest patch). */
+  private basis?: CID
   private wanBytes = 0
   private slotsDone = 0
   private totalSlots = 0
@@ -200,6 +200,7 @@ class Puller {
         }
       }
       await keep(chunker.flush())
+      this.basis = basis
     } catch (err: any) {
       signal?.throwIfAborted()
       log('manifest of %c not rebuilt from basis %c - %e', this.options.root, basis, err)
@@ -263,6 +264,8 @@ class Puller {
     const inFlight = new Set<Promise<void>>()
     let window = new Map<string, WindowEntry>()
     let windowSlots = 0
+    // walked in step with the image: same slot, older content
+    const basisSlots = this.basis != null ? store.pageSlots(this.basis, { signal }) : undefined
 
     const flush = async (): Promise<void> => {
       const entries = [...window.values()]
@@ -279,6 +282,7 @@ class Puller {
 
     try {
       for await (const slot of store.pageSlots(root, { signal })) {
+        const old = basisSlots != null ? (await basisSlots.next()).value?.cid ?? undefined : undefined
         if (slot.cid == null) {
           this.zeroPages++
           this.slotsDone++
@@ -290,12 +294,14 @@ class Puller {
         if (entry != null) {
           entry.slots++
         } else {
-          window.set(key, { cid: slot.cid, index: slot.index, length: slot.length, slots: 1 })
+          const ref = old != null && !old.equals(slot.cid) ? old : undefined
+          window.set(key, { cid: slot.cid, length: slot.length, slots: 1, ref })
           if (window.size >= windowPages) await flush()
         }
       }
       if (window.size > 0) await flush()
     } finally {
+      await basisSlots?.return(undefined)
       // surface the first failure, but never leave a window running behind our back
       const results = await Promise.allSettled(inFlight)
       const failed = results.find(r => r.status === 'rejected')
@@ -307,7 +313,8 @@ class Puller {
     const { store } = this.deps
     const held = await store.has(entries.map(e => e.cid), { signal: this.options.signal })
     const missing: CID[] = []
-    const indexes = new Map<string, number>()
+    const refs = new Map<string, CID>()
+    const fetching: string[] = []
     const elsewhere = new Set<Promise<void>>()
     entries.forEach((entry, i) => {
       const key = keyOf(entry.cid)
@@ -319,7 +326,8 @@ class Puller {
         this.tiers.local.bytes += entry.slots * entry.length
       } else {
         missing.push(entry.cid)
-        indexes.set(key, entry.index)
+        fetching.push(key)
+        if (entry.ref != null) refs.set(key, entry.ref)
         // repeats of a fetched page inside the image come from the local store
         if (entry.slots > 1) {
           this.tiers.local.pages += entry.slots - 1
@@ -330,13 +338,12 @@ class Puller {
     this.slotsDone += slots - missing.length
     this.progress('pages')
     if (missing.length > 0) {
-      const task = this.fetchAll(missing, { useDht: true, sink: this.pageSink(), kind: 'pages', indexes })
-      const keys = [...indexes.keys()]
-      for (const key of keys) this.fetching.set(key, task)
+      const task = this.fetchAll(missing, { useDht: true, sink: this.pageSink(), kind: 'pages', refs })
+      for (const key of fetching) this.fetching.set(key, task)
       try {
         await task
       } finally {
-        for (const key of keys) this.fetching.delete(key)
+        for (const key of fetching) this.fetching.delete(key)
       }
     }
     await Promise.all(elsewhere)
@@ -344,7 +351,7 @@ class Puller {
 
   /** Find holders for `cids`, fetch every one, re-plan around failures; throws if some stay unavailable. */
   private async fetchAll (cids: CID[], opts: FetchPlan): Promise<void> {
-    const candidates = await this.discover(cids, opts.useDht)
+    const candidates = await this.discover(cids, opts)
     const source = this.candidate(this.deps.describe(this.options.source))
     const tried = new Map<string, string[]>()
     let pending = cids
@@ -372,7 +379,7 @@ class Puller {
   }
 
   /** Candidate holders per CID, best first: same-site peers that say they hold it, then DHT providers. */
-  private async discover (cids: CID[], useDht: boolean): Promise<Map<string, Candidate[]>> {
+  private async discover (cids: CID[], opts: FetchPlan): Promise<Map<string, Candidate[]>> {
     const candidates = new Map<string, Candidate[]>()
     const add = (key: string, holder: Candidate): void => {
       const list = candidates.get(key)
@@ -385,7 +392,8 @@ class Puller {
       .filter(p => p.site === this.deps.site && !p.peerId.equals(source) && !p.peerId.equals(this.deps.self) && !this.dropped.has(p.peerId.toString()))
       .map(p => this.candidate(p))
 
-    await Promise.all(sitePeers.map(async peer => {
+    // presence covers pages; manifest blocks held in the site were fetched from there already
+    await Promise.all((opts.kind === 'pages' ? sitePeers : []).map(async peer => {
       try {
         const bits = await this.deps.presence(peer.holder.peerId, cids, { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT) })
         for (let i = 0; i < cids.length; i++) if (bits[i]) add(keys[i], peer)
@@ -396,7 +404,7 @@ class Puller {
 
     const unresolved: number[] = []
     for (let i = 0; i < cids.length; i++) if (!candidates.has(keys[i])) unresolved.push(i)
-    if (useDht && unresolved.length > 0) {
+    if (opts.useDht && unresolved.length > 0) {
       try {
         const found = await this.deps.findProviders(unresolved.map(i => cids[i]), { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT) })
         const known = new Map<string, Candidate>()
@@ -478,7 +486,7 @@ class Puller {
           writing = writing.then(async () => opts.sink(items))
         }
         try {
-          const refs = crossSite && tier === 'source' && opts.indexes != null ? await this.references(holder, next, opts.indexes) : undefined
+          const refs = crossSite && tier === 'source' && opts.refs != null && opts.refs.size > 0 ? await this.references(next, opts.refs) : undefined
           const result = await this.deps.fetch(holder.peerId, next, {
             compress: crossSite,
             refs,
@@ -507,47 +515,27 @@ class Puller {
   }
 
   /**
-   * Reference pages for pages the source sends across sites: it names, per slot, a similar page
-   * (the same slot of an older image of the VM); those the own store or a same-site peer holds
-   * are read here, so the source can send each page compressed against its reference.
+   * Reference pages for pages the source sends across sites: the page in the same slot of the
+   * basis image, read from the own store or a same-site peer, so the source can send each page
+   * compressed against it.
    */
-  private async references (source: Holder, cids: CID[], indexOf: Map<string, number>): Promise<Array<Page | undefined> | undefined> {
-    if (this.noBasis) return undefined
-    const { store } = this.deps
-    const signal = this.options.signal
-    const order = cids.map((cid, at) => ({ at, index: indexOf.get(keyOf(cid)) ?? -1 }))
-      .filter(o => o.index >= 0)
-      .sort((a, b) => a.index - b.index)
-    let suggested: Array<CID | null>
-    try {
-      suggested = await this.deps.similar(source.peerId, this.options.root, order.map(o => o.index), { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT) })
-    } catch (err: any) {
-      if (signal?.aborted === true) throw err
-      log('source named no similar pages - %e', err)
-      this.noBasis = true
-      return undefined
-    }
-    const refOf: Array<CID | undefined> = new Array(cids.length)
+  private async references (cids: CID[], refOf: Map<string, CID>): Promise<Array<Page | undefined> | undefined> {
     const wanted = new Map<string, CID>()
-    order.forEach((o, i) => {
-      const ref = suggested[i]
-      if (ref == null) return
-      refOf[o.at] = ref
-      wanted.set(keyOf(ref), ref)
-    })
-    if (wanted.size === 0) {
-      this.noBasis = true
-      return undefined
+    for (const cid of cids) {
+      const ref = refOf.get(keyOf(cid))
+      if (ref != null) wanted.set(keyOf(ref), ref)
     }
+    if (wanted.size === 0) return undefined
     const bytesOf = new Map<string, Uint8Array>()
     const refs = [...wanted.values()]
-    for await (const { cid, bytes } of store.getMany(refs, { signal })) {
+    for await (const { cid, bytes } of this.deps.store.getMany(refs, { signal: this.options.signal })) {
       if (bytes != null) bytesOf.set(keyOf(cid), bytes)
     }
     const absent = refs.filter(cid => !bytesOf.has(keyOf(cid)))
     if (absent.length > 0) await this.referencesFromSite(absent, bytesOf)
     this.delta.references += bytesOf.size
-    return refOf.map(ref => {
+    return cids.map(cid => {
+      const ref = refOf.get(keyOf(cid))
       const bytes = ref == null ? undefined : bytesOf.get(keyOf(ref))
       return bytes == null ? undefined : { cid: ref!, bytes }
     })

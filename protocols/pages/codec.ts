@@ -3,13 +3,12 @@
  * (unsigned varint, `lpStream`).
  *
  * Page request (client → server): dag-cbor map
- *   `{ id: uint32, cids: [CID link…] (1…maxCids), compress?: 'zstd', refs?: [CID link | null…] }`
- * `refs` (only with `compress`, one per cid) names a page the client holds that is probably
- * similar; the server may send the page zstd-compressed with that page as its dictionary.
- *
- * Similar-pages request: dag-cbor map `{ id: uint32, similar: CID link, indexes: [uint…] }`
- * asks which page the server would use as reference for each slot index of image `similar`
- * (indexes ascending, each sent as the gap from the one before, 1…maxSimilar of them).
+ *   `{ id: uint32, pages: bytes, compress?: 'zstd', refMask?: bytes, refs?: bytes }`
+ * `pages` is the sha2-256 digests of the pages asked (32 bytes each, 1…maxCids of them: page
+ * CIDs differ only in their digest, so the CID prefix is not repeated). `refs` (only with
+ * `compress`) holds the digests of pages the client holds that are probably similar, one for
+ * each bit set in `refMask` (bit i, LSB first in byte i/8, = page i has one); the server may
+ * send such a page zstd-compressed with its reference page as dictionary.
  *
  * Manifest-patch request: dag-cbor map `{ id: uint32, patch: CID link }` asks how image `patch`
  * differs, slot by slot, from the older image the server would use as its basis, so a client
@@ -28,10 +27,7 @@
  * 14     entries, each: u8 kind (0 missing, 1 raw, 2 zstd, 3 zstd against the request's ref)
  *          | u32 length | length bytes
  * ```
- * Similar-pages response: u8 type = 0x02 | u32 id | u32 count | count entries, each u8 (0 none,
- * 1 ref) followed, for a ref, by the 32-byte sha2-256 digest of the reference page.
- *
- * Manifest-patch response, one or more frames: u8 type = 0x03 | u8 flags (bit 0 last) | u32 id |
+ * Manifest-patch response, one or more frames: u8 type = 0x02 | u8 flags (bit 0 last) | u32 id |
  * u16 length | basis root CID bytes (length 0: no basis, then no entries) | u32 count | count
  * entries, each u32 slot index (ascending over all frames) | u8 (0 zero page, 1 page) followed,
  * for a page, by its 32-byte sha2-256 digest.
@@ -45,11 +41,10 @@ import { CID } from 'multiformats/cid'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { digestToCid, isPageCid } from '../../store/page.ts'
 import { InvalidMessageError } from './errors.ts'
-import { DEFAULT_MAX_CIDS_PER_REQUEST, DEFAULT_MAX_SIMILAR_PER_REQUEST, MAX_PAGE_BYTES, RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER } from './constants.ts'
+import { DEFAULT_MAX_CIDS_PER_REQUEST, MAX_PAGE_BYTES, RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER } from './constants.ts'
 
 export const FRAME_PAGES = 0x01
-export const FRAME_SIMILAR = 0x02
-export const FRAME_PATCH = 0x03
+export const FRAME_PATCH = 0x02
 export const FLAG_LAST = 0x01
 export const FLAG_ZSTD = 0x02
 
@@ -69,14 +64,6 @@ export interface PageRequest {
   refs?: Array<CID | null>
 }
 
-export interface SimilarRequest {
-  id: number
-  /** Root of the image the indexes are slots of. */
-  similar: CID
-  /** Slot indexes, ascending. */
-  indexes: number[]
-}
-
 export interface PatchRequest {
   id: number
   /** Root of the image whose manifest the client wants to rebuild. */
@@ -92,15 +79,9 @@ export interface ManifestPatch {
   digests: Uint8Array
 }
 
-export interface SimilarResponse {
-  id: number
-  /** Per index, the reference page the server would compress against, or null. */
-  refs: Array<CID | null>
-}
-
 export interface PageEntry {
   kind: PageKind
-  /** Empty for a missing page; compressed bytes for PAGE_ZSTD. */
+  /** Empty for a missing page; compressed bytes for PAGE_ZSTD and PAGE_DELTA. */
   bytes: Uint8Array
 }
 
@@ -112,6 +93,7 @@ export interface PageResponse {
 }
 
 const MAX_U32 = 0xffffffff
+const DIGEST_BYTES = 32
 const EMPTY = new Uint8Array(0)
 
 function flat (data: Uint8Array | Uint8ArrayList): Uint8Array {
@@ -123,14 +105,37 @@ function isU32 (n: unknown): n is number {
 }
 
 export function encodeRequest (req: PageRequest): Uint8Array {
-  const msg: Record<string, unknown> = { id: req.id, cids: req.cids }
+  const msg: Record<string, unknown> = { id: req.id, pages: packDigests(req.cids) }
   if (req.compress != null) {
     msg.compress = req.compress
   }
   if (req.refs != null) {
-    msg.refs = req.refs
+    const mask = new Uint8Array(Math.ceil(req.cids.length / 8))
+    const refs: CID[] = []
+    req.refs.forEach((ref, i) => {
+      if (ref == null) return
+      mask[i >> 3] |= 1 << (i & 7)
+      refs.push(ref)
+    })
+    msg.refMask = mask
+    msg.refs = packDigests(refs)
   }
   return cborEncode(msg)
+}
+
+function packDigests (cids: CID[]): Uint8Array {
+  const out = new Uint8Array(cids.length * DIGEST_BYTES)
+  cids.forEach((cid, i) => { out.set(cid.multihash.digest, i * DIGEST_BYTES) })
+  return out
+}
+
+function unpackDigests (bytes: unknown, field: string): CID[] {
+  if (!(bytes instanceof Uint8Array) || bytes.byteLength % DIGEST_BYTES !== 0) {
+    throw new InvalidMessageError(`request ${field} must be bytes, 32 per page`)
+  }
+  const cids: CID[] = new Array(bytes.byteLength / DIGEST_BYTES)
+  for (let i = 0; i < cids.length; i++) cids[i] = digestToCid(bytes.slice(i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES))
+  return cids
 }
 
 export function encodePatchRequest (req: PatchRequest): Uint8Array {
@@ -221,16 +226,6 @@ export function decodePatchFrame (data: Uint8Array | Uint8ArrayList): { id: numb
   return { id, last: (bytes[1] & FLAG_LAST) !== 0, basis, slots, kinds, digests }
 }
 
-export function encodeSimilarRequest (req: SimilarRequest): Uint8Array {
-  const gaps: number[] = new Array(req.indexes.length)
-  let last = 0
-  for (let i = 0; i < req.indexes.length; i++) {
-    gaps[i] = req.indexes[i] - last
-    last = req.indexes[i]
-  }
-  return cborEncode({ id: req.id, similar: req.similar, indexes: gaps })
-}
-
 /** Decode and validate a page request frame. Throws InvalidMessageError. */
 export function decodeRequest (data: Uint8Array | Uint8ArrayList, maxCids = DEFAULT_MAX_CIDS_PER_REQUEST): PageRequest {
   const req = decodeAnyRequest(data, maxCids)
@@ -241,7 +236,7 @@ export function decodeRequest (data: Uint8Array | Uint8ArrayList, maxCids = DEFA
 }
 
 /** Decode and validate a request frame of either kind. Throws InvalidMessageError. */
-export function decodeAnyRequest (data: Uint8Array | Uint8ArrayList, maxCids = DEFAULT_MAX_CIDS_PER_REQUEST, maxSimilar = DEFAULT_MAX_SIMILAR_PER_REQUEST): PageRequest | SimilarRequest | PatchRequest {
+export function decodeAnyRequest (data: Uint8Array | Uint8ArrayList, maxCids = DEFAULT_MAX_CIDS_PER_REQUEST): PageRequest | PatchRequest {
   let msg: unknown
   try {
     msg = cborDecode(flat(data))
@@ -252,10 +247,9 @@ export function decodeAnyRequest (data: Uint8Array | Uint8ArrayList, maxCids = D
     throw new InvalidMessageError('request is not a map')
   }
   const m = msg as Record<string, unknown>
-  const similar = 'similar' in m
   const patch = 'patch' in m
   for (const key of Object.keys(m)) {
-    if (!(similar ? SIMILAR_FIELDS : patch ? PATCH_FIELDS : PAGE_FIELDS).includes(key)) {
+    if (!(patch ? PATCH_FIELDS : PAGE_FIELDS).includes(key)) {
       throw new InvalidMessageError(`request has unknown field ${JSON.stringify(key.slice(0, 32))}`)
     }
   }
@@ -269,119 +263,40 @@ export function decodeAnyRequest (data: Uint8Array | Uint8ArrayList, maxCids = D
     }
     return { id: m.id, patch: root }
   }
-  if (similar) {
-    const root = CID.asCID(m.similar)
-    if (root == null) {
-      throw new InvalidMessageError('request similar is not a CID')
-    }
-    if (!Array.isArray(m.indexes) || m.indexes.length === 0 || m.indexes.length > maxSimilar) {
-      throw new InvalidMessageError(`request indexes must be an array of 1…${maxSimilar}`)
-    }
-    const indexes: number[] = new Array(m.indexes.length)
-    let at = 0
-    for (let i = 0; i < m.indexes.length; i++) {
-      const gap = m.indexes[i]
-      if (!isU32(gap) || (i > 0 && gap === 0) || at + gap > MAX_U32) {
-        throw new InvalidMessageError('request indexes must ascend within uint32')
-      }
-      at += gap
-      indexes[i] = at
-    }
-    return { id: m.id, similar: root, indexes }
+  const cids = unpackDigests(m.pages, 'pages')
+  if (cids.length === 0 || cids.length > maxCids) {
+    throw new InvalidMessageError(`request pages must hold 1…${maxCids} digests`)
   }
-  if (!Array.isArray(m.cids) || m.cids.length === 0 || m.cids.length > maxCids) {
-    throw new InvalidMessageError(`request cids must be an array of 1…${maxCids}`)
-  }
-  const cids = m.cids.map(pageCidOf)
   if (m.compress !== undefined && m.compress !== 'zstd') {
     throw new InvalidMessageError('request compress must be "zstd" or absent')
   }
   const req: PageRequest = m.compress === 'zstd' ? { id: m.id, cids, compress: 'zstd' } : { id: m.id, cids }
-  if (m.refs !== undefined) {
-    if (req.compress == null || !Array.isArray(m.refs) || m.refs.length !== cids.length) {
-      throw new InvalidMessageError('request refs need compress and one entry per cid')
+  if (m.refs !== undefined || m.refMask !== undefined) {
+    const mask = m.refMask
+    if (req.compress == null || !(mask instanceof Uint8Array) || mask.byteLength !== Math.ceil(cids.length / 8)) {
+      throw new InvalidMessageError('request refs need compress and a refMask of one bit per page')
     }
-    req.refs = m.refs.map(r => r === null ? null : pageCidOf(r))
+    const refs = unpackDigests(m.refs, 'refs')
+    let next = 0
+    req.refs = cids.map((_, i) => (mask[i >> 3] & (1 << (i & 7))) !== 0 ? refs[next++] ?? null : null)
+    if (next !== refs.length) {
+      throw new InvalidMessageError('request refMask does not match its refs')
+    }
   }
   return req
 }
 
-const PAGE_FIELDS = ['id', 'cids', 'compress', 'refs']
-const SIMILAR_FIELDS = ['id', 'similar', 'indexes']
+const PAGE_FIELDS = ['id', 'pages', 'compress', 'refMask', 'refs']
 const PATCH_FIELDS = ['id', 'patch']
 
-function pageCidOf (value: unknown): CID {
-  const cid = CID.asCID(value)
-  if (cid == null || !isPageCid(cid)) {
-    throw new InvalidMessageError('request holds a CID that cannot name a page')
-  }
-  return cid
-}
-
-export function isSimilarRequest (req: PageRequest | SimilarRequest | PatchRequest): req is SimilarRequest {
-  return 'similar' in req
-}
-
-export function isPatchRequest (req: PageRequest | SimilarRequest | PatchRequest): req is PatchRequest {
+export function isPatchRequest (req: PageRequest | PatchRequest): req is PatchRequest {
   return 'patch' in req
 }
 
-export function isPageRequest (req: PageRequest | SimilarRequest | PatchRequest): req is PageRequest {
+export function isPageRequest (req: PageRequest | PatchRequest): req is PageRequest {
   return 'cids' in req
 }
 
-const SIMILAR_HEADER = 9
-const DIGEST_BYTES = 32
-
-export function encodeSimilarResponse (res: SimilarResponse): Uint8Array {
-  let length = SIMILAR_HEADER
-  for (const ref of res.refs) length += ref == null ? 1 : 1 + DIGEST_BYTES
-  const out = Buffer.allocUnsafe(length)
-  out[0] = FRAME_SIMILAR
-  out.writeUInt32BE(res.id, 1)
-  out.writeUInt32BE(res.refs.length, 5)
-  let at = SIMILAR_HEADER
-  for (const ref of res.refs) {
-    if (ref == null) {
-      out[at++] = 0
-      continue
-    }
-    out[at++] = 1
-    out.set(ref.multihash.digest, at)
-    at += DIGEST_BYTES
-  }
-  return out
-}
-
-/** Decode a similar-pages response; `count` must match the indexes asked. Throws InvalidMessageError. */
-export function decodeSimilarResponse (data: Uint8Array | Uint8ArrayList, count: number): SimilarResponse {
-  const bytes = flat(data)
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  if (bytes.byteLength < SIMILAR_HEADER || bytes[0] !== FRAME_SIMILAR) {
-    throw new InvalidMessageError('not a similar-pages response')
-  }
-  const id = view.getUint32(1)
-  if (view.getUint32(5) !== count) {
-    throw new InvalidMessageError(`similar-pages response holds ${view.getUint32(5)} entries for ${count} indexes`)
-  }
-  const refs: Array<CID | null> = new Array(count)
-  let at = SIMILAR_HEADER
-  for (let i = 0; i < count; i++) {
-    const flag = bytes[at++]
-    if (flag === 0) {
-      refs[i] = null
-    } else if (flag === 1 && at + DIGEST_BYTES <= bytes.byteLength) {
-      refs[i] = digestToCid(bytes.slice(at, at + DIGEST_BYTES))
-      at += DIGEST_BYTES
-    } else {
-      throw new InvalidMessageError('similar-pages response truncated or malformed')
-    }
-  }
-  if (at !== bytes.byteLength) {
-    throw new InvalidMessageError(`similar-pages response has ${bytes.byteLength - at} trailing bytes`)
-  }
-  return { id, refs }
-}
 
 /** Bytes a response frame will take for these entries. */
 export function responseFrameLength (entries: PageEntry[]): number {

@@ -15,8 +15,6 @@ export const MAX_PAGE_BYTES = PAGE_SIZE
 
 /** Most CIDs in one request frame; the client splits larger asks. */
 export const DEFAULT_MAX_CIDS_PER_REQUEST = 256
-/** Most slot indexes in one similar-pages request. */
-export const DEFAULT_MAX_SIMILAR_PER_REQUEST = 4096
 /** A page compressed against its reference is sent that way only when it takes at most this many bytes (else it travels raw, compressed with its frame). */
 export const DELTA_MAX_BYTES = 1536
 /** The server closes a response frame once its payload would pass this many bytes. */

@@ -71,15 +71,8 @@ export interface PageExchangeInit {
   window?: number
   /** Server: zstd level for requests that ask for compression (default 1). */
   zstdLevel?: number
-  /**
-   * Server: for slot `indexes` of image `root`, the page this node holds that it would compress
-   * each against (a similar page the client probably has), or null. Without it every answer is null.
-   */
-  similar?(root: CID, indexes: number[], options: AbortOptions): Promise<Array<CID | null>>
   /** Server: how image `root` differs from the older image used as its basis (see codec.ts), or undefined. */
   patch?(root: CID, options: AbortOptions): Promise<ManifestPatch | undefined>
-  /** Most slot indexes per similar-pages request (default DEFAULT_MAX_SIMILAR_PER_REQUEST = 4096). */
-  maxSimilarPerRequest?: number
   /** Server: serve only peers this accepts; others' streams are reset (ERR_PEER_NOT_ALLOWED). Default: every peer that can connect. */
   allowPeer?(peer: PeerId): boolean
 }
@@ -90,7 +83,8 @@ export interface FetchOptions extends AbortOptions {
   /** Ask the server to zstd pages where that pays (for WAN links). */
   compress?: Compression
   /**
-   * With `compress`: per cid, a page we hold that is probably similar (from `similarPages`);
+   * With `compress`: per cid, a page we hold that is probably similar (the same slot of an
+   * older image of the VM, see `manifestPatch`);
    * the server may send the page compressed against it, which is far smaller for a partly
    * rewritten page. Its bytes must be verified already.
    */

@@ -18,14 +18,13 @@ import {
   DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CIDS_PER_REQUEST, DEFAULT_MAX_INBOUND_STREAMS,
   DEFAULT_MAX_INFLIGHT_PER_STREAM, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_MAX_REQUEST_FRAME_LENGTH,
   DEFAULT_MAX_RESPONSE_FRAME_LENGTH, DEFAULT_MAX_STREAMS_PER_PEER, DEFAULT_RESPONSE_FRAME_BYTES,
-  DEFAULT_MAX_SIMILAR_PER_REQUEST, DEFAULT_SINK_BATCH, DEFAULT_STREAMS, DEFAULT_WINDOW, DEFAULT_ZSTD_LEVEL, DELTA_MAX_BYTES, PAGES_PROTOCOL,
+  DEFAULT_SINK_BATCH, DEFAULT_STREAMS, DEFAULT_WINDOW, DEFAULT_ZSTD_LEVEL, DELTA_MAX_BYTES, PAGES_PROTOCOL,
   RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER, ZSTD_MIN_SAVING
 } from './constants.ts'
 import {
-  decodeAnyRequest, decodeResponse, decodeSimilarResponse, deflateResponse, encodeRequest, encodeResponseList, encodeSimilarRequest,
-  encodeSimilarResponse, isSimilarRequest, PAGE_DELTA, decodePatchFrame, encodePatchRequest, encodePatchResponse, isPatchRequest, PAGE_MISSING, PAGE_RAW, PAGE_ZSTD
+  decodeAnyRequest, decodeResponse, deflateResponse, encodeRequest, encodeResponseList, PAGE_DELTA, decodePatchFrame, encodePatchRequest, encodePatchResponse, isPatchRequest, PAGE_MISSING, PAGE_RAW, PAGE_ZSTD
 } from './codec.ts'
-import type { Compression, ManifestPatch, PageEntry, PageRequest, PatchRequest, SimilarRequest } from './codec.ts'
+import type { Compression, ManifestPatch, PageEntry, PageRequest, PatchRequest } from './codec.ts'
 import {
   InvalidPageCidError, NotStartedError, PeerMisbehavedError, PeerNotAllowedError, TooManyStreamsError, TransferTimeoutError
 } from './errors.ts'
@@ -99,9 +98,7 @@ export class PageExchange implements Startable {
   private readonly window: number
   private readonly zstdLevel: number
   private readonly allowPeer?: (peer: PeerId) => boolean
-  private readonly similar?: PageExchangeInit['similar']
   private readonly patch?: PageExchangeInit['patch']
-  private readonly maxSimilar: number
   private readonly streams = new Set<Stream>()
   private readonly streamsPerPeer = new Map<string, number>()
   private nextId = 0
@@ -124,9 +121,7 @@ export class PageExchange implements Startable {
     this.window = init.window ?? DEFAULT_WINDOW
     this.zstdLevel = init.zstdLevel ?? DEFAULT_ZSTD_LEVEL
     this.allowPeer = init.allowPeer
-    this.similar = init.similar
     this.patch = init.patch
-    this.maxSimilar = init.maxSimilarPerRequest ?? DEFAULT_MAX_SIMILAR_PER_REQUEST
   }
 
   readonly [Symbol.toStringTag] = '@memfabric/pages'
@@ -256,8 +251,8 @@ export class PageExchange implements Startable {
           slots.release()
           break
         }
-        const req = decodeAnyRequest(frame, this.maxCids, this.maxSimilar)
-        const task = (isSimilarRequest(req) ? this.answerSimilar(lp, req, controller.signal) : isPatchRequest(req) ? this.answerPatch(lp, req, controller.signal) : this.answer(lp, req, peer, controller.signal))
+        const req = decodeAnyRequest(frame, this.maxCids)
+        const task = (isPatchRequest(req) ? this.answerPatch(lp, req, controller.signal) : this.answer(lp, req, peer, controller.signal))
           .catch(err => {
             failure ??= err
             controller.abort(err)
@@ -350,15 +345,6 @@ export class PageExchange implements Startable {
     return bytes.byteLength <= DELTA_MAX_BYTES ? { kind: PAGE_DELTA, bytes } : undefined
   }
 
-  /** Answer which reference page the server would use for each slot of an image. */
-  private async answerSimilar (lp: LengthPrefixedStream<Stream>, req: SimilarRequest, signal: AbortSignal): Promise<void> {
-    const refs = this.similar == null ? req.indexes.map(() => null) : await this.similar(req.similar, req.indexes, { signal })
-    if (refs.length !== req.indexes.length) {
-      throw new Error(`similar() answered ${refs.length} of ${req.indexes.length} indexes`)
-    }
-    await lp.write(encodeSimilarResponse({ id: req.id, refs }), { signal: AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeout)]) })
-  }
-
   /** Answer how an image differs from its basis (one frame saying "no basis" without one). */
   private async answerPatch (lp: LengthPrefixedStream<Stream>, req: PatchRequest, signal: AbortSignal): Promise<void> {
     const patch = await this.patch?.(req.patch, { signal })
@@ -435,54 +421,6 @@ export class PageExchange implements Startable {
     } finally {
       this.streams.delete(stream)
     }
-  }
-
-  /**
-   * Ask `peer` which page it would compress each slot of image `root` against (see
-   * `FetchOptions.refs`); null where it has none. `indexes` must ascend.
-   */
-  async similarPages (peer: PeerId | Multiaddr, root: CID, indexes: number[], options: AbortOptions = {}): Promise<Array<CID | null>> {
-    if (!this.started) {
-      throw new NotStartedError()
-    }
-    const out: Array<CID | null> = []
-    if (indexes.length === 0) {
-      return out
-    }
-    const remote = peerKey(peer)
-    const signal = AbortSignal.any(options.signal == null ? [this.shutdown.signal] : [options.signal, this.shutdown.signal])
-    const stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal })
-    this.streams.add(stream)
-    try {
-      const lp = lpStream(stream, { maxDataLength: this.maxResponseFrameLength })
-      for (let i = 0; i < indexes.length; i += this.maxSimilar) {
-        const chunk = indexes.slice(i, i + this.maxSimilar)
-        const id = this.nextId
-        this.nextId = this.nextId === MAX_REQUEST_ID ? 0 : this.nextId + 1
-        await lp.write(encodeSimilarRequest({ id, similar: root, indexes: chunk }), { signal })
-        let res
-        try {
-          const frame = await withIdleTimeout(lp.read(), this.idleTimeout, () => new TransferTimeoutError(remote, this.idleTimeout), signal)
-          res = decodeSimilarResponse(frame, chunk.length)
-        } catch (err: any) {
-          if (err instanceof TransferTimeoutError || signal.aborted) throw err
-          this.count(remote, 'misbehaved', 1)
-          throw new PeerMisbehavedError(remote, `bad similar-pages answer: ${err.message}`, { cause: err })
-        }
-        if (res.id !== id) {
-          this.count(remote, 'misbehaved', 1)
-          throw new PeerMisbehavedError(remote, `similar-pages answer for unknown request id ${res.id}`)
-        }
-        out.push(...res.refs)
-      }
-      await stream.close({ signal: AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeout)]) })
-    } catch (err: any) {
-      stream.abort(err)
-      throw err
-    } finally {
-      this.streams.delete(stream)
-    }
-    return out
   }
 
   /**

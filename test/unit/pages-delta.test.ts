@@ -1,11 +1,11 @@
 import test from 'ava'
 import fc from 'fast-check'
+import { encode as cborEncode } from '@ipld/dag-cbor'
 import type { CID } from 'multiformats/cid'
 import { pageCid } from '../../store/page.ts'
 import { PeerMisbehavedError } from '../../protocols/pages/index.ts'
 import {
-  decodeAnyRequest, decodePatchFrame, decodeSimilarResponse, encodePatchRequest, encodePatchResponse, encodeRequest,
-  encodeSimilarRequest, encodeSimilarResponse, PATCH_FRAME_ENTRIES
+  decodeAnyRequest, decodePatchFrame, encodePatchRequest, encodePatchResponse, encodeRequest, PATCH_FRAME_ENTRIES
 } from '../../protocols/pages/codec.ts'
 import type { ManifestPatch } from '../../protocols/pages/codec.ts'
 import { MemoryPageStore, randomPages } from '../fixtures/memory-page-store.ts'
@@ -18,15 +18,10 @@ function dirty (page: Uint8Array, at: number, n: number, seed: number): Uint8Arr
   return out
 }
 
-test('similar-pages and manifest-patch messages round-trip', t => {
+test('manifest-patch messages round-trip', t => {
   const root = pageCid(new Uint8Array([1]))
-  const similar = decodeAnyRequest(encodeSimilarRequest({ id: 7, similar: root, indexes: [3, 4, 900, 70000] }))
-  t.like(similar, { id: 7, indexes: [3, 4, 900, 70000] })
-  t.true('similar' in similar && similar.similar.equals(root))
   const patchReq = decodeAnyRequest(encodePatchRequest({ id: 8, patch: root }))
   t.true('patch' in patchReq && patchReq.id === 8 && patchReq.patch.equals(root))
-  const refs = [pageCid(new Uint8Array([2])), null, pageCid(new Uint8Array([3]))]
-  t.deepEqual(decodeSimilarResponse(encodeSimilarResponse({ id: 9, refs }), 3).refs.map(r => r?.toString() ?? null), refs.map(r => r?.toString() ?? null))
 
   const n = PATCH_FRAME_ENTRIES + 10
   const patch: ManifestPatch = { basis: root, slots: new Uint32Array(n).map((_, i) => i * 2), kinds: new Uint8Array(n).map((_, i) => i % 3 === 0 ? 0 : 1), digests: new Uint8Array(n * 32).map((_, i) => i) }
@@ -42,18 +37,20 @@ test('similar-pages and manifest-patch messages round-trip', t => {
   t.is(decodePatchFrame(none[0]).basis, undefined)
 })
 
-test('request decoders refuse refs without compression, refs of the wrong length and descending indexes', t => {
+test('the request decoder refuses refs without compression and refs that do not match their mask', t => {
   const cid = pageCid(new Uint8Array([1]))
+  const digest = cid.multihash.digest
   t.throws(() => decodeAnyRequest(encodeRequest({ id: 1, cids: [cid], refs: [cid] })), { code: 'ERR_INVALID_MESSAGE' })
-  t.throws(() => decodeAnyRequest(encodeRequest({ id: 1, cids: [cid], compress: 'zstd', refs: [cid, null] })), { code: 'ERR_INVALID_MESSAGE' })
-  t.throws(() => decodeAnyRequest(encodeSimilarRequest({ id: 1, similar: cid, indexes: [5, 5] })), { code: 'ERR_INVALID_MESSAGE' })
+  t.throws(() => decodeAnyRequest(cborEncode({ id: 1, pages: digest, compress: 'zstd', refMask: new Uint8Array([1, 0]), refs: digest })), { code: 'ERR_INVALID_MESSAGE' })
+  t.throws(() => decodeAnyRequest(cborEncode({ id: 1, pages: digest, compress: 'zstd', refMask: new Uint8Array([1]), refs: new Uint8Array(0) })), { code: 'ERR_INVALID_MESSAGE' })
+  t.throws(() => decodeAnyRequest(cborEncode({ id: 1, pages: digest.subarray(1), compress: 'zstd' })), { code: 'ERR_INVALID_MESSAGE' })
+  const ok = decodeAnyRequest(encodeRequest({ id: 1, cids: [cid, cid], compress: 'zstd', refs: [null, cid] }))
+  t.true('refs' in ok && ok.refs?.[0] == null && ok.refs?.[1]?.equals(cid) === true)
 })
 
-test('fuzz: random bytes never crash the similar-pages and manifest-patch decoders', t => {
-  fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat(20), (bytes, count) => {
-    for (const decode of [() => decodePatchFrame(bytes), () => decodeSimilarResponse(bytes, count)]) {
-      try { decode() } catch (err: any) { if (err.code !== 'ERR_INVALID_MESSAGE') throw err }
-    }
+test('fuzz: random bytes never crash the manifest-patch decoder', t => {
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), bytes => {
+    try { decodePatchFrame(bytes) } catch (err: any) { if (err.code !== 'ERR_INVALID_MESSAGE') throw err }
   }), { numRuns: 2000 })
   t.pass()
 })
@@ -113,22 +110,22 @@ test('a server whose delta does not rebuild the page is caught as misbehaving', 
   t.regex(err!.message, /fails verification/)
 })
 
-test('similarPages asks the server and returns its answer in order', async t => {
-  const refs = randomPages(3).map(p => p.cid)
-  const seen: number[][] = []
+test('manifestPatch returns the patch the server gives, or none', async t => {
+  const root = pageCid(new Uint8Array([9]))
+  const basis = pageCid(new Uint8Array([8]))
+  const digest = pageCid(new Uint8Array([7])).multihash.digest
   const server = await pageNode(t, {
     pages: {
-      similar: async (_root, indexes) => {
-        seen.push(indexes)
-        return indexes.map(i => i === 10 ? null : refs[i % 3])
-      }
+      patch: async (image) => image.equals(root) ? { basis, slots: Uint32Array.from([4, 9]), kinds: Uint8Array.from([0, 1]), digests: Uint8Array.from([...new Uint8Array(32), ...digest]) } : undefined
     }
   })
   const client = await pageNode(t)
   await connect(client.node, server.addr)
-  const root = pageCid(new Uint8Array([9]))
-  const answer = await client.node.services.pages.similarPages(server.node.peerId, root, [1, 2, 10, 30])
-  t.deepEqual(seen, [[1, 2, 10, 30]])
-  t.deepEqual(answer.map(r => r?.toString() ?? null), [refs[1], refs[2], null, refs[0]].map(r => r?.toString() ?? null))
-  t.is((await client.node.services.pages.manifestPatch(server.node.peerId, root)).patch, undefined)
+  const { patch, wireBytes } = await client.node.services.pages.manifestPatch(server.node.peerId, root)
+  t.true(patch?.basis.equals(basis))
+  t.deepEqual([...patch!.slots], [4, 9])
+  t.deepEqual([...patch!.kinds], [0, 1])
+  t.deepEqual(patch!.digests.slice(32), new Uint8Array(digest))
+  t.true(wireBytes > 0)
+  t.is((await client.node.services.pages.manifestPatch(server.node.peerId, basis)).patch, undefined)
 })
