@@ -124,6 +124,10 @@ export interface ProviderStats {
   resolved: number
   /** Keys answered for other peers. */
   served: number
+  /** Bytes of ADD and GET frames written to remote replicas (length prefix included; noise and yamux framing not). */
+  sentBytes: number
+  /** Keys in those frames: `sentBytes / sentKeys` is what a key costs on the wire. */
+  sentKeys: number
 }
 
 /** The service factory to pass in libp2p `services`. */

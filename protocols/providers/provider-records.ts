@@ -25,7 +25,7 @@ import {
   DEFAULT_ADD_BATCH_SIZE, DEFAULT_GET_BATCH_SIZE, DEFAULT_WINDOW, DEFAULT_MESSAGE_TIMEOUT,
   DEFAULT_DIAL_TIMEOUT, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_LOOKUP_ROUNDS, DEFAULT_REGION_CACHE_TTL,
   DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, MAX_MESSAGE_SIZE, MAX_RECORD_TTL,
-  MAX_KEYS_PER_MESSAGE, MAX_CACHED_REGIONS, MAX_ADDRS_PER_PEER
+  MAX_KEYS_PER_MESSAGE, MAX_CACHED_REGIONS, MAX_ADDRS_PER_PEER, DIGEST_LENGTH
 } from './constants.ts'
 import type {
   ProviderRecordsComponents, ProviderRecordsInit, ProvideOptions, ProvideResult,
@@ -62,6 +62,13 @@ function bytesKey (u: Uint8Array): string {
   return Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('latin1')
 }
 
+/** Bytes of the unsigned-varint length prefix lpStream puts before a frame of `n` bytes. */
+function prefixLength (n: number): number {
+  let len = 1
+  while (n >= 0x80) { n = Math.floor(n / 0x80); len++ }
+  return len
+}
+
 function withTimeout (ms: number, signal?: AbortSignal): AbortSignal {
   const timeout = AbortSignal.timeout(ms)
   return signal == null ? timeout : AbortSignal.any([timeout, signal])
@@ -76,6 +83,7 @@ class PeerSession {
   private readonly lp: LengthPrefixedStream<Stream>
   private readonly window: number
   private readonly timeout: number
+  private readonly counters: ProviderStats
   private inflight = 0
   private readonly waiters: Array<() => void> = []
   private readChain: Promise<unknown> = Promise.resolve()
@@ -83,11 +91,12 @@ class PeerSession {
   /** The provider's addresses go with the first ADD of a stream only. */
   addrsSent = false
 
-  constructor (stream: Stream, window: number, timeout: number) {
+  constructor (stream: Stream, window: number, timeout: number, counters: ProviderStats) {
     this.stream = stream
     this.lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_SIZE })
     this.window = window
     this.timeout = timeout
+    this.counters = counters
   }
 
   async request (message: Request, options?: AbortOptions): Promise<Response> {
@@ -106,6 +115,8 @@ class PeerSession {
       })
       this.readChain = answer.catch(() => {})
       await this.lp.write(bytes, { signal: withTimeout(this.timeout, options?.signal) })
+      this.counters.sentBytes += prefixLength(bytes.byteLength) + bytes.byteLength
+      this.counters.sentKeys += message.keys.byteLength / DIGEST_LENGTH
       const response = await answer
       if (response.type !== (message.type === 'add' ? 'added' : 'providers')) {
         throw new ProtocolError(`expected an answer to ${message.type}, got ${response.type}`)
@@ -193,7 +204,8 @@ export class ProviderRecords implements Startable {
   private timers: Array<ReturnType<typeof setTimeout>> = []
   private readonly tasks = new Set<Promise<unknown>>()
   private readonly counters: ProviderStats = {
-    published: 0, pending: 0, refreshed: 0, failedReplicas: 0, stored: 0, lookups: 0, resolved: 0, served: 0
+    published: 0, pending: 0, refreshed: 0, failedReplicas: 0, stored: 0, lookups: 0, resolved: 0, served: 0,
+    sentBytes: 0, sentKeys: 0
   }
 
   constructor (components: ProviderRecordsComponents, init: ProviderRecordsInit) {
@@ -314,7 +326,7 @@ export class ProviderRecords implements Startable {
     const stream = await this.components.connectionManager.openStream(peer, PROTOCOL, {
       signal: withTimeout(this.dialTimeout, options.signal)
     })
-    return new PeerSession(stream, this.window, this.messageTimeout)
+    return new PeerSession(stream, this.window, this.messageTimeout, this.counters)
   }
 
   // ---------------------------------------------------------------- regions
