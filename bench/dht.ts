@@ -265,11 +265,13 @@ published** (3 record copies), **${(1e6 / r.resolve.cidsPerCpuSec).toFixed(0)} �
 capped by the larger of the main thread's share and half the total: here
 ${fmt(Math.round(1e6 / Math.max(r.publish.mainThreadUsPerCid, 5e5 / r.publish.cidsPerCpuSec)))} CIDs/s for publish and ${fmt(Math.round(1e6 / Math.max(r.resolve.mainThreadUsPerCid, 5e5 / r.resolve.cidsPerCpuSec)))} for resolve. The target (≥ 50,000 CIDs/s
 each way, wall clock) is ${r.publish.cidsPerSec >= 50_000 && r.resolve.cidsPerSec >= 50_000 ? 'met' : `**not shown by this run's wall-clock figures**${r.loadavg1AtStart > 2 ? ' (the machine was loaded; see the load average)' : ''}`}. What made publish cheaper:
-each replica keeps a Bloom filter of the digests it holds (~1.25 bytes per key, loaded at start),
+each replica keeps a Bloom filter of the record keys it holds (~1.25 bytes per key, loaded at start),
 so a frame of keys nobody provides yet is one blind chained batch — a level read of a missing key
 cost more CPU than its write — and only possibly-held keys are read and merged (the second row);
 keys are prefixed into one buffer per frame instead of one sublevel concat per key; 4096 keys per
-ADD frame.
+ADD frame. Since \`/memfabric/providers/2.0.0\` a record key is the first 16 bytes of the page's
+sha2-256 digest instead of all 32, on the wire (ADD and GET) and in the replicas' stores; the kad
+position, and so placement, still comes from the whole CID.
 ${r.previous != null ? `Replaced figures (${r.previous.date}, load ${r.previous.loadavg1AtStart}): publish ${fmt(r.previous.publishCidsPerSec)} CIDs/s (${fmt(r.previous.publishCidsPerCpuSec)} per CPU-second), resolve ${fmt(r.previous.resolveCidsPerSec)} CIDs/s (${fmt(r.previous.resolveCidsPerCpuSec)} per CPU-second), stock provide ${fmt(r.previous.stockProvideCidsPerSec)} CIDs/s.\n` : ''}Raw figures: \`bench/results/dht.json\` (${r.date}, Node ${r.node}).
 ${END}`
   const start = doc.indexOf(BEGIN)
