@@ -12,6 +12,9 @@
  * Reports wall-clock rates, the process CPU time each phase used and the main thread's share
  * (the machine may be shared; CPU-seconds say what the work costs whatever else runs, and
  * the main thread — one event loop for all 8 nodes — is what caps the rate on 2 cores).
+ * Also the bytes a key costs on the wire (ADD / GET frames written to remote replicas, length
+ * prefix included, noise and yamux framing not), for the big publish and for a migration-like
+ * publish of 48k pages in small provide() calls, as the node's publisher makes them.
  *
  * Flags: --cids N (200000) --runs R (3) --baseline B (200) --write-buffer MiB (level default)
  *        --render (only rewrite the docs section from bench/results/dht.json)
@@ -27,6 +30,7 @@ import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { startNetwork } from '../test/fixtures/network.ts'
 import type { NetworkNode } from '../test/fixtures/network.ts'
+import { PROTOCOL } from '../protocols/providers/index.ts'
 
 const RAW = 0x55
 const SHA2_256 = 0x12
@@ -49,6 +53,27 @@ const writeBufferMiB = flags['write-buffer'] != null ? Number(flags['write-buffe
 const randomCids = (n: number): CID[] => Array.from({ length: n }, () => CID.createV1(RAW, Digest.create(SHA2_256, randomBytes(32))))
 
 interface Phase { ms: number, cpuMs: number, mainCpuMs: number, rate: number, cpuRate: number }
+interface Wire { bytes: number, keys: number, bytesPerKey: number }
+
+/** Frame bytes and keys `node` sends to remote replicas while `fn` runs. */
+async function wire (node: NetworkNode, fn: () => Promise<void>): Promise<Wire> {
+  const before = node.providers.stats
+  await fn()
+  const after = node.providers.stats
+  const bytes = after.sentBytes - before.sentBytes
+  const keys = after.sentKeys - before.sentKeys
+  return { bytes, keys, bytesPerKey: Number((bytes / keys).toFixed(3)) }
+}
+
+const sumWire = (ws: Wire[]): Wire => {
+  const bytes = ws.reduce((a, w) => a + w.bytes, 0)
+  const keys = ws.reduce((a, w) => a + w.keys, 0)
+  return { bytes, keys, bytesPerKey: Number((bytes / keys).toFixed(3)) }
+}
+
+/** Pages of a 192 MiB image, announced the way the publisher does during a migration. */
+const MIGRATION_PAGES = 49_152
+const MIGRATION_BATCH = 1024
 
 async function measure (count: number, fn: () => Promise<unknown>): Promise<Phase> {
   const cpu0 = process.cpuUsage()
@@ -76,28 +101,41 @@ async function main (): Promise<void> {
     })
     const publisher = nodes[0]
 
-    const runs: Array<{ publish: Phase, republish: Phase, resolve: Phase, replicas: number, peers: number, resolved: number }> = []
+    const runs: Array<{ publish: Phase, republish: Phase, resolve: Phase, replicas: number, peers: number, resolved: number, publishWire: Wire, resolveWire: Wire }> = []
     for (let r = 0; r < RUNS; r++) {
       const cids = randomCids(N)
       let replicas = 0
       let peers = 0
-      const publish = await measure(N, async () => {
-        const res = await publisher.providers.provide(cids)
-        replicas = res.replicas
-        peers = res.peers
+      let publish!: Phase
+      const publishWire = await wire(publisher, async () => {
+        publish = await measure(N, async () => {
+          const res = await publisher.providers.provide(cids)
+          replicas = res.replicas
+          peers = res.peers
+        })
       })
       const resolver = nodes[1 + (r % (nodes.length - 1))]
       let resolved = 0
-      const resolve = await measure(N, async () => {
-        const found = await resolver.providers.resolve(cids)
-        for (const list of found) if (list.some(p => p.equals(publisher.host.peerId))) resolved++
+      let resolve!: Phase
+      const resolveWire = await wire(resolver, async () => {
+        resolve = await measure(N, async () => {
+          const found = await resolver.providers.resolve(cids)
+          for (const list of found) if (list.some(p => p.equals(publisher.host.peerId))) resolved++
+        })
       })
       // then a second holder of the same pages: every key already has a provider on its replicas
       const second = nodes[1 + ((r + 3) % (nodes.length - 1))]
       const republish = await measure(N, async () => { await second.providers.provide(cids) })
-      runs.push({ publish, republish, resolve, replicas, peers, resolved })
+      runs.push({ publish, republish, resolve, replicas, peers, resolved, publishWire, resolveWire })
       process.stderr.write(`run ${r + 1}: publish ${fmt(publish.rate)} CIDs/s, publish of already provided keys ${fmt(republish.rate)} CIDs/s, resolve ${fmt(resolve.rate)} CIDs/s (${resolved}/${N} found)\n`)
     }
+
+    // a migration's destination announces what it received in small provide() calls
+    const migrating = randomCids(MIGRATION_PAGES)
+    const migrationWire = await wire(nodes[6], async () => {
+      for (let i = 0; i < migrating.length; i += MIGRATION_BATCH) await nodes[6].providers.provide(migrating.slice(i, i + MIGRATION_BATCH))
+    })
+    process.stderr.write(`wire: ${sumWire(runs.map(r => r.publishWire)).bytesPerKey} B per key published, ${sumWire(runs.map(r => r.resolveWire)).bytesPerKey} B per key resolved, ${migrationWire.bytesPerKey} B per key in ${MIGRATION_BATCH}-CID publishes\n`)
 
     // baseline: stock kad-dht, one CID at a time, between the same 8 nodes
     const stock = randomCids(BASELINE)
@@ -138,11 +176,18 @@ async function main (): Promise<void> {
         replication: 3,
         cids: N,
         runs: RUNS,
-        levelWriteBufferMiB: writeBufferMiB ?? 'classic-level default (4)'
+        levelWriteBufferMiB: writeBufferMiB ?? 'classic-level default (4)',
+        protocol: PROTOCOL
       },
       publish: { cidsPerSec: publish.rate, recordsPerSec: publish.rate * 3, cidsPerCpuSec: publish.cpuRate, mainThreadUsPerCid: publish.mainUsPerCid, runs: publish.runs },
       publishProvided: { cidsPerSec: republish.rate, cidsPerCpuSec: republish.cpuRate, mainThreadUsPerCid: republish.mainUsPerCid, runs: republish.runs },
       resolve: { cidsPerSec: resolve.rate, cidsPerCpuSec: resolve.cpuRate, mainThreadUsPerCid: resolve.mainUsPerCid, runs: resolve.runs },
+      wire: {
+        what: 'ADD / GET frame bytes written to remote replicas (length prefix included; noise and yamux framing not) per key in them',
+        publish: sumWire(runs.map(r => r.publishWire)),
+        resolve: sumWire(runs.map(r => r.resolveWire)),
+        migrationPublish: { cids: MIGRATION_PAGES, cidsPerProvide: MIGRATION_BATCH, ...migrationWire }
+      },
       correctness: runs.map(r => ({ replicas: r.replicas, peers: r.peers, resolvedToPublisher: r.resolved })),
       baseline: {
         what: 'stock @libp2p/kad-dht provide()/findProviders(), one CID at a time',
@@ -168,7 +213,11 @@ async function main (): Promise<void> {
         publishCidsPerCpuSec: old.publish?.cidsPerCpuSec,
         resolveCidsPerSec: old.resolve?.cidsPerSec,
         resolveCidsPerCpuSec: old.resolve?.cidsPerCpuSec,
-        stockProvideCidsPerSec: old.baseline?.provideCidsPerSec
+        stockProvideCidsPerSec: old.baseline?.provideCidsPerSec,
+        protocol: old.setup?.protocol,
+        wireBytesPerKey: old.wire != null
+          ? { publish: old.wire.publish?.bytesPerKey, resolve: old.wire.resolve?.bytesPerKey, migrationPublish: old.wire.migrationPublish?.bytesPerKey }
+          : undefined
       }
     } catch {}
     await writeFile(join(root, 'bench', 'results', 'dht.json'), JSON.stringify(result, null, 2) + '\n')
@@ -193,7 +242,7 @@ async function writeSection (r: any): Promise<void> {
 ## Provider records: publish and resolve (\`node bench/dht.ts\`)
 
 ${r.setup.nodes} real hosts in **one process** (${r.setup.transport}; kad-dht server mode on
-\`/memfabric/kad/1.0.0\`; \`/memfabric/providers/1.0.0\` with its own classic-level DB per node,
+\`/memfabric/kad/1.0.0\`; \`${r.setup.protocol ?? '/memfabric/providers/1.0.0'}\` with its own classic-level DB per node,
 write buffer: ${r.setup.levelWriteBufferMiB} MiB). Node 0 publishes ${fmt(r.setup.cids)} random page CIDs, each to the
 ${r.setup.replication} peers closest to its kad key; another node resolves all of them; a third node then
 publishes the same CIDs (every key already has a provider, so the replicas read and merge).
@@ -209,18 +258,20 @@ ${r.loadavg1AtStart} at start, ${r.loadavg1AtEnd ?? '?'} at the end — other wo
 | stock kad-dht \`findProviders()\`, one by one | ${fmt(r.baseline.findProvidersCidsPerSec)} | | | |
 
 Ratio to stock (same run, same load): publish **×${fmt(r.ratio.publish)}**, resolve **×${fmt(r.ratio.resolve)}**.
-Every run: ${r.correctness.map((c: any) => `${fmt(c.replicas)} replicas acknowledged / ${fmt(c.resolvedToPublisher)} CIDs resolved to the publisher`).join('; ')}.
+${r.wire != null ? `On the wire (${r.wire.what}): **${r.wire.publish.bytesPerKey} B per key published** (${fmt(r.wire.publish.bytes)} B for ${fmt(r.wire.publish.keys)} keys sent to remote replicas), **${r.wire.resolve.bytesPerKey} B per key resolved**, ${r.wire.migrationPublish.bytesPerKey} B per key when ${fmt(r.wire.migrationPublish.cids)} CIDs are published ${fmt(r.wire.migrationPublish.cidsPerProvide)} per provide() call as a migration's destination does.${r.previous?.wireBytesPerKey != null ? ` Before (${r.previous.protocol ?? '/memfabric/providers/1.0.0'}): ${r.previous.wireBytesPerKey.publish} / ${r.previous.wireBytesPerKey.resolve} / ${r.previous.wireBytesPerKey.migrationPublish} B.` : ''}\n` : ''}Every run: ${r.correctness.map((c: any) => `${fmt(c.replicas)} replicas acknowledged / ${fmt(c.resolvedToPublisher)} CIDs resolved to the publisher${c.resolvedToPublisher < r.setup.cids ? ' (**incomplete**)' : ''}`).join('; ')}.
 
 CPU cost (all 8 nodes' work, libuv and leveldb threads included): **${(1e6 / r.publish.cidsPerCpuSec).toFixed(0)} µs per CID
 published** (3 record copies), **${(1e6 / r.resolve.cidsPerCpuSec).toFixed(0)} µs per CID resolved**. On 2 free cores the rate is
 capped by the larger of the main thread's share and half the total: here
 ${fmt(Math.round(1e6 / Math.max(r.publish.mainThreadUsPerCid, 5e5 / r.publish.cidsPerCpuSec)))} CIDs/s for publish and ${fmt(Math.round(1e6 / Math.max(r.resolve.mainThreadUsPerCid, 5e5 / r.resolve.cidsPerCpuSec)))} for resolve. The target (≥ 50,000 CIDs/s
 each way, wall clock) is ${r.publish.cidsPerSec >= 50_000 && r.resolve.cidsPerSec >= 50_000 ? 'met' : `**not shown by this run's wall-clock figures**${r.loadavg1AtStart > 2 ? ' (the machine was loaded; see the load average)' : ''}`}. What made publish cheaper:
-each replica keeps a Bloom filter of the digests it holds (~1.25 bytes per key, loaded at start),
+each replica keeps a Bloom filter of the record keys it holds (~1.25 bytes per key, loaded at start),
 so a frame of keys nobody provides yet is one blind chained batch — a level read of a missing key
 cost more CPU than its write — and only possibly-held keys are read and merged (the second row);
 keys are prefixed into one buffer per frame instead of one sublevel concat per key; 4096 keys per
-ADD frame.
+ADD frame. Since \`/memfabric/providers/2.0.0\` a record key is the first 16 bytes of the page's
+sha2-256 digest instead of all 32, on the wire (ADD and GET) and in the replicas' stores; the kad
+position, and so placement, still comes from the whole CID.
 ${r.previous != null ? `Replaced figures (${r.previous.date}, load ${r.previous.loadavg1AtStart}): publish ${fmt(r.previous.publishCidsPerSec)} CIDs/s (${fmt(r.previous.publishCidsPerCpuSec)} per CPU-second), resolve ${fmt(r.previous.resolveCidsPerSec)} CIDs/s (${fmt(r.previous.resolveCidsPerCpuSec)} per CPU-second), stock provide ${fmt(r.previous.stockProvideCidsPerSec)} CIDs/s.\n` : ''}Raw figures: \`bench/results/dht.json\` (${r.date}, Node ${r.node}).
 ${END}`
   const start = doc.indexOf(BEGIN)

@@ -1,11 +1,11 @@
 import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
 import type { Store } from '../store/index.ts'
+import { DIGEST_LENGTH } from '../protocols/providers/index.ts'
 import type { ProviderRecords } from '../protocols/providers/index.ts'
 import { digestToCid } from '../store/page.ts'
 import { DEFAULT_PUBLISH_BATCH, DEFAULT_PUBLISH_DELAY } from './constants.ts'
 
-const DIGEST_LENGTH = 32
 /** Digests per queue chunk, and so per provide call. */
 const QUEUE_CHUNK = 16_384
 
@@ -18,7 +18,11 @@ const log = logger('memfabric:publisher')
 export class Publisher {
   private readonly store: Store
   private readonly providers: Pick<ProviderRecords, 'provide'>
-  /** Digests of pages waiting to be announced, packed 32 bytes each (a migration adds 10^5–10^6). */
+  /**
+   * Digests of pages waiting to be announced, packed 32 bytes each (a migration adds 10^5–10^6).
+   * Whole digests: a record's placement is computed from the full CID; only 16 bytes of each
+   * go on the wire (the providers service cuts them, `recordKey`).
+   */
   private queue: Uint8Array[] = []
   private tail = new Uint8Array(0)
   private tailUsed = 0

@@ -97,7 +97,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
    * and one writev per run of adjacent image pages.
    */
   const plan = async (slots: Slot[], slotOf: Distinct[], distinct: Distinct[], cap: number): Promise<ExportPlan> => {
-    const locs = await store.lookupKeys(distinct.map(d => d.key))
+    const locs = await store.lookup(distinct.map(d => d.digest))
     for (let i = 0; i < distinct.length; i++) {
       const loc = locs[i]
       const d = distinct[i]

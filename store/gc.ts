@@ -71,13 +71,6 @@ export class PageMarks {
     for (let k = 0; k < 8; k++) b[o + 7 - k] = d[at + k]
   }
 
-  /** Mark a digest given as the store's latin1 key. */
-  addKey (k: string): void {
-    if (this.n === this.values.length) this.grow()
-    const o = this.n++ * 8
-    const b = this.bytes
-    for (let i = 0; i < 8; i++) b[o + 7 - i] = k.charCodeAt(i)
-  }
 
   private grow (): void {
     this.settle()
@@ -124,7 +117,7 @@ async function mark (store: LevelPackStore, options: AbortOptions): Promise<{ pa
   const pages = new PageMarks()
   const blocks = new Set<string>()
   for (const lease of store.leases) {
-    for (const k of lease.pages) pages.addKey(k)
+    lease.pages.forEach((d, at) => { pages.add(d, at) })
     for (const k of lease.blocks) blocks.add(k)
   }
   for await (const [key, rec] of store.pinsDb.iterator()) {

@@ -18,18 +18,13 @@ const WORDS = 8
 /** Seed of the slot hash, so nobody can aim digests at one run of slots. */
 const SEED = randomBytes(4).readUInt32LE(0)
 
-/** Little-endian 32-bit word of `b` at `at`. */
-function word (b: Uint8Array, at: number): number {
-  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0
-}
-
-function latin1Word (k: string, at: number): number {
-  return (k.charCodeAt(at) | (k.charCodeAt(at + 1) << 8) | (k.charCodeAt(at + 2) << 16) | (k.charCodeAt(at + 3) << 24)) >>> 0
-}
+const NOWHERE: PageLocation = { pack: 0, offset: 0, length: 0 }
 
 export class PageTable {
   private mask: number
   private keys: Uint32Array
+  /** The same memory as `keys`: digest bytes at slot * 32. */
+  private keyBytes: Uint8Array
   private state: Uint8Array
   private packs: Uint32Array
   private offsets: Float64Array
@@ -38,18 +33,38 @@ export class PageTable {
   size = 0
   /** Slots not EMPTY (entries and tombstones). */
   private used = 0
-  /** Scratch words of the digest being probed. */
+  /** Scratch words (and bytes) of the digest being probed. */
   private readonly probe = new Uint32Array(WORDS)
+  private readonly probeBytes = new Uint8Array(this.probe.buffer)
 
   constructor (expected = 0) {
     let cap = 1024
     while (cap * 0.7 < expected) cap *= 2
     this.mask = cap - 1
     this.keys = new Uint32Array(cap * WORDS)
+    this.keyBytes = new Uint8Array(this.keys.buffer)
     this.state = new Uint8Array(cap)
     this.packs = new Uint32Array(cap)
     this.offsets = new Float64Array(cap)
     this.lengths = new Uint16Array(cap)
+  }
+
+  /** Forget every entry (keeping the memory). */
+  clear (): void {
+    this.state.fill(EMPTY)
+    this.size = 0
+    this.used = 0
+  }
+
+  /**
+   * Call `fn` for every entry with the table's digest bytes (the digest at `at`) and location
+   * fields. The table must not change during the walk.
+   */
+  forEach (fn: (bytes: Uint8Array, at: number, pack: number, offset: number, length: number) => void): void {
+    const state = this.state
+    for (let i = 0; i < state.length; i++) {
+      if (state[i] === FULL) fn(this.keyBytes, i * 32, this.packs[i], this.offsets[i], this.lengths[i])
+    }
   }
 
   /** Bytes of memory the table holds. */
@@ -79,13 +94,14 @@ export class PageTable {
   }
 
   private load (b: Uint8Array, at: number): void {
-    const p = this.probe
-    for (let w = 0; w < WORDS; w++) p[w] = word(b, at + 4 * w)
+    const p = this.probeBytes
+    for (let k = 0; k < 32; k++) p[k] = b[at + k]
   }
 
-  private loadKey (k: string): void {
-    const p = this.probe
-    for (let w = 0; w < WORDS; w++) p[w] = latin1Word(k, 4 * w)
+  /** Set the location of the digest `b[at, at + 32)`, adding it if new. */
+  setFields (b: Uint8Array, at: number, pack: number, offset: number, length: number): void {
+    this.load(b, at)
+    this.putFields(pack, offset, length)
   }
 
   private location (i: number): PageLocation | undefined {
@@ -95,12 +111,6 @@ export class PageTable {
   /** Location of the digest `b[at, at + 32)`. */
   get (b: Uint8Array, at = 0): PageLocation | undefined {
     this.load(b, at)
-    return this.location(this.find())
-  }
-
-  /** Location of a digest given as a 32-char latin1 string (the store's map key). */
-  getKey (k: string): PageLocation | undefined {
-    this.loadKey(k)
     return this.location(this.find())
   }
 
@@ -115,9 +125,12 @@ export class PageTable {
     this.put(loc)
   }
 
-  setKey (k: string, loc: PageLocation): void {
-    this.loadKey(k)
-    this.put(loc)
+  /** Add the digest `b[at, at + 32)` as a member (no location); false if it was there. */
+  add (b: Uint8Array, at = 0): boolean {
+    this.load(b, at)
+    if (this.find() >= 0) return false
+    this.put(NOWHERE)
+    return true
   }
 
   delete (b: Uint8Array, at = 0): boolean {
@@ -130,6 +143,10 @@ export class PageTable {
   }
 
   private put (loc: PageLocation): void {
+    this.putFields(loc.pack, loc.offset, loc.length)
+  }
+
+  private putFields (pack: number, offset: number, length: number): void {
     let i = this.find()
     if (i < 0) {
       if ((this.used + 1) > (this.mask + 1) * 0.7) {
@@ -142,9 +159,9 @@ export class PageTable {
       this.keys.set(this.probe, i * WORDS)
       this.size++
     }
-    this.packs[i] = loc.pack
-    this.offsets[i] = loc.offset
-    this.lengths[i] = loc.length
+    this.packs[i] = pack
+    this.offsets[i] = offset
+    this.lengths[i] = length
   }
 
   private rehash (cap: number): void {
@@ -152,6 +169,7 @@ export class PageTable {
     const saved = Uint32Array.from(this.probe)
     this.mask = cap - 1
     this.keys = new Uint32Array(cap * WORDS)
+    this.keyBytes = new Uint8Array(this.keys.buffer)
     this.state = new Uint8Array(cap)
     this.packs = new Uint32Array(cap)
     this.offsets = new Float64Array(cap)

@@ -61,12 +61,10 @@ export interface PinRecord {
 
 /** Digests and blocks an in-progress import (or other writer) needs kept through a gc. */
 export interface Lease {
-  pages: Set<string>
+  /** Page digests (a set: locations unused). */
+  pages: PageTable
   blocks: Set<string>
 }
-
-/** A page appended but not committed; the map key is its digest (latin1), so no digest copy is kept. */
-type PendingPage = PageLocation
 
 type Sub<K, V> = AbstractSublevel<ClassicLevel<string, string>, string | Buffer | Uint8Array, K, V>
 
@@ -144,7 +142,7 @@ export class LevelPackStore extends EventTarget implements Store {
   readonly lock = new Mutex()
   readonly leases = new Set<Lease>()
   /** Pages appended to a pack but not yet committed to the index. */
-  readonly pending = new Map<string, PendingPage>()
+  readonly pending = new PageTable()
   pendingBytes = 0
   readonly pendingBlocks = new Map<string, Block>()
   /**
@@ -243,7 +241,7 @@ export class LevelPackStore extends EventTarget implements Store {
 
   /** Register digests/blocks to keep through a gc; drop it with `leases.delete`. */
   lease (): Lease {
-    const l: Lease = { pages: new Set(), blocks: new Set() }
+    const l: Lease = { pages: new PageTable(), blocks: new Set() }
     this.leases.add(l)
     return l
   }
@@ -304,45 +302,57 @@ export class LevelPackStore extends EventTarget implements Store {
   }
 
   /** Where each page is stored (pending or committed), `undefined` when not held. */
-  async lookup (digests: Uint8Array[], keys?: string[]): Promise<Array<PageLocation | undefined>> {
-    const table = this.table
-    if (keys == null && table != null && this.pending.size === 0) {
-      return digests.map(d => table.get(d, 0))
+  async lookup (digests: Uint8Array[]): Promise<Array<PageLocation | undefined>> {
+    const buf = Buffer.allocUnsafe(digests.length * 32)
+    const at = new Array<number>(digests.length)
+    for (let i = 0; i < digests.length; i++) {
+      buf.set(digests[i], i * 32)
+      at[i] = i * 32
     }
-    return this.lookupKeys(keys ?? digests.map(digestKey))
+    return this.locate(buf, at)
   }
 
-  /** {@link lookup} by digest keys (latin1 strings): one key buffer and one getMany for the lot. */
+  /** {@link lookup} by digest keys (latin1 strings). */
   async lookupKeys (keys: string[]): Promise<Array<PageLocation | undefined>> {
-    const n = keys.length
-    const out = new Array<PageLocation | undefined>(n).fill(undefined)
-    const at: number[] = []
-    const hasPending = this.pending.size > 0
-    for (let i = 0; i < n; i++) {
-      const p = hasPending ? this.pending.get(keys[i]) : undefined
-      if (p != null) {
-        out[i] = p
-      } else {
-        at.push(i)
-      }
+    const buf = Buffer.allocUnsafe(keys.length * 32)
+    const at = new Array<number>(keys.length)
+    for (let i = 0; i < keys.length; i++) {
+      buf.write(keys[i], i * 32, 32, 'latin1')
+      at[i] = i * 32
     }
+    return this.locate(buf, at)
+  }
+
+  /**
+   * {@link lookup} of the digests `buf[at[j], at[j] + 32)`: pending pages, then the page table
+   * when loaded, else one key buffer and one level getMany for the lot.
+   */
+  async locate (buf: Uint8Array, at: number[]): Promise<Array<PageLocation | undefined>> {
+    const n = at.length
+    const out = new Array<PageLocation | undefined>(n).fill(undefined)
+    const ask: number[] = []
+    const pending = this.pending.size > 0 ? this.pending : undefined
     const table = this.table
-    if (at.length > 0 && table != null) {
-      for (const i of at) out[i] = table.getKey(keys[i])
-    } else if (at.length > 0) {
+    for (let j = 0; j < n; j++) {
+      const p = pending?.get(buf, at[j])
+      if (p != null) out[j] = p
+      else if (table != null) out[j] = table.get(buf, at[j])
+      else ask.push(j)
+    }
+    if (ask.length > 0) {
       const kl = PAGE_PREFIX.byteLength + 32
-      const kb = Buffer.allocUnsafe(at.length * kl)
-      const ask = new Array<Uint8Array>(at.length)
-      for (let j = 0; j < at.length; j++) {
-        const o = j * kl
+      const kb = Buffer.allocUnsafe(ask.length * kl)
+      const keys = new Array<Uint8Array>(ask.length)
+      for (let q = 0; q < ask.length; q++) {
+        const o = q * kl
         PAGE_PREFIX.copy(kb, o)
-        kb.write(keys[at[j]], o + PAGE_PREFIX.byteLength, 32, 'latin1')
-        ask[j] = kb.subarray(o, o + kl)
+        kb.set(buf.subarray(at[ask[q]], at[ask[q]] + 32), o + PAGE_PREFIX.byteLength)
+        keys[q] = kb.subarray(o, o + kl)
       }
-      const values = await this.db.getMany<Uint8Array, Uint8Array>(ask, { keyEncoding: VIEW, valueEncoding: VIEW })
-      for (let j = 0; j < values.length; j++) {
-        const v = values[j]
-        if (v != null) out[at[j]] = decodeLocation(v)
+      const values = await this.db.getMany<Uint8Array, Uint8Array>(keys, { keyEncoding: VIEW, valueEncoding: VIEW })
+      for (let q = 0; q < values.length; q++) {
+        const v = values[q]
+        if (v != null) out[ask[q]] = decodeLocation(v)
       }
     }
     return out
@@ -350,16 +360,17 @@ export class LevelPackStore extends EventTarget implements Store {
 
   /**
    * Append new pages (already known to be absent) to the pack as one write and record them as
-   * pending. `bytes` is their concatenation; `lengths` their sizes. Call with the lock held.
+   * pending: page i has the digest `digests[at[i], at[i] + 32)` and is `lengths[i]` long; `bytes`
+   * is their concatenation (one buffer or several). Call with the lock held.
    */
-  async appendPages (digests: Uint8Array[], bytes: Uint8Array | Uint8Array[], lengths: number[], keys?: string[]): Promise<{ done: Promise<void> }> {
+  async appendPages (digests: Uint8Array, at: number[], bytes: Uint8Array | Uint8Array[], lengths: number[]): Promise<{ done: Promise<void> }> {
     const { pack, offset, done } = await this.packs.append(bytes)
-    let at = offset
+    let pos = offset
     for (let i = 0; i < lengths.length; i++) {
-      this.pending.set(keys?.[i] ?? digestKey(digests[i]), { pack, offset: at, length: lengths[i] })
-      at += lengths[i]
+      this.pending.setFields(digests, at[i], pack, pos, lengths[i])
+      pos += lengths[i]
     }
-    this.pendingBytes += at - offset
+    this.pendingBytes += pos - offset
     return { done }
   }
 
@@ -383,21 +394,25 @@ export class LevelPackStore extends EventTarget implements Store {
       let o = 0
       let v = 0
       let last: { pack: number, d: { pages: number, bytes: number } } | undefined
-      for (const [k, p] of this.pending) {
+      const loc = { pack: 0, offset: 0, length: 0 }
+      this.pending.forEach((digest, at, pack, offset, length) => {
         PAGE_PREFIX.copy(kb, o)
-        kb.write(k, o + PAGE_PREFIX.byteLength, 32, 'latin1')
-        writeLocation(vb, v, p)
+        kb.set(digest.subarray(at, at + 32), o + PAGE_PREFIX.byteLength)
+        loc.pack = pack
+        loc.offset = offset
+        loc.length = length
+        writeLocation(vb, v, loc)
         batch.put(kb.subarray(o, o + kl) as any, vb.subarray(v, v + LOCATION_BYTES) as any, VIEW_OPTIONS as any)
         o += kl
         v += LOCATION_BYTES
-        if (last?.pack !== p.pack) {
-          const d = deltas.get(p.pack) ?? { pages: 0, bytes: 0 }
-          deltas.set(p.pack, d)
-          last = { pack: p.pack, d }
+        if (last?.pack !== pack) {
+          const d = deltas.get(pack) ?? { pages: 0, bytes: 0 }
+          deltas.set(pack, d)
+          last = { pack, d }
         }
         last.d.pages++
-        last.d.bytes += p.length
-      }
+        last.d.bytes += length
+      })
       for (const b of this.pendingBlocks.values()) {
         batch.put(b.cid.toString(), b.bytes as any, { sublevel: this.blocksDb as any })
       }
@@ -417,19 +432,20 @@ export class LevelPackStore extends EventTarget implements Store {
         if (op.type === 'del') batch.del(op.key, op)
         else batch.put(op.key, op.value, op)
       }
-      const added = n > 0 && this.hasListeners('pages:added') ? [...this.pending.keys()] : []
+      const added: CID[] = []
+      if (n > 0 && this.hasListeners('pages:added')) this.pending.forEach((d, at) => { added.push(digestToCid(d.slice(at, at + 32))) })
       await batch.write({ sync })
       for (const [id, e] of updated) this.packs.entries.set(id, e)
       const table = this.table
       if (table != null) {
-        for (const [k, p] of this.pending) table.setKey(k, p)
+        this.pending.forEach((d, at, pack, offset, length) => { table.setFields(d, at, pack, offset, length) })
         this.checkTable()
       }
       this.pending.clear()
       this.pendingBlocks.clear()
       this.pendingBytes = 0
       if (added.length > 0) {
-        this.dispatchEvent(new CustomEvent('pages:added', { detail: added.map(k => digestToCid(Buffer.from(k, 'latin1'))) }))
+        this.dispatchEvent(new CustomEvent('pages:added', { detail: added }))
       }
     } finally {
       await batch.close()
@@ -565,7 +581,9 @@ export class LevelPackStore extends EventTarget implements Store {
       const locs = await this.lookup(list.map(p => p.cid.multihash.digest))
       const add = list.filter((_, i) => locs[i] == null)
       if (add.length === 0) return 0
-      await this.appendPages(add.map(p => p.cid.multihash.digest), Buffer.concat(add.map(p => p.bytes)), add.map(p => p.bytes.byteLength))
+      const digests = Buffer.allocUnsafe(add.length * 32)
+      add.forEach((p, i) => { digests.set(p.cid.multihash.digest, i * 32) })
+      await this.appendPages(digests, add.map((_, i) => i * 32), add.map(p => p.bytes), add.map(p => p.bytes.byteLength))
       await this.commitPending()
       return add.length
     })

@@ -1,30 +1,36 @@
 /**
- * Wire format of `/memfabric/providers/1.0.0`: length-prefixed frames, each one dag-cbor map.
+ * Wire format of `/memfabric/providers/2.0.0`: length-prefixed frames, each one dag-cbor map.
  *
  * Requests (client → replica), answered in order, several in flight per stream:
  * - `{ type: 'add', keys, ttl?, addrs? }` — the sender provides every key. `keys` is ONE byte
- *   string of n × 32-byte sha2-256 digests (packed: no per-key framing to encode or decode).
- *   `addrs` are the sender's multiaddrs (sent once per stream is enough). The provider is
- *   always the authenticated remote peer, never a field of the message.
- * - `{ type: 'get', keys }` — which providers does the replica know for each key.
+ *   string of n × 16-byte record keys, each the first 16 bytes of a page's sha2-256 digest
+ *   (`recordKey` in keyspace.ts; packed: no per-key framing to encode or decode). `addrs` are
+ *   the sender's multiaddrs (sent once per stream is enough). The provider is always the
+ *   authenticated remote peer, never a field of the message.
+ * - `{ type: 'get', keys }` — which providers does the replica know for each key (same packing).
  *
  * Answers:
  * - `{ type: 'added', count }`
  * - `{ type: 'providers', peers, addrs, providers }` — `peers` is a table of peer ids
  *   (multihash bytes) with `addrs[i]` their multiaddrs; `providers[j]` lists indexes into
- *   `peers` for key j, so a peer that provides many keys costs one small int per key.
+ *   `peers` for key j (by position: the asker maps them back to its CIDs), so a peer that
+ *   provides many keys costs one small int per key.
+ *
+ * 1.0.0 carried whole 32-byte digests in the same fields. The protocol id changed with the
+ * width, so peers of the two versions never share a stream (a 1.0.0 frame would otherwise
+ * parse as twice as many 16-byte keys).
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { InvalidMessageError } from './errors.ts'
 import {
-  DIGEST_LENGTH, MAX_KEYS_PER_MESSAGE, MAX_ADDRS_PER_PEER, MAX_ADDR_LENGTH, MAX_PEER_ID_LENGTH,
+  KEY_LENGTH, MAX_KEYS_PER_MESSAGE, MAX_ADDRS_PER_PEER, MAX_ADDR_LENGTH, MAX_PEER_ID_LENGTH,
   MAX_PROVIDERS_PER_KEY_RESPONSE, MAX_RECORD_TTL
 } from './constants.ts'
 
 export interface AddRequest {
   readonly type: 'add'
-  /** n × 32 bytes. */
+  /** n × KEY_LENGTH (16) bytes. */
   readonly keys: Uint8Array
   /** Requested record lifetime in ms; the replica caps it. */
   readonly ttl?: number
@@ -33,7 +39,7 @@ export interface AddRequest {
 
 export interface GetRequest {
   readonly type: 'get'
-  /** n × 32 bytes. */
+  /** n × KEY_LENGTH (16) bytes. */
   readonly keys: Uint8Array
 }
 
@@ -72,10 +78,10 @@ function decodeMap (data: Uint8Array | Uint8ArrayList): Record<string, unknown> 
 
 function checkKeys (keys: unknown): Uint8Array {
   if (!(keys instanceof Uint8Array)) throw new InvalidMessageError('keys must be bytes')
-  if (keys.byteLength === 0 || keys.byteLength % DIGEST_LENGTH !== 0) {
-    throw new InvalidMessageError(`keys must be a non-empty multiple of ${DIGEST_LENGTH} bytes`)
+  if (keys.byteLength === 0 || keys.byteLength % KEY_LENGTH !== 0) {
+    throw new InvalidMessageError(`keys must be a non-empty multiple of ${KEY_LENGTH} bytes`)
   }
-  if (keys.byteLength / DIGEST_LENGTH > MAX_KEYS_PER_MESSAGE) {
+  if (keys.byteLength / KEY_LENGTH > MAX_KEYS_PER_MESSAGE) {
     throw new InvalidMessageError(`more than ${MAX_KEYS_PER_MESSAGE} keys in one frame`)
   }
   return keys
@@ -157,19 +163,22 @@ export function encodeMessage (message: Request | Response): Uint8Array {
   return dagCbor.encode(plain)
 }
 
-/** Split packed keys into 32-byte Buffer views (no copy; level takes Buffers as they are). */
+/** Split packed keys into 16-byte Buffer views (no copy; level takes Buffers as they are). */
 export function unpackKeys (keys: Uint8Array): Buffer[] {
   const all = Buffer.from(keys.buffer, keys.byteOffset, keys.byteLength)
-  const out: Buffer[] = new Array(keys.byteLength / DIGEST_LENGTH)
+  const out: Buffer[] = new Array(keys.byteLength / KEY_LENGTH)
   for (let i = 0; i < out.length; i++) {
-    out[i] = all.subarray(i * DIGEST_LENGTH, (i + 1) * DIGEST_LENGTH)
+    out[i] = all.subarray(i * KEY_LENGTH, (i + 1) * KEY_LENGTH)
   }
   return out
 }
 
-/** Pack 32-byte digests into one byte string. */
+/** Pack 16-byte record keys into one byte string; a key of another width is a bug (RangeError). */
 export function packKeys (keys: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(keys.length * DIGEST_LENGTH)
-  for (let i = 0; i < keys.length; i++) out.set(keys[i], i * DIGEST_LENGTH)
+  const out = new Uint8Array(keys.length * KEY_LENGTH)
+  for (let i = 0; i < keys.length; i++) {
+    if (keys[i].byteLength !== KEY_LENGTH) throw new RangeError(`a record key is ${KEY_LENGTH} bytes, got ${keys[i].byteLength}`)
+    out.set(keys[i], i * KEY_LENGTH)
+  }
   return out
 }

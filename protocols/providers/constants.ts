@@ -5,12 +5,18 @@
 
 export const PROTOCOL_PREFIX = 'memfabric'
 export const PROTOCOL_NAME = 'providers'
-export const PROTOCOL_VERSION = '1.0.0'
-/** `/memfabric/providers/1.0.0` */
+/** 2.0.0: record keys are 16 bytes (1.0.0 sent and stored the whole 32-byte digest). */
+export const PROTOCOL_VERSION = '2.0.0'
+/** `/memfabric/providers/2.0.0` */
 export const PROTOCOL = `/${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
 
-/** Length of a page key on the wire and in the store: a sha2-256 digest. */
+/** Length of a page's sha2-256 digest: the CIDs this service publishes and resolves. */
 export const DIGEST_LENGTH = 32
+/**
+ * Length of a record key on the wire and in the record store: the first 16 bytes of the page's
+ * sha2-256 digest (`recordKey` in keyspace.ts says why a prefix is enough).
+ */
+export const KEY_LENGTH = 16
 
 /** How many of the closest peers (by XOR distance of kad keys) hold each record. */
 export const DEFAULT_REPLICATION = 3
@@ -23,7 +29,7 @@ export const DEFAULT_SWEEP_INTERVAL = 60 * 60 * 1000
 /** Longest TTL a replica grants, whatever the publisher asks for. */
 export const MAX_RECORD_TTL = 48 * 60 * 60 * 1000
 
-/** Keys per ADD frame: 4096 × 32 B = 128 KiB, one level batch on the replica. */
+/** Keys per ADD frame: 4096 × 16 B = 64 KiB, one level batch on the replica. */
 export const DEFAULT_ADD_BATCH_SIZE = 4096
 /** Keys per GET frame. */
 export const DEFAULT_GET_BATCH_SIZE = 2048

@@ -5,9 +5,10 @@
  * (one lookup each), keys are sorted by their kad position, the keyspace is cut into regions,
  * each region's closest peers are found once through kad-dht, and all of the region's
  * records go to the `replication` closest peers of each key over one pipelined stream per
- * peer, thousands of keys per frame (`/memfabric/providers/1.0.0`). Resolving many CIDs works
- * the same way. Replicas keep records in level (bounded by disk, not RAM) until they expire;
- * the republish task re-announces everything from a source before that.
+ * peer, thousands of keys per frame (`/memfabric/providers/2.0.0`; a key is the first 16 bytes
+ * of the page's sha2-256 digest, the kad position still comes from the whole CID). Resolving
+ * many CIDs works the same way. Replicas keep records in level (bounded by disk, not RAM)
+ * until they expire; the republish task re-announces everything from a source before that.
  *
  * @example
  * ```ts
@@ -25,6 +26,7 @@ import { ProviderRecords } from './provider-records.ts'
 export * from './constants.ts'
 export * from './errors.ts'
 export { RecordStore } from './record-store.ts'
+export { recordKey } from './keyspace.ts'
 export type { RecordStoreInit } from './record-store.ts'
 export { ProviderRecords }
 
@@ -124,6 +126,10 @@ export interface ProviderStats {
   resolved: number
   /** Keys answered for other peers. */
   served: number
+  /** Bytes of ADD and GET frames written to remote replicas (length prefix included; noise and yamux framing not). */
+  sentBytes: number
+  /** Keys in those frames: `sentBytes / sentKeys` is what a key costs on the wire. */
+  sentKeys: number
 }
 
 /** The service factory to pass in libp2p `services`. */

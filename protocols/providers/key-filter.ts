@@ -1,15 +1,20 @@
 /**
- * A Bloom filter of the page digests a replica holds records for. It lets an ADD write a key
+ * A Bloom filter of the record keys a replica holds records for. It lets an ADD write a key
  * nobody has provided yet without reading it first (a level read of a missing key costs more
  * CPU than the write), and a GET answer such a key without a read.
  *
- * Keys are sha2-256 digests, uniformly distributed already, so the filter's hash functions
- * are simply words of the digest. A false positive only costs the read the filter saves.
+ * Keys are 16-byte prefixes of sha2-256 digests, uniformly distributed already, so the
+ * filter's hash functions are made of the key's own four 32-bit words: the words themselves,
+ * then three more by double hashing (w2 + j·w3). A false positive only costs the read the
+ * filter saves.
  */
+import { KEY_LENGTH } from './constants.ts'
+
 /** Filter bits per key it is sized for (with 7 probes: ~1% false positives at capacity). */
 export const FILTER_BITS_PER_KEY = 10
-/** Probes per key: 7 of the digest's 8 little-endian 32-bit words. */
+/** Probes per key: the key's 4 little-endian 32-bit words, then 3 derived ones. */
 const PROBES = 7
+const WORDS = KEY_LENGTH / 4
 /** Smallest filter: 2^23 bits (1 MiB), ~840k keys: a replica rarely needs to grow it. */
 const MIN_BITS_LOG2 = 23
 /** Largest filter: 2^32 bits (512 MiB) — the word index stays an unsigned 32-bit integer. */
@@ -22,6 +27,7 @@ export class KeyFilter {
   count = 0
   private readonly words: Uint32Array
   private readonly mask: number
+  private readonly scratch = new Uint32Array(PROBES)
 
   constructor (capacity: number) {
     let log2 = MIN_BITS_LOG2
@@ -31,20 +37,18 @@ export class KeyFilter {
     this.capacity = Math.floor(2 ** log2 / FILTER_BITS_PER_KEY)
   }
 
-  /** Add the digest at `bytes[offset…offset+32)`. */
+  /** Add the key at `bytes[offset…offset+16)`. */
   add (bytes: Uint8Array, offset = 0): void {
-    for (let i = 0; i < PROBES; i++) {
-      const bit = this.probe(bytes, offset + i * 4)
-      this.words[bit >>> 5] |= 1 << (bit & 31)
-    }
+    const bits = this.probes(bytes, offset)
+    for (let i = 0; i < PROBES; i++) this.words[bits[i] >>> 5] |= 1 << (bits[i] & 31)
     this.count++
   }
 
-  /** False: the digest was never added. True: it may have been. */
+  /** False: the key was never added. True: it may have been. */
   has (bytes: Uint8Array, offset = 0): boolean {
+    const bits = this.probes(bytes, offset)
     for (let i = 0; i < PROBES; i++) {
-      const bit = this.probe(bytes, offset + i * 4)
-      if ((this.words[bit >>> 5] & (1 << (bit & 31))) === 0) return false
+      if ((this.words[bits[i] >>> 5] & (1 << (bits[i] & 31))) === 0) return false
     }
     return true
   }
@@ -54,7 +58,19 @@ export class KeyFilter {
     return this.count > this.capacity
   }
 
-  private probe (b: Uint8Array, at: number): number {
-    return ((b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0) & this.mask
+  /** The bits of the key at `at` (in a scratch array, valid until the next call). */
+  private probes (b: Uint8Array, at: number): Uint32Array {
+    const bits = this.scratch
+    for (let i = 0; i < WORDS; i++) bits[i] = word(b, at + i * 4) & this.mask
+    // double hashing from the last two words; an odd step keeps the derived probes apart from
+    // each other and from w2 (the size is a power of 2); `&` takes the sum (< 2^53) mod 2^32
+    const base = word(b, at + 8)
+    const step = (word(b, at + 12) | 1) >>> 0
+    for (let i = WORDS; i < PROBES; i++) bits[i] = (base + (i - WORDS + 1) * step) & this.mask
+    return bits
   }
+}
+
+function word (b: Uint8Array, at: number): number {
+  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0
 }

@@ -1,13 +1,14 @@
 /**
  * Kad keyspace arithmetic. A CID's position is sha256 of its multihash bytes and a peer's is
  * sha256 of its peer id multihash — the derivation kad-dht uses — so our records live on
- * the peers the DHT itself would pick.
+ * the peers the DHT itself would pick. Placement uses the whole CID (publisher and resolver
+ * both have it); only the record key sent to and stored by replicas is shortened (`recordKey`).
  */
 import { hash } from 'node:crypto'
 import type { CID } from 'multiformats/cid'
 import type { PeerId } from '@libp2p/interface'
 import { UnsupportedCidError } from './errors.ts'
-import { DIGEST_LENGTH } from './constants.ts'
+import { DIGEST_LENGTH, KEY_LENGTH } from './constants.ts'
 
 const SHA2_256 = 0x12
 
@@ -20,6 +21,20 @@ export function kadKeyOf (bytes: Uint8Array): Uint8Array {
 export function cidKadKey (cid: CID): Uint8Array {
   checkCid(cid)
   return kadKeyOf(cid.multihash.bytes)
+}
+
+/**
+ * The record key of a page: the first KEY_LENGTH (16) bytes of its sha2-256 digest, a view (no
+ * copy). Half the bytes of the whole digest on the wire and in replicas' stores. Pages whose
+ * digests share these 128 bits would share records; that is harmless — a listed provider that
+ * lacks the page answers "missing" on the page protocol, the puller re-plans, and every page is
+ * verified against its full CID — and it cannot be forced against a chosen page: that takes a
+ * second preimage of sha2-256 cut to 128 bits (~2^128 hashes). A birthday pair (~2^64 hashes)
+ * only mixes the records of two pages the attacker made itself; by chance, 10^9 distinct pages
+ * collide with probability ~10^-21.
+ */
+export function recordKey (digest: Uint8Array): Uint8Array {
+  return digest.subarray(0, KEY_LENGTH)
 }
 
 export function checkCid (cid: CID): void {

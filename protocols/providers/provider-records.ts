@@ -18,14 +18,14 @@ import type { CID } from 'multiformats/cid'
 import { RecordStore } from './record-store.ts'
 import { decodeRequest, decodeResponse, encodeMessage, packKeys, unpackKeys } from './codec.ts'
 import type { Request, Response } from './codec.ts'
-import { checkCid, closest, commonPrefixLength, compareKeys, hasPrefix, kadKeyOf, peerKadKey } from './keyspace.ts'
+import { checkCid, closest, commonPrefixLength, compareKeys, hasPrefix, kadKeyOf, peerKadKey, recordKey } from './keyspace.ts'
 import { NotStartedError, ProtocolError } from './errors.ts'
 import {
   PROTOCOL, DEFAULT_REPLICATION, DEFAULT_RECORD_TTL, DEFAULT_REPUBLISH_INTERVAL, DEFAULT_SWEEP_INTERVAL,
   DEFAULT_ADD_BATCH_SIZE, DEFAULT_GET_BATCH_SIZE, DEFAULT_WINDOW, DEFAULT_MESSAGE_TIMEOUT,
   DEFAULT_DIAL_TIMEOUT, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_LOOKUP_ROUNDS, DEFAULT_REGION_CACHE_TTL,
   DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, MAX_MESSAGE_SIZE, MAX_RECORD_TTL,
-  MAX_KEYS_PER_MESSAGE, MAX_CACHED_REGIONS, MAX_ADDRS_PER_PEER
+  MAX_KEYS_PER_MESSAGE, MAX_CACHED_REGIONS, MAX_ADDRS_PER_PEER, KEY_LENGTH
 } from './constants.ts'
 import type {
   ProviderRecordsComponents, ProviderRecordsInit, ProvideOptions, ProvideResult,
@@ -50,9 +50,9 @@ interface Region {
   expires: number
 }
 
-/** One record on its way: page digest, kad position, the peers it may go to. */
+/** One record on its way: record key (16 bytes), kad position, the peers it may go to. */
 interface Entry {
-  digest: Uint8Array
+  key: Uint8Array
   kad: Uint8Array
   candidates: Candidate[]
 }
@@ -60,6 +60,13 @@ interface Entry {
 /** A map key for bytes without copying them. */
 function bytesKey (u: Uint8Array): string {
   return Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('latin1')
+}
+
+/** Bytes of the unsigned-varint length prefix lpStream puts before a frame of `n` bytes. */
+function prefixLength (n: number): number {
+  let len = 1
+  while (n >= 0x80) { n = Math.floor(n / 0x80); len++ }
+  return len
 }
 
 function withTimeout (ms: number, signal?: AbortSignal): AbortSignal {
@@ -76,6 +83,7 @@ class PeerSession {
   private readonly lp: LengthPrefixedStream<Stream>
   private readonly window: number
   private readonly timeout: number
+  private readonly counters: ProviderStats
   private inflight = 0
   private readonly waiters: Array<() => void> = []
   private readChain: Promise<unknown> = Promise.resolve()
@@ -83,11 +91,12 @@ class PeerSession {
   /** The provider's addresses go with the first ADD of a stream only. */
   addrsSent = false
 
-  constructor (stream: Stream, window: number, timeout: number) {
+  constructor (stream: Stream, window: number, timeout: number, counters: ProviderStats) {
     this.stream = stream
     this.lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_SIZE })
     this.window = window
     this.timeout = timeout
+    this.counters = counters
   }
 
   async request (message: Request, options?: AbortOptions): Promise<Response> {
@@ -106,6 +115,8 @@ class PeerSession {
       })
       this.readChain = answer.catch(() => {})
       await this.lp.write(bytes, { signal: withTimeout(this.timeout, options?.signal) })
+      this.counters.sentBytes += prefixLength(bytes.byteLength) + bytes.byteLength
+      this.counters.sentKeys += message.keys.byteLength / KEY_LENGTH
       const response = await answer
       if (response.type !== (message.type === 'add' ? 'added' : 'providers')) {
         throw new ProtocolError(`expected an answer to ${message.type}, got ${response.type}`)
@@ -193,7 +204,8 @@ export class ProviderRecords implements Startable {
   private timers: Array<ReturnType<typeof setTimeout>> = []
   private readonly tasks = new Set<Promise<unknown>>()
   private readonly counters: ProviderStats = {
-    published: 0, pending: 0, refreshed: 0, failedReplicas: 0, stored: 0, lookups: 0, resolved: 0, served: 0
+    published: 0, pending: 0, refreshed: 0, failedReplicas: 0, stored: 0, lookups: 0, resolved: 0, served: 0,
+    sentBytes: 0, sentKeys: 0
   }
 
   constructor (components: ProviderRecordsComponents, init: ProviderRecordsInit) {
@@ -314,7 +326,7 @@ export class ProviderRecords implements Startable {
     const stream = await this.components.connectionManager.openStream(peer, PROTOCOL, {
       signal: withTimeout(this.dialTimeout, options.signal)
     })
-    return new PeerSession(stream, this.window, this.messageTimeout)
+    return new PeerSession(stream, this.window, this.messageTimeout, this.counters)
   }
 
   // ---------------------------------------------------------------- regions
@@ -370,7 +382,11 @@ export class ProviderRecords implements Startable {
     for (const r of this.regions) r.candidates = r.candidates.filter(c => c.key !== key)
   }
 
-  /** Kad positions for `cids`, sorted, each with the region's candidates. */
+  /**
+   * Kad positions for `cids`, sorted, each with the region's candidates and its record key.
+   * The position comes from the whole CID (as before 2.0.0, so placement did not move); only
+   * the key sent to and stored by replicas is cut to 16 bytes.
+   */
   private async place (cids: CID[], options: AbortOptions): Promise<Array<Entry & { index: number }>> {
     const entries = cids.map((cid, index) => {
       checkCid(cid)
@@ -378,7 +394,7 @@ export class ProviderRecords implements Startable {
       const kad = kadKeyOf(raw)
       // the top 48 bits order almost every pair without a call into Buffer.compare
       const top = kad[0] * 2 ** 40 + kad[1] * 2 ** 32 + ((kad[2] << 24 | kad[3] << 16 | kad[4] << 8 | kad[5]) >>> 0)
-      return { digest: cid.multihash.digest, kad, top, raw, index, candidates: [] as Candidate[] }
+      return { key: recordKey(cid.multihash.digest), kad, top, raw, index, candidates: [] as Candidate[] }
     })
     entries.sort((a, b) => (a.top - b.top) || compareKeys(a.kad, b.kad))
     let region: Region | undefined
@@ -411,13 +427,13 @@ export class ProviderRecords implements Startable {
       this.counters.pending += entries.length
       try {
         if (peer.self) {
-          await this.store.add(this.components.peerId.toMultihash().bytes, entries.map(e => e.digest), this.now() + ttl, addrs, options)
+          await this.store.add(this.components.peerId.toMultihash().bytes, entries.map(e => e.key), this.now() + ttl, addrs, options)
         } else {
           const session = await run.session(peer)
           const first = !session.addrsSent
           session.addrsSent = true
           const res = await session.request({
-            type: 'add', keys: packKeys(entries.map(e => e.digest)), ttl, addrs: first ? addrs : undefined
+            type: 'add', keys: packKeys(entries.map(e => e.key)), ttl, addrs: first ? addrs : undefined
           }, options)
           if (res.type === 'added' && res.count !== entries.length) {
             throw new ProtocolError(`replica stored ${res.count} of ${entries.length} records`)
@@ -565,7 +581,7 @@ export class ProviderRecords implements Startable {
 
     const ask = async (peer: Candidate, group: Array<Entry & { index: number }>): Promise<void> => {
       if (peer.self) {
-        const lists = await this.store.get(group.map(e => e.digest), options)
+        const lists = await this.store.get(group.map(e => e.key), options)
         const peers: Uint8Array[] = []
         const index = new Map<string, number>()
         const providers = lists.map(list => list.map(p => {
@@ -578,7 +594,7 @@ export class ProviderRecords implements Startable {
         return
       }
       const session = await run.session(peer)
-      await absorb(await session.request({ type: 'get', keys: packKeys(group.map(e => e.digest)) }, options), group)
+      await absorb(await session.request({ type: 'get', keys: packKeys(group.map(e => e.key)) }, options), group)
     }
 
     try {
@@ -677,14 +693,14 @@ export class ProviderRecords implements Startable {
   }
 
   private async answer (provider: Uint8Array, request: Request, signal: AbortSignal): Promise<Response> {
-    const digests = unpackKeys(request.keys)
+    const keys = unpackKeys(request.keys)
     if (request.type === 'add') {
       const ttl = Math.min(request.ttl ?? this.recordTtl, MAX_RECORD_TTL)
-      const count = await this.store.add(provider, digests, this.now() + ttl, request.addrs, { signal })
+      const count = await this.store.add(provider, keys, this.now() + ttl, request.addrs, { signal })
       this.counters.stored += count
       return { type: 'added', count }
     }
-    const lists = await this.store.get(digests, { signal })
+    const lists = await this.store.get(keys, { signal })
     const peers: Uint8Array[] = []
     const index = new Map<string, number>()
     const providers = lists.map(list => list.map(p => {
@@ -694,7 +710,7 @@ export class ProviderRecords implements Startable {
       return i
     }))
     const addrs = await this.store.getAddrs(peers, { signal })
-    this.counters.served += digests.length
+    this.counters.served += keys.length
     return { type: 'providers', peers, addrs, providers }
   }
 }

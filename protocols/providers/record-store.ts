@@ -1,17 +1,22 @@
 /**
  * Provider records held by a replica, in two level sublevels:
  *
- * - `r` (records): `<32-byte sha2-256 digest>` → packed list of `[u8 len][peer id bytes][f64 expiry ms]`
+ * - `r` (records): `<16-byte record key>` (the first 16 bytes of the page's sha2-256 digest,
+ *   `recordKey` in keyspace.ts) → packed list of `[u8 len][peer id bytes][f64 expiry ms]`
  *   (at most `maxProvidersPerKey` entries, expired ones dropped whenever the key is written).
- *   One key per page digest makes a GET of a whole frame ONE `getMany`, and an ADD of a frame
+ *   One key per page makes a GET of a whole frame ONE `getMany`, and an ADD of a frame
  *   ONE `getMany` + ONE `batch`, instead of a range scan per key.
  * - `p` (peers): `<peer id bytes>` → dag-cbor `{ addrs, expires }`, one entry per provider peer.
  *
  * Keys are written to the root database already prefixed (one buffer per frame, one chained
  * batch), which is what the sublevel would do key by key. In memory there is only a Bloom
- * filter of the digests held (~1.25 bytes per key, key-filter.ts), loaded by `load()`: with
+ * filter of the keys held (~1.25 bytes per key, key-filter.ts), loaded by `load()`: with
  * it an ADD of keys nobody provides yet is a blind write, and only keys that may already
  * hold providers are read first. Without it (before `load()`) every key is read.
+ *
+ * Records of `/memfabric/providers/1.0.0` were keyed by the whole 32-byte digest; no 16-byte
+ * key ever reads them, so `load()` deletes them (their providers re-announce everything at
+ * start, under the new keys).
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { AbstractLevel, AbstractSublevel } from 'abstract-level'
@@ -19,7 +24,7 @@ import type { AbortOptions } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { RecordStoreError } from './errors.ts'
 import { KeyFilter } from './key-filter.ts'
-import { DEFAULT_MAX_PROVIDERS_PER_KEY, DIGEST_LENGTH, MAX_ADDRS_PER_PEER, MAX_PROVIDERS_PER_KEY_RESPONSE } from './constants.ts'
+import { DEFAULT_MAX_PROVIDERS_PER_KEY, KEY_LENGTH, MAX_ADDRS_PER_PEER, MAX_PROVIDERS_PER_KEY_RESPONSE } from './constants.ts'
 
 const log = logger('memfabric:providers:store')
 
@@ -79,6 +84,13 @@ function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
   return a.byteLength === b.byteLength && Buffer.compare(a, b) === 0
 }
 
+/** Keys of another width are a caller's bug (the codec checks what comes off the wire). */
+function checkWidth (keys: Uint8Array[]): void {
+  for (const key of keys) {
+    if (key.byteLength !== KEY_LENGTH) throw new RangeError(`a record key is ${KEY_LENGTH} bytes, got ${key.byteLength}`)
+  }
+}
+
 function asBuffer (u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
 }
@@ -94,7 +106,7 @@ export class RecordStore {
   private readonly now: () => number
   /** ADDs read-modify-write keys: run them one after another so none loses an update. */
   private writeLock: Promise<unknown> = Promise.resolve()
-  /** Digests that may hold records; undefined until loaded (then every key is read). */
+  /** Keys that may hold records; undefined until loaded (then every key is read). */
   private filter?: KeyFilter
   /** A filter being filled by a scan; ADDs go into it too, so it misses nothing. */
   private building?: KeyFilter
@@ -111,8 +123,9 @@ export class RecordStore {
   }
 
   /**
-   * Load the filter of held digests (a scan of every key; ADDs and GETs work meanwhile, reading
-   * every key). Called again it rebuilds the filter, e.g. after a sweep deleted many keys.
+   * Load the filter of held keys (a scan of every key; ADDs and GETs work meanwhile, reading
+   * every key), deleting records of another key width (1.0.0's 32-byte digests). Called again
+   * it rebuilds the filter, e.g. after a sweep deleted many keys.
    */
   async load (options?: AbortOptions): Promise<void> {
     this.loading ??= this.scan(Math.max(this.filter?.count ?? 0, 1) * 2, options).finally(() => { this.loading = undefined })
@@ -130,7 +143,13 @@ export class RecordStore {
           options?.signal?.throwIfAborted()
           const keys = await it.nextv(LOAD_CHUNK)
           if (keys.length === 0) break
-          for (const key of keys) filter.add(key)
+          let stale: Buffer[] | undefined
+          for (const key of keys) {
+            if (key.byteLength === KEY_LENGTH) filter.add(key)
+            else (stale ??= []).push(key)
+          }
+          // no ADD writes a key of another width, so these deletes race nothing
+          if (stale != null) await this.records.batch(stale.map(key => ({ type: 'del' as const, key })))
         }
       } catch (err: any) {
         if (this.building === filter) this.building = undefined
@@ -149,19 +168,19 @@ export class RecordStore {
     }
   }
 
-  /** Prefixed record keys of `digests`, all in one buffer. */
-  private recordKeys (digests: Uint8Array[]): Buffer[] {
+  /** Prefixed level keys of record `keys`, all in one buffer. */
+  private recordKeys (keys: Uint8Array[]): Buffer[] {
     const p = this.recordPrefix
-    const len = p.byteLength + DIGEST_LENGTH
-    const all = Buffer.allocUnsafe(len * digests.length)
-    const keys: Buffer[] = new Array(digests.length)
-    for (let i = 0; i < digests.length; i++) {
+    const len = p.byteLength + KEY_LENGTH
+    const all = Buffer.allocUnsafe(len * keys.length)
+    const out: Buffer[] = new Array(keys.length)
+    for (let i = 0; i < keys.length; i++) {
       const at = i * len
       all.set(p, at)
-      all.set(digests[i], at + p.byteLength)
-      keys[i] = all.subarray(at, at + len)
+      all.set(keys[i], at + p.byteLength)
+      out[i] = all.subarray(at, at + len)
     }
-    return keys
+    return out
   }
 
   private async locked<T> (fn: () => Promise<T>): Promise<T> {
@@ -171,24 +190,25 @@ export class RecordStore {
   }
 
   /**
-   * Record `provider` for every digest until `expires`, and remember its addresses.
+   * Record `provider` for every 16-byte record key until `expires`, and remember its addresses.
    * One getMany and one atomic batch for the whole call. Returns the number of keys written.
    */
-  async add (provider: Uint8Array, digests: Uint8Array[], expires: number, addrs?: Uint8Array[], options?: AbortOptions): Promise<number> {
-    if (digests.length === 0) return 0
+  async add (provider: Uint8Array, keys: Uint8Array[], expires: number, addrs?: Uint8Array[], options?: AbortOptions): Promise<number> {
+    if (keys.length === 0) return 0
+    checkWidth(keys)
     return this.locked(async () => {
       options?.signal?.throwIfAborted()
-      const keys = this.recordKeys(digests)
+      const dbKeys = this.recordKeys(keys)
       const filter = this.filter
       // only keys that may already hold providers are read
       const known: number[] = []
-      for (let i = 0; i < digests.length; i++) {
-        if (filter == null || filter.has(digests[i])) known.push(i)
+      for (let i = 0; i < keys.length; i++) {
+        if (filter == null || filter.has(keys[i])) known.push(i)
       }
       let existing: Array<Buffer | undefined> = []
       if (known.length > 0) {
         try {
-          existing = await this.root.getMany(known.length === keys.length ? keys : known.map(i => keys[i]), RAW)
+          existing = await this.root.getMany(known.length === dbKeys.length ? dbKeys : known.map(i => dbKeys[i]), RAW)
         } catch (err: any) {
           throw new RecordStoreError(`reading provider records failed: ${err.message}`, { cause: err })
         }
@@ -199,7 +219,7 @@ export class RecordStore {
       const fresh = encodeEntries([{ peer, expires }])
       const batch = this.root.batch()
       let k = 0
-      for (let i = 0; i < keys.length; i++) {
+      for (let i = 0; i < dbKeys.length; i++) {
         let value = fresh
         const old = known[k] === i ? existing[k++] : undefined
         if (old != null) {
@@ -211,7 +231,7 @@ export class RecordStore {
           }
           value = encodeEntries(entries)
         }
-        batch.put(keys[i], value, RAW)
+        batch.put(dbKeys[i], value, RAW)
       }
       if (addrs != null) {
         const peerValue = Buffer.from(dagCbor.encode({ addrs: addrs.slice(0, MAX_ADDRS_PER_PEER), expires }))
@@ -226,30 +246,31 @@ export class RecordStore {
       // after the commit, into the filter a scan may be filling too (see scan)
       for (const f of [this.filter, this.building]) {
         if (f == null) continue
-        for (const d of digests) f.add(d)
+        for (const key of keys) f.add(key)
       }
       if (this.filter?.full === true && this.loading == null) {
         this.load().catch(err => { log.error('reloading the provider key filter failed - %e', err) })
       }
-      return keys.length
+      return dbKeys.length
     })
   }
 
-  /** Live providers (peer id bytes) of each digest, in order; one getMany for the call. */
-  async get (digests: Uint8Array[], options?: AbortOptions): Promise<Uint8Array[][]> {
-    if (digests.length === 0) return []
+  /** Live providers (peer id bytes) of each 16-byte record key, in order; one getMany for the call. */
+  async get (keys: Uint8Array[], options?: AbortOptions): Promise<Uint8Array[][]> {
+    if (keys.length === 0) return []
+    checkWidth(keys)
     options?.signal?.throwIfAborted()
     const filter = this.filter
     const known: number[] = []
-    for (let i = 0; i < digests.length; i++) {
-      if (filter == null || filter.has(digests[i])) known.push(i)
+    for (let i = 0; i < keys.length; i++) {
+      if (filter == null || filter.has(keys[i])) known.push(i)
     }
-    const out: Uint8Array[][] = new Array(digests.length)
+    const out: Uint8Array[][] = new Array(keys.length)
     for (let i = 0; i < out.length; i++) out[i] = []
     if (known.length === 0) return out
     let values: Array<Buffer | undefined>
     try {
-      values = await this.root.getMany(this.recordKeys(known.length === digests.length ? digests : known.map(i => digests[i])), RAW)
+      values = await this.root.getMany(this.recordKeys(known.length === keys.length ? keys : known.map(i => keys[i])), RAW)
     } catch (err: any) {
       throw new RecordStoreError(`reading provider records failed: ${err.message}`, { cause: err })
     }

@@ -91,21 +91,17 @@ export async function importImage (store: LevelPackStore, path: string, options:
     const len = r.bytes.byteLength
     await store.lock.run(async () => {
       store.checkOpen()
+      // digests stay in the hash output buffer: pages are named by their offset in it
       const fresh: number[] = []
-      const freshKeys: string[] = []
       const zero = r.zero
       const digests = Buffer.from(r.digests.buffer, r.digests.byteOffset, r.digests.byteLength)
       for (let i = 0; i < n; i++) {
         if (zero[i] === 1) continue
-        // keys straight from the digest buffer: no Buffer view per page
-        const k = digests.toString('latin1', i * 32, i * 32 + 32)
-        if (lease.pages.has(k)) continue
-        lease.pages.add(k)
-        fresh.push(i)
-        freshKeys.push(k)
+        if (!lease.pages.add(digests, i * 32)) continue
+        fresh.push(i * 32)
       }
-      const locs = await store.lookupKeys(freshKeys)
-      const addKeys: string[] = []
+      const locs = await store.locate(digests, fresh)
+      const addAt: number[] = []
       const lengths: number[] = []
       // runs of consecutive new pages go to the pack as views of the chunk buffer (one writev)
       const parts: Uint8Array[] = []
@@ -113,10 +109,10 @@ export async function importImage (store: LevelPackStore, path: string, options:
       let runEnd = -1
       for (let j = 0; j < fresh.length; j++) {
         if (locs[j] != null) continue
-        const i = fresh[j]
+        const i = fresh[j] / 32
         const start = i * pageSize
         const end = Math.min(len, start + pageSize)
-        addKeys.push(freshKeys[j])
+        addAt.push(fresh[j])
         lengths.push(end - start)
         if (start !== runEnd) {
           if (runEnd > runStart) parts.push(r.bytes.subarray(runStart, runEnd))
@@ -125,10 +121,10 @@ export async function importImage (store: LevelPackStore, path: string, options:
         runEnd = end
       }
       if (runEnd > runStart) parts.push(r.bytes.subarray(runStart, runEnd))
-      if (addKeys.length > 0) {
-        const appended = await store.appendPages([], parts, lengths, addKeys)
+      if (addAt.length > 0) {
+        const appended = await store.appendPages(digests, addAt, parts, lengths)
         written = appended.done
-        newPages += addKeys.length
+        newPages += addAt.length
       }
       for (let i = 0; i < n; i++) {
         pages++

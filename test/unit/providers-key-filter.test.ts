@@ -4,27 +4,40 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
-import { RecordStore } from '../../protocols/providers/index.ts'
-import { KeyFilter } from '../../protocols/providers/key-filter.ts'
+import { RecordStore, KEY_LENGTH } from '../../protocols/providers/index.ts'
+import { KeyFilter, FILTER_BITS_PER_KEY } from '../../protocols/providers/key-filter.ts'
 
-const key = (n: number): Uint8Array => new Uint8Array(32).fill(n)
+const key = (n: number): Uint8Array => new Uint8Array(KEY_LENGTH).fill(n)
 const peer = (n: number): Uint8Array => new Uint8Array(38).fill(n)
 
 test('the filter never forgets a key and rarely claims one it never saw', t => {
   const filter = new KeyFilter(100_000)
-  const keys = randomBytes(32 * 100_000)
-  for (let i = 0; i < 100_000; i++) filter.add(keys, i * 32)
+  const keys = randomBytes(KEY_LENGTH * 100_000)
+  for (let i = 0; i < 100_000; i++) filter.add(keys, i * KEY_LENGTH)
   let lost = 0
-  for (let i = 0; i < 100_000; i++) if (!filter.has(keys, i * 32)) lost++
+  for (let i = 0; i < 100_000; i++) if (!filter.has(keys, i * KEY_LENGTH)) lost++
   t.is(lost, 0)
-  const others = randomBytes(32 * 100_000)
+  const others = randomBytes(KEY_LENGTH * 100_000)
   let positives = 0
-  for (let i = 0; i < 100_000; i++) if (filter.has(others, i * 32)) positives++
+  for (let i = 0; i < 100_000; i++) if (filter.has(others, i * KEY_LENGTH)) positives++
   t.true(positives < 3000, `${positives} false positives in 100,000`)
   t.false(filter.full)
-  const more = randomBytes(32 * filter.capacity)
-  for (let i = 0; i < filter.capacity; i++) filter.add(more, i * 32)
+  const more = randomBytes(KEY_LENGTH * filter.capacity)
+  for (let i = 0; i < filter.capacity; i++) filter.add(more, i * KEY_LENGTH)
   t.true(filter.full)
+})
+
+test('filled to capacity, 16-byte keys (4 words + 3 double-hashed probes) give the ~1% false positives of 10 bits per key', t => {
+  const filter = new KeyFilter(1)
+  t.is(filter.capacity, Math.floor(2 ** 23 / FILTER_BITS_PER_KEY))
+  const keys = randomBytes(KEY_LENGTH * filter.capacity)
+  for (let i = 0; i < filter.capacity; i++) filter.add(keys, i * KEY_LENGTH)
+  const n = 200_000
+  const others = randomBytes(KEY_LENGTH * n)
+  let positives = 0
+  for (let i = 0; i < n; i++) if (filter.has(others, i * KEY_LENGTH)) positives++
+  // 7 independent probes at 10 bits per key: 0.82%
+  t.true(positives / n < 0.0125, `${(positives / n * 100).toFixed(2)}% false positives`)
 })
 
 test('with the filter loaded, records written before and after the load merge providers and answer like before', async t => {

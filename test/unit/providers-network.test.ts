@@ -8,7 +8,7 @@ import { startNetwork } from '../fixtures/network.ts'
 import type { NetworkNode } from '../fixtures/network.ts'
 import { waitFor } from '../fixtures/wait.ts'
 import { PROTOCOL, MAX_MESSAGE_SIZE } from '../../protocols/providers/index.ts'
-import { closest, kadKeyOf, peerKadKey } from '../../protocols/providers/keyspace.ts'
+import { closest, kadKeyOf, peerKadKey, recordKey } from '../../protocols/providers/keyspace.ts'
 
 const RAW = 0x55
 const randomCids = (n: number): CID[] => Array.from({ length: n }, () => CID.createV1(RAW, Digest.create(sha256.code, randomBytes(32))))
@@ -46,7 +46,7 @@ test.serial('5,000 CIDs published in batches are found by every other node, on t
 
   // every record sits exactly on the 3 peers closest to its kad key (whole network is known)
   const peers = nodes.map(n => ({ node: n, kadId: peerKadKey(n.host.peerId) }))
-  const held = await Promise.all(nodes.map(async n => n.providers.store.get(cids.map(c => c.multihash.digest))))
+  const held = await Promise.all(nodes.map(async n => n.providers.store.get(cids.map(c => recordKey(c.multihash.digest)))))
   const me = publisher.host.peerId.toMultihash().bytes
   let wrong = 0
   for (let i = 0; i < cids.length; i++) {
@@ -82,6 +82,29 @@ test.serial('republish re-announces everything the source lists', async t => {
   t.true(found.every(list => list.some(p => p.equals(node.host.peerId))))
 })
 
+test.serial('keys go out as 16 bytes each; pages sharing a 16-byte digest prefix share records, and each is still found', async t => {
+  const nodes = await network()
+  const before = nodes[1].providers.stats
+  const cids = randomCids(3000)
+  const result = await nodes[1].providers.provide(cids)
+  const after = nodes[1].providers.stats
+  const keys = after.sentKeys - before.sentKeys
+  const bytes = after.sentBytes - before.sentBytes
+  t.true(keys >= result.replicas - cids.length, `${keys} keys sent`) // at most one copy each stays local
+  t.true(bytes / keys > 16 && bytes / keys < 17, `${(bytes / keys).toFixed(3)} bytes per key`)
+
+  // two pages whose digests differ only after byte 16: different kad positions, same key
+  const prefix = randomBytes(16)
+  const [a, b] = [1, 2].map(n => CID.createV1(RAW, Digest.create(sha256.code, Buffer.concat([prefix, Buffer.alloc(16, n)]))))
+  await nodes[2].providers.provide([a])
+  await nodes[3].providers.provide([b])
+  const [forA, forB] = await nodes[4].providers.resolve([a, b], { queryAll: true })
+  t.true(forA.some(p => p.equals(nodes[2].host.peerId)))
+  t.true(forB.some(p => p.equals(nodes[3].host.peerId)))
+  // any extra holder listed is the other page's: the puller asks it, hears "missing", re-plans
+  for (const p of [...forA, ...forB]) t.true(p.equals(nodes[2].host.peerId) || p.equals(nodes[3].host.peerId))
+})
+
 async function expectReset (t: any, nodes: NetworkNode[], frame: Uint8Array): Promise<void> {
   const stream = await nodes[1].host.dialProtocol(nodes[2].host.peerId, PROTOCOL)
   const closed = new Promise<any>(resolve => stream.addEventListener('close', evt => { resolve(evt) }, { once: true }))
@@ -97,9 +120,9 @@ test.serial('malformed and oversize frames get the stream reset, and the server 
   const nodes = await network()
   // a frame that is not dag-cbor
   await expectReset(t, nodes, Uint8Array.from([3, 0xff, 0xfe, 0xfd]))
-  // a well-formed frame with a bad message (keys not a multiple of 32 bytes)
+  // a well-formed frame with a bad message (keys not a multiple of 16 bytes)
   const { encode } = await import('@ipld/dag-cbor')
-  const bad = encode({ type: 'get', keys: new Uint8Array(33) })
+  const bad = encode({ type: 'get', keys: new Uint8Array(17) })
   await expectReset(t, nodes, Uint8Array.from([bad.byteLength, ...bad]))
   // a length prefix beyond the cap
   const big = MAX_MESSAGE_SIZE + 1

@@ -3,18 +3,18 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ClassicLevel } from 'classic-level'
-import { RecordStore } from '../../protocols/providers/index.ts'
+import { RecordStore, KEY_LENGTH, DIGEST_LENGTH } from '../../protocols/providers/index.ts'
 
-async function open (t: any, init: { maxProvidersPerKey?: number } = {}): Promise<{ store: RecordStore, clock: { now: number } }> {
+async function open (t: any, init: { maxProvidersPerKey?: number } = {}): Promise<{ store: RecordStore, clock: { now: number }, db: ClassicLevel }> {
   const dir = await mkdtemp(join(tmpdir(), 'memfabric-records-'))
   const db = new ClassicLevel(dir)
   await db.open()
   t.teardown(async () => { await db.close(); await rm(dir, { recursive: true, force: true }) })
   const clock = { now: 1_000_000 }
-  return { store: new RecordStore({ db, now: () => clock.now, ...init }), clock }
+  return { store: new RecordStore({ db, now: () => clock.now, ...init }), clock, db }
 }
 
-const key = (n: number): Uint8Array => new Uint8Array(32).fill(n)
+const key = (n: number): Uint8Array => new Uint8Array(KEY_LENGTH).fill(n)
 const peer = (n: number): Uint8Array => new Uint8Array(38).fill(n)
 
 test('records added in one batch are returned per key', async t => {
@@ -59,4 +59,28 @@ test('concurrent adds of the same key from different providers keep both', async
   const { store } = await open(t)
   await Promise.all([1, 2, 3, 4].map(async i => store.add(peer(i), [key(5)], 2_000_000)))
   t.is((await store.get([key(5)]))[0].length, 4)
+})
+
+test('keys are 16 bytes: a key of another width is refused, not truncated', async t => {
+  const { store } = await open(t)
+  await t.throwsAsync(store.add(peer(1), [new Uint8Array(DIGEST_LENGTH)], 2_000_000), { instanceOf: RangeError })
+  await t.throwsAsync(store.get([key(1), new Uint8Array(KEY_LENGTH - 1)]), { instanceOf: RangeError })
+  t.is(await store.size(), 0)
+})
+
+test('records of 1.0.0 (keyed by whole 32-byte digests) are deleted by load; 16-byte records stay', async t => {
+  const { store, db } = await open(t)
+  await store.add(peer(1), [key(1)], 2_000_000)
+  // what a 1.0.0 replica left in the same sublevel
+  const old = db.sublevel<Buffer, Buffer>('r', { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+  const value = await old.get(Buffer.from(key(1)))
+  t.truthy(value)
+  await old.batch([1, 2, 3].map(n => ({ type: 'put' as const, key: Buffer.alloc(DIGEST_LENGTH, n), value: value! })))
+  t.is(await store.size(), 4)
+  await store.load()
+  t.is(await store.size(), 1)
+  const keys: Buffer[] = []
+  for await (const k of old.keys()) keys.push(k)
+  t.deepEqual(keys.map(k => k.byteLength), [KEY_LENGTH])
+  t.deepEqual((await store.get([key(1), key(2)])).map(l => l.map(p => p[0])), [[1], []])
 })

@@ -17,6 +17,9 @@ test('imported and pulled pages are announced; every other node finds their hold
 
   const cids: CID[] = []
   for await (const slot of a1.repo.store.pageSlots(root)) if (slot.cid != null) cids.push(slot.cid)
+  // announced with 16-byte keys (plus a little framing), not whole 32-byte digests
+  const { sentBytes, sentKeys } = a1.node.libp2p.services.providers.stats
+  t.true(sentKeys > 0 && sentBytes / sentKeys < 20, `${sentBytes} bytes for ${sentKeys} keys`)
   const byA = await c1.node.libp2p.services.providers.resolve(cids)
   t.true(byA.every(peers => peers.some(p => p.equals(a1.node.peerId))), 'the importer is found for every page')
 

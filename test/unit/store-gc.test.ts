@@ -172,3 +172,27 @@ test('a page freed by gc and imported again is stored again', async t => {
   t.true((await readFile(join(tmp, 'a.out'))).equals(a))
   t.true((await s.verify({ deep: true })).ok)
 })
+
+for (const [label, pageTableMaxPages] of [['without the page table', 0], ['with a page table that outgrows its bound', 150]] as const) {
+  test(`import, dedup, gc, compaction and export agree ${label}`, async t => {
+    const { repo, tmp } = await tempRepo(t, { pageTableMaxPages, packSize: 64 * PAGE })
+    const s = repo.store
+    const a = seeded(`t-a-${label}`, PAGE * 120)
+    const b = Buffer.concat([a.subarray(0, PAGE * 40), seeded(`t-b-${label}`, PAGE * 80)])
+    await writeFile(join(tmp, 'a'), a)
+    await writeFile(join(tmp, 'b'), b)
+    t.is((await s.importImage(join(tmp, 'a'), { name: 'a' })).newPages, 120)
+    t.is((await s.importImage(join(tmp, 'b'), { name: 'b' })).newPages, 80)
+    await s.remove('a')
+    t.is((await s.gc()).removedPages, 80)
+    t.is((await s.importImage(join(tmp, 'a'), { name: 'a' })).newPages, 80)
+    await s.remove('b')
+    t.is((await s.gc()).removedPages, 80)
+    t.is((await s.importImage(join(tmp, 'b'), { name: 'b' })).newPages, 80)
+    for (const [name, bytes] of [['a', a], ['b', b]] as const) {
+      await s.exportImage(name, join(tmp, `${name}.out`))
+      t.true((await readFile(join(tmp, `${name}.out`))).equals(bytes))
+    }
+    t.true((await s.verify({ deep: true })).ok)
+  })
+}
