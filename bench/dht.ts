@@ -209,6 +209,8 @@ async function main (): Promise<void> {
       ;(result as any).previous = {
         date: old.date,
         loadavg1AtStart: old.loadavg1AtStart,
+        loadavg1AtEnd: old.loadavg1AtEnd,
+        incompleteRuns: (old.correctness ?? []).filter((c: any) => c.resolvedToPublisher < old.setup?.cids).length,
         publishCidsPerSec: old.publish?.cidsPerSec,
         publishCidsPerCpuSec: old.publish?.cidsPerCpuSec,
         resolveCidsPerSec: old.resolve?.cidsPerSec,
@@ -258,7 +260,7 @@ ${r.loadavg1AtStart} at start, ${r.loadavg1AtEnd ?? '?'} at the end — other wo
 | stock kad-dht \`findProviders()\`, one by one | ${fmt(r.baseline.findProvidersCidsPerSec)} | | | |
 
 Ratio to stock (same run, same load): publish **×${fmt(r.ratio.publish)}**, resolve **×${fmt(r.ratio.resolve)}**.
-${r.wire != null ? `On the wire (${r.wire.what}): **${r.wire.publish.bytesPerKey} B per key published** (${fmt(r.wire.publish.bytes)} B for ${fmt(r.wire.publish.keys)} keys sent to remote replicas), **${r.wire.resolve.bytesPerKey} B per key resolved**, ${r.wire.migrationPublish.bytesPerKey} B per key when ${fmt(r.wire.migrationPublish.cids)} CIDs are published ${fmt(r.wire.migrationPublish.cidsPerProvide)} per provide() call as a migration's destination does.${r.previous?.wireBytesPerKey != null ? ` Before (${r.previous.protocol ?? '/memfabric/providers/1.0.0'}): ${r.previous.wireBytesPerKey.publish} / ${r.previous.wireBytesPerKey.resolve} / ${r.previous.wireBytesPerKey.migrationPublish} B.` : ''}\n` : ''}Every run: ${r.correctness.map((c: any) => `${fmt(c.replicas)} replicas acknowledged / ${fmt(c.resolvedToPublisher)} CIDs resolved to the publisher${c.resolvedToPublisher < r.setup.cids ? ' (**incomplete**)' : ''}`).join('; ')}.
+${r.wire != null ? `On the wire — ${r.wire.what} — **${r.wire.publish.bytesPerKey} B per key published** (${fmt(r.wire.publish.bytes)} B for ${fmt(r.wire.publish.keys)} keys sent to remote replicas), **${r.wire.resolve.bytesPerKey} B per key resolved**, ${r.wire.migrationPublish.bytesPerKey} B per key when ${fmt(r.wire.migrationPublish.cids)} CIDs are published ${fmt(r.wire.migrationPublish.cidsPerProvide)} per provide() call as a migration's destination does.${r.previous?.wireBytesPerKey != null ? ` Before (${r.previous.protocol ?? '/memfabric/providers/1.0.0'}): ${r.previous.wireBytesPerKey.publish} / ${r.previous.wireBytesPerKey.resolve} / ${r.previous.wireBytesPerKey.migrationPublish} B.` : ''}\n` : ''}Every run: ${r.correctness.map((c: any) => `${fmt(c.replicas)} replicas acknowledged / ${fmt(c.resolvedToPublisher)} CIDs resolved to the publisher${c.resolvedToPublisher < r.setup.cids ? ' (**incomplete**)' : ''}`).join('; ')}.
 
 CPU cost (all 8 nodes' work, libuv and leveldb threads included): **${(1e6 / r.publish.cidsPerCpuSec).toFixed(0)} µs per CID
 published** (3 record copies), **${(1e6 / r.resolve.cidsPerCpuSec).toFixed(0)} µs per CID resolved**. On 2 free cores the rate is
@@ -272,7 +274,7 @@ keys are prefixed into one buffer per frame instead of one sublevel concat per k
 ADD frame. Since \`/memfabric/providers/2.0.0\` a record key is the first 16 bytes of the page's
 sha2-256 digest instead of all 32, on the wire (ADD and GET) and in the replicas' stores; the kad
 position, and so placement, still comes from the whole CID.
-${r.previous != null ? `Replaced figures (${r.previous.date}, load ${r.previous.loadavg1AtStart}): publish ${fmt(r.previous.publishCidsPerSec)} CIDs/s (${fmt(r.previous.publishCidsPerCpuSec)} per CPU-second), resolve ${fmt(r.previous.resolveCidsPerSec)} CIDs/s (${fmt(r.previous.resolveCidsPerCpuSec)} per CPU-second), stock provide ${fmt(r.previous.stockProvideCidsPerSec)} CIDs/s.\n` : ''}Raw figures: \`bench/results/dht.json\` (${r.date}, Node ${r.node}).
+${r.loadavg1AtStart > r.cpus ? `With the load average above the core count, runs of the same code differ by up to ×3 (the runs column): compare byte counts, then CPU costs, across runs — not wall-clock rates.\n` : ''}${r.previous != null ? `Replaced figures (${r.previous.date}${r.previous.protocol != null ? `, ${r.previous.protocol}` : ''}, load ${r.previous.loadavg1AtStart}${r.previous.loadavg1AtEnd != null ? `–${r.previous.loadavg1AtEnd}` : ''}${r.previous.incompleteRuns > 0 ? `, ${r.previous.incompleteRuns} run(s) resolved incompletely` : ''}): publish ${fmt(r.previous.publishCidsPerSec)} CIDs/s (${fmt(r.previous.publishCidsPerCpuSec)} per CPU-second), resolve ${fmt(r.previous.resolveCidsPerSec)} CIDs/s (${fmt(r.previous.resolveCidsPerCpuSec)} per CPU-second), stock provide ${fmt(r.previous.stockProvideCidsPerSec)} CIDs/s.\n` : ''}Raw figures: \`bench/results/dht.json\` (${r.date}, Node ${r.node}).
 ${END}`
   const start = doc.indexOf(BEGIN)
   const end = doc.indexOf(END)
