@@ -17,6 +17,7 @@ import type { AnyCommand, CommandContext, CommandOptions, Env, OutputStream, Par
 import { commands, findCommand } from './commands/index.ts'
 import { oneLine } from './output.ts'
 import { createProgress, silentProgress } from './progress.ts'
+import { splitCommand } from './argv.ts'
 
 export * from './command.ts'
 export { commands, findCommand } from './commands/index.ts'
@@ -146,25 +147,6 @@ export async function commandHelp (cmd: AnyCommand): Promise<string> {
 
 function capitalise (s: string): string {
   return s.charAt(0).toUpperCase() + s.slice(1)
-}
-
-/** Split off the command name; only global flags may precede it. */
-function splitCommand (argv: string[]): { before: string[], name?: string, rest: string[] } {
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--') {
-      break
-    }
-    if (a === '--repo') {
-      i++
-      continue
-    }
-    if (a.startsWith('-')) {
-      continue
-    }
-    return { before: argv.slice(0, i), name: a, rest: [...argv.slice(0, i), ...argv.slice(i + 1)] }
-  }
-  return { before: argv, rest: [] }
 }
 
 function defaultConnect (repo: string, options: { signal: AbortSignal, token?: string }): Promise<MemfabricApi> {

@@ -17,6 +17,12 @@ test('two daemons in two sites: import through the daemon, migrate, stop cleanly
   const da = await startDaemon(t, a)
   const db = await startDaemon(t, b, ['--bootstrap', da.info.addresses[0]])
 
+  // the daemon replaced its own process once with its memory settings: same PID
+  const cmdline = (await readFile(`/proc/${da.child.pid}/cmdline`, 'utf8')).split('\0')
+  const environ = (await readFile(`/proc/${da.child.pid}/environ`, 'utf8')).split('\0')
+  t.true(cmdline.includes('--max-semi-space-size=8'), cmdline.join(' '))
+  t.true(environ.includes('MALLOC_ARENA_MAX=2'))
+
   const id = await ok(t, ['id', '--repo', a, '--json'])
   t.is(id.peerId, da.info.peerId)
   t.is(id.site, 'paris')

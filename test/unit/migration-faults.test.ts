@@ -40,7 +40,7 @@ test('a lying holder in the destination\'s site is detected and routed around', 
   liar.stdout.setEncoding('utf8').on('data', s => { out += s })
   await waitFor(() => out.includes('"announced"'), { timeout: 180_000, message: `liar did not start: ${out}` })
   const liarId = JSON.parse(out.split('\n')[0]).peerId as string
-  await waitFor(() => b2.node.peers().some(p => p.peerId.toString() === liarId && p.site === 'b'), { timeout: 30_000 })
+  await waitFor(() => b2.node.peers().some(p => p.peerId.toString() === liarId && p.site === 'b'), { timeout: 120_000 })
   await a1.node.flushAnnouncements()
   await b1.node.flushAnnouncements()
 

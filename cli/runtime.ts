@@ -1,0 +1,22 @@
+/**
+ * Runtime settings of a long-running daemon. Measured (docs/bench-migrate-memory.md): with
+ * V8's defaults the young generation grows to two 64 MiB halves under a migration's allocation
+ * rate, and glibc keeps one arena per allocating thread plus every freed chunk below its
+ * mmap threshold, which together hold ~200 MB of a destination's RSS without holding data.
+ * V8 flags must be given at start, so `memfabric daemon` replaces its own process (same
+ * PID, same stdio) once with them. An environment that already sets them wins; setting
+ * MEMFABRIC_RUNTIME_TUNED skips this.
+ */
+import { splitCommand } from './argv.ts'
+
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=8']
+export const DAEMON_ENV: Record<string, string> = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' }
+
+/** Re-execute a `daemon` command line with DAEMON_NODE_FLAGS and DAEMON_ENV (no-op otherwise). */
+export function tuneDaemonRuntime (argv: string[] = process.argv, env: NodeJS.ProcessEnv = process.env): void {
+  if (env.MEMFABRIC_RUNTIME_TUNED != null || typeof process.execve !== 'function' || splitCommand(argv.slice(2)).name !== 'daemon') {
+    return
+  }
+  const flags = DAEMON_NODE_FLAGS.filter(flag => !process.execArgv.some(a => a.startsWith(flag.split('=')[0])))
+  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...flags, ...argv.slice(1)], { ...DAEMON_ENV, ...env, MEMFABRIC_RUNTIME_TUNED: '1' })
+}
