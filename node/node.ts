@@ -35,6 +35,12 @@ import { MigrationRegistry } from './migrations.ts'
 import { readRepoFabricKey } from './fabric-key.ts'
 import { DEFAULT_DIAL_TIMEOUT, DEFAULT_MIGRATION_OUT_DIR } from './constants.ts'
 
+/**
+ * LevelDB maps every table it keeps open (~2 MiB each), and those pages count in the daemon's
+ * RSS: bound the open tables of the provider records (the Bloom filter in front spares most reads).
+ */
+const RECORDS_MAX_OPEN_FILES = 32
+
 const log = logger('memfabric:node')
 
 export type NodeServices = HostServices & {
@@ -119,7 +125,7 @@ export class MemfabricNode {
     const { repo } = init
     const site = init.site ?? repo.config.site
     const allowPeer = allowList(init.allowPeers)
-    const records = new ClassicLevel<Uint8Array, Uint8Array>(join(repo.path, 'providers'), { keyEncoding: 'view', valueEncoding: 'view' })
+    const records = new ClassicLevel<Uint8Array, Uint8Array>(join(repo.path, 'providers'), { keyEncoding: 'view', valueEncoding: 'view', maxOpenFiles: RECORDS_MAX_OPEN_FILES })
     await records.open()
     let node: MemfabricNode | undefined
     const bases = new BasisIndex(repo.store)

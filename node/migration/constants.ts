@@ -1,7 +1,7 @@
 /** Defaults of a migration (pull). The CLI and daemon reuse them. */
 
 /** Distinct missing pages planned and fetched together. */
-export const DEFAULT_WINDOW_PAGES = 16_384
+export const DEFAULT_WINDOW_PAGES = 8192
 /** Windows in flight at once (planning of one overlaps fetching of another). */
 export const DEFAULT_WINDOWS_IN_FLIGHT = 2
 /** Pages handed to one holder per fetch call; smaller slices spread load and fail over sooner. */
