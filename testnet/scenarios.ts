@@ -4,7 +4,8 @@
  * time, the floor, and whether the destination's file is byte-identical to the source's).
  *
  * Images are prepared apart from the network (`prepareScenario`) so the benchmark can send the
- * very same files with the other tools.
+ * very same files with the other tools. `planFromImages` plans a scenario from image files made
+ * elsewhere (e.g. real guest RAM, bench/guest-images.ts).
  */
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
@@ -54,7 +55,8 @@ export interface ImageFile {
 }
 
 export interface ScenarioPlan {
-  scenario: ScenarioName
+  /** One of SCENARIO_NAMES for the synthetic scenarios; any label for a plan from image files */
+  scenario: string
   description: string
   sizeBytes: number
   /** The VM that migrates, imported on the first host of site A */
@@ -115,8 +117,74 @@ export async function prepareScenario (scenario: ScenarioName, dir: string, size
       plan.siteB.push(other)
     }
   }
-  plan.closest = plan.siteB[0]
-  return plan
+  return await planFromImages({ ...plan, closest: plan.siteB[0] })
+}
+
+export interface ImagePlanInit {
+  /** A label for the scenario (file names and reports) */
+  scenario: string
+  description: string
+  /** The VM that migrates, imported on the first host of site A */
+  source: ImageFile
+  /** Images already held in site B, by host number (1-based) */
+  siteB: Array<ImageFile & { host: number }>
+  /** Older images the source host holds besides the VM */
+  sourceAlso?: ImageFile[]
+  /** The host of site B the VM migrates to */
+  destHost: number
+  /**
+   * Basis for rsync / zstd --patch-from; by default the site-B image that holds the most of
+   * the source's distinct non-zero pages (the first one on a tie)
+   */
+  closest?: ImageFile
+}
+
+/**
+ * Plan a scenario from image files that already exist: every image must be whole pages and
+ * the same size as the source (the size of the plan).
+ */
+export async function planFromImages (init: ImagePlanInit): Promise<ScenarioPlan> {
+  const sizeOf = async (img: ImageFile): Promise<number> => {
+    const s = await stat(img.path).catch((err: Error) => { throw new ScenarioError(`image ${img.name}: cannot read ${img.path}: ${err.message}`, { cause: err }) })
+    if (!s.isFile()) throw new ScenarioError(`image ${img.name}: ${img.path} is not a file`)
+    return s.size
+  }
+  const sizeBytes = await sizeOf(init.source)
+  if (sizeBytes % PAGE_SIZE !== 0 || sizeBytes <= 0) throw new ScenarioError(`image ${init.source.name}: size ${sizeBytes} is not a positive multiple of ${PAGE_SIZE}`)
+  if (init.siteB.length === 0) throw new ScenarioError('site B holds no image (give at least one)')
+  const sourceAlso = init.sourceAlso ?? []
+  for (const img of [...init.siteB, ...sourceAlso, ...(init.closest != null ? [init.closest] : [])]) {
+    const size = await sizeOf(img)
+    if (size !== sizeBytes) throw new ScenarioError(`image ${img.name} is ${size} bytes, the source ${init.source.name} ${sizeBytes}`)
+  }
+  for (const img of init.siteB) {
+    if (!Number.isInteger(img.host) || img.host < 1) throw new ScenarioError(`image ${img.name}: host must be a positive integer, not ${img.host}`)
+  }
+  if (!Number.isInteger(init.destHost) || init.destHost < 1) throw new ScenarioError(`destination host must be a positive integer, not ${init.destHost}`)
+  const closest = init.closest ?? (init.siteB.length === 1 ? init.siteB[0] : await mostShared(init.source.path, init.siteB))
+  return {
+    scenario: init.scenario,
+    description: init.description,
+    sizeBytes,
+    source: init.source,
+    siteB: init.siteB,
+    sourceAlso,
+    destHost: init.destHost,
+    closest
+  }
+}
+
+/** The candidate holding the most of the image's distinct non-zero pages (the first on a tie). */
+async function mostShared<T extends ImageFile> (image: string, candidates: T[]): Promise<T> {
+  const { hashes } = await pageHashes(image)
+  let best = candidates[0]
+  let bestCount = -1
+  for (const candidate of candidates) {
+    let count = 0
+    for (const h of (await pageHashes(candidate.path)).hashes) if (hashes.has(h)) count++
+    if (count > bestCount) { best = candidate; bestCount = count }
+  }
+  return best
 }
 
 export interface Floor {
@@ -217,7 +285,7 @@ export function wanCount (stats: WanLinkStats[], a = 1, b = 2): WanCount {
 }
 
 export interface ScenarioResult {
-  scenario: ScenarioName
+  scenario: string
   description: string
   root: string
   from: string
