@@ -1,6 +1,8 @@
 /**
- * memfabric against what people use instead, on the same synthetic images and the same
- * emulated WAN, in one run:
+ * memfabric against what people use instead, on the same images and the same emulated WAN, in
+ * one run — synthetic images (testnet/synthetic.ts: `family`, `return`) and real guest RAM
+ * (bench/guest-images.ts: `guest-family`, `guest-return`, made when QEMU, a kernel and busybox
+ * are installed, else skipped with the reason):
  *
  *   raw copy · zstd stream · zero-page elision + zstd (what QEMU multifd+zstd sends) ·
  *   rsync against the destination's closest image · zstd --patch-from that image ·
@@ -9,7 +11,10 @@
  * Every method sends from site A (127.0.1.x) to site B (127.0.2.x) through a WanEmulator with
  * the same RTT and bandwidth; WAN bytes are the emulator's own counters, both directions.
  *
- *   node bench/compare.ts [--size 256MiB] [--scenarios family,return] [--wan-rtt 40] [--wan-mbit 100]
+ *   node bench/compare.ts [--size 256MiB] [--scenarios family,return,guest-family,guest-return]
+ *                         [--wan-rtt 40] [--wan-mbit 100] [--images DIR] [--no-docs] [--render]
+ *
+ * `--images DIR` keeps the images between runs (guest images take minutes to make).
  *
  * Writes bench/results/compare.json, docs/benchmark.md and docs/benchmark.svg.
  */
@@ -26,8 +31,10 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { createZstdCompress, constants as zlibConstants } from 'node:zlib'
 import { WanEmulator } from '../testnet/wan/index.ts'
-import { Testnet, prepareScenario, runScenario, wanCount } from '../testnet/index.ts'
+import { SCENARIO_NAMES, Testnet, prepareScenario, runScenario, wanCount } from '../testnet/index.ts'
 import type { ScenarioName, ScenarioPlan, ScenarioResult } from '../testnet/index.ts'
+import { GUEST_SCENARIO_NAMES, guestImagesMissing, prepareGuestScenario } from './guest-images.ts'
+import type { GuestImagesInfo, GuestScenarioName } from './guest-images.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const PAGE = 4096
@@ -47,8 +54,12 @@ interface MethodResult {
 }
 
 interface ScenarioBench {
-  scenario: ScenarioName
+  scenario: string
   description: string
+  /** Where the images come from */
+  images?: 'synthetic' | 'guest'
+  /** How the guest images were made (guest scenarios) */
+  guest?: GuestImagesInfo
   sizeBytes: number
   closest?: string
   methods: MethodResult[]
@@ -59,7 +70,8 @@ interface ScenarioBench {
 const { values: argv } = parseArgs({
   options: {
     size: { type: 'string', default: '256MiB' },
-    scenarios: { type: 'string', default: 'family,return' },
+    /** default: family,return and, when guest images can be made here, guest-family,guest-return */
+    scenarios: { type: 'string' },
     'wan-rtt': { type: 'string', default: '40' },
     'wan-mbit': { type: 'string', default: '100' },
     hosts: { type: 'string', default: '3' },
@@ -72,7 +84,15 @@ const { values: argv } = parseArgs({
 const RESULTS = join(ROOT, 'bench/results/compare.json')
 const saved = argv.render === true ? JSON.parse(await readFile(RESULTS, 'utf8')) : undefined
 const sizeBytes: number = saved?.sizeBytes ?? Number.parseInt(argv.size) * (/g/i.test(argv.size) ? 1024 * MiB : /m/i.test(argv.size) ? MiB : 1)
-const scenarios: ScenarioName[] = saved?.runs.map((r: ScenarioBench) => r.scenario) ?? argv.scenarios.split(',').map(s => s.trim())
+const KNOWN = [...SCENARIO_NAMES, ...GUEST_SCENARIO_NAMES] as string[]
+const isGuest = (s: string): s is GuestScenarioName => (GUEST_SCENARIO_NAMES as readonly string[]).includes(s)
+const guestMissing = saved != null ? undefined : await guestImagesMissing()
+/** Scenarios asked for (or the default) that this machine cannot run, with the reason */
+const skippedScenarios: Array<{ scenario: string, reason: string }> = saved?.skipped ?? []
+const asked: string[] = argv.scenarios?.split(',').map(s => s.trim()).filter(s => s !== '') ?? [...SCENARIO_NAMES.filter(s => s !== 'unrelated'), ...GUEST_SCENARIO_NAMES]
+for (const s of asked) if (!KNOWN.includes(s)) { process.stderr.write(`bench: unknown scenario '${s}' (one of ${KNOWN.join(', ')})\n`); process.exit(2) }
+if (saved == null && guestMissing !== undefined) for (const s of asked.filter(isGuest)) skippedScenarios.push({ scenario: s, reason: guestMissing })
+const scenarios: string[] = saved?.runs.map((r: ScenarioBench) => r.scenario) ?? asked.filter(s => !isGuest(s) || guestMissing === undefined)
 const wanRttMs: number = saved?.wanRttMs ?? Number(argv['wan-rtt'].replace(/ms$/, ''))
 const wanMbit: number = saved?.wanMbit ?? Number(argv['wan-mbit'])
 const hosts: number = saved?.hosts ?? Number(argv.hosts)
@@ -278,19 +298,48 @@ async function sameFile (a: string, b: string): Promise<boolean> {
 function mib (bytes: number): string { return (bytes / MiB).toFixed(bytes < 10 * MiB ? 2 : 1) }
 function ratio (x: number): string { return Number.isFinite(x) ? (x >= 10 ? x.toFixed(0) : x.toFixed(1)) + '×' : '–' }
 
-function markdown (runs: ScenarioBench[], meta: Record<string, string>): string {
+function wanOf (run: ScenarioBench, method: string): number {
+  const m = run.methods.find(m => m.method === method)
+  return m == null || m.skipped != null ? NaN : m.aToB + m.bToA
+}
+
+function guestLine (info: GuestImagesInfo): string {
+  const guests = info.guests.map(g => `${g.name} (seed ${g.seed}, scale ${g.scale}, role ${g.role}${g.steps > 1 ? `, ${g.steps} steps` : ''})`).join(', ')
+  const snaps = info.images.map(i => `${i.name} after step ${i.step}, ${(i.ms / 1000).toFixed(0)} s after QEMU started`).join('; ')
+  return `Real guest RAM made ${info.made} (${info.qemu.replace(/^QEMU emulator version\s*/, 'QEMU ')}, TCG, 1 vCPU, ${info.sizeBytes / MiB} MiB, kernel \`${info.kernel}\`): ${guests}. Snapshots: ${snaps}.`
+}
+
+function markdown (runs: ScenarioBench[], meta: Record<string, string>, skipped: Array<{ scenario: string, reason: string }> = []): string {
   const lines: string[] = []
   lines.push('# memfabric against the alternatives', '')
   lines.push(`Generated by \`npm run bench\` (\`node bench/compare.ts --size ${sizeBytes / MiB}MiB --scenarios ${scenarios.join(',')}\`) on **${meta.date}**.`, '')
   lines.push(`**Machine:** ${meta.machine}. ${meta.software}.`, '')
   if (meta.conditions != null) lines.push(`**Conditions:** ${meta.conditions}`, '')
-  lines.push(`**Link:** site A (127.0.1.x) → site B (127.0.2.x) through the user-space WAN emulator (\`testnet/wan\`), ${wanRttMs} ms RTT, ${wanMbit} Mbit/s per direction. WAN bytes are the emulator's own counters, both directions, for every method. Images are **synthetic** (\`testnet/synthetic.ts\`), ${sizeBytes / MiB} MiB each, ~25 % zero pages.`, '')
+  lines.push(`**Link:** site A (127.0.1.x) → site B (127.0.2.x) through the user-space WAN emulator (\`testnet/wan\`), ${wanRttMs} ms RTT, ${wanMbit} Mbit/s per direction. WAN bytes are the emulator's own counters, both directions, for every method. Every image is ${sizeBytes / MiB} MiB. ${images(runs)}`, '')
+  for (const s of skipped) lines.push(`**Skipped:** \`${s.scenario}\` — ${s.reason}.`, '')
   lines.push('![WAN bytes per method](benchmark.svg)', '')
+  lines.push('## Summary', '')
+  lines.push('WAN MiB per method (both directions, emulator counters); ratios are of WAN bytes. "QEMU-like" is zero pages elided + zstd.', '')
+  lines.push('| scenario | images | zero pages | floor | memfabric | memfabric ÷ floor | QEMU-like | QEMU-like ÷ memfabric | rsync -z | rsync -z -B 4096 | zstd --patch-from |')
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+  for (const run of runs) {
+    const mf = wanOf(run, 'memfabric migrate')
+    const qemu = wanOf(run, 'zero pages elided + zstd')
+    const m = (x: number): string => Number.isFinite(x) ? mib(x) : '–'
+    const zero = run.memfabric != null ? `${((100 * run.memfabric.zeroPages) / run.memfabric.pages).toFixed(0)} %` : '–'
+    lines.push(`| ${run.scenario} | ${run.images === 'guest' ? 'real guest RAM' : 'synthetic'} | ${zero} | ${mib(run.floor.totalBytes)} | **${m(mf)}** | ${(mf / run.floor.totalBytes).toFixed(2)} | ${m(qemu)} | ${ratio(qemu / mf)} | ${m(wanOf(run, 'rsync -z against closest'))} | ${m(wanOf(run, `rsync -z -B ${PAGE} against closest`))} | ${m(wanOf(run, 'zstd --patch-from closest'))} |`)
+  }
+  lines.push('')
   for (const run of runs) {
     const mf = run.methods.find(m => m.method === 'memfabric migrate')
     const raw = run.methods.find(m => m.method === 'raw copy')
     const mfBytes = mf != null ? mf.aToB + mf.bToA : NaN
     lines.push(`## ${run.scenario}`, '', `${run.description}. Closest image at the destination (basis for rsync and zstd --patch-from): \`${run.closest ?? 'none'}\`.`, '')
+    if (run.guest != null) lines.push(guestLine(run.guest), '')
+    if (run.memfabric != null) {
+      const r = run.memfabric
+      lines.push(`The migrating image: ${r.pages} pages, ${r.zeroPages} zero (${((100 * r.zeroPages) / r.pages).toFixed(1)} %), ${r.distinctPages} distinct non-zero.`, '')
+    }
     lines.push('| method | WAN bytes (MiB) | of raw | × memfabric | wall time (s) | notes |')
     lines.push('|---|---:|---:|---:|---:|---|')
     for (const m of run.methods) {
@@ -310,9 +359,22 @@ function markdown (runs: ScenarioBench[], meta: Record<string, string>): string 
   lines.push('- **rsync**: a real `rsync --daemon` listening in site B whose module already holds the closest image under the target\'s name; the client in site A runs `rsync --no-whole-file -z --compress-choice=zstd` (once with rsync\'s default block size, √size ≈ 16 KiB at 256 MiB, once with `-B 4096`, page-sized blocks) through the emulated link (rsync:// protocol over the emulator\'s TCP proxy). Wall time is the client process from start to exit, including checksumming the basis on the receiver.')
   lines.push('- **zstd --patch-from**: `zstd -3 --patch-from=<closest> -c image` streamed through the link; wall time includes compression, not decompression at the destination.')
   lines.push('- **memfabric migrate**: a fresh `Testnet` (real daemon processes, one per host, 2 sites) with the same link; site B\'s images imported on B hosts, the VM on A1; `migrate` from A1 to the last B host; wall time of the migrate call; the destination file is checked byte-identical (sha256). Emulator bytes include everything between the sites during the call (noise, yamux, DHT).')
+  lines.push('- **real guest RAM** (`guest-*`, `bench/guest-images.ts`): QEMU guests under TCG (q35, 1 vCPU, RAM in a `memory-backend-file`) boot Debian\'s cloud kernel from `/boot` with a static-busybox initramfs (`bench/guest-initramfs.sh`; the kernel\'s own defaults, KASLR included). Init mounts a tmpfs and runs a seeded workload: an access log (text, ~5.5 MB per unit of scale in step 1, the seed in every line), process heap churn (awk tables, sort), a gzip\'d backup of the system (the same input in every guest), the gzip\'d log, random bytes as keys, checksums; `db` guests also build and keep a sorted table and a copy of their log. When a step is done the guest prints a marker and waits on its second serial port; the host `stop`s it over QMP, copies the RAM file and `cont`s it. `guest-family`: vm1 and its siblings boot side by side, each with its own seed, amount and role, one step each. `guest-return`: one guest, RAM after step 1 (t1) and after step 2 (t2: more log lines, the old compressed log replaced by a new one, more heap churn, new keys). rsync and zstd --patch-from get as basis the site-B image that holds the most of the VM\'s distinct pages. The kernel keeps its defaults: KASLR relocates it differently at every boot, so kernel pages of siblings booted independently differ by their relocated addresses — page-granular dedup (the floor, memfabric, rsync -B 4096) misses them, zstd --patch-from\'s byte-level matches do not; siblings booted with `nokaslr`, or restored from one template snapshot, share them. Not bit-for-bit reproducible (KASLR, timing); the images are cached by size with a JSON of how they were made.')
   lines.push('- **floor** (page granularity): distinct non-zero pages of the image that no site-B image holds (hashing every page), compressed together with zstd level 3, plus the manifest blocks no site-B image\'s manifest has (cut the way an import cuts them) — what a method that ships whole missing pages and a content-addressed manifest must send. Byte-level deltas go below it when pages are only partly rewritten (the `return` scenario rewrites ~40 % of its changed pages only partly): rsync and zstd --patch-from do, and so does memfabric when the source holds an older image of the VM (it sends such pages compressed against the older page the destination site holds, and rebuilds the manifest from the older manifest plus a patch).')
   lines.push('', 'Raw results: `bench/results/compare.json`.', '')
   return lines.join('\n')
+}
+
+/** What the images of the runs are: for the text, or short for the chart title. */
+function images (runs: ScenarioBench[], short = false): string {
+  const synthetic = runs.filter(r => r.images !== 'guest').map(r => r.scenario)
+  const guest = runs.filter(r => r.images === 'guest').map(r => r.scenario)
+  // the chart's title is one line: each scenario's label says what its images are
+  if (short) return guest.length > 0 ? 'VMs' : 'synthetic VM'
+  const parts: string[] = []
+  if (synthetic.length > 0) parts.push(`${synthetic.map(s => `\`${s}\``).join(', ')}: **synthetic** images (\`testnet/synthetic.ts\`), ~25 % zero pages`)
+  if (guest.length > 0) parts.push(`${guest.map(s => `\`${s}\``).join(', ')}: **real guest RAM** of QEMU guests (\`bench/guest-images.ts\`, see "How each method is measured")`)
+  return parts.join('; ') + '.'
 }
 
 function svg (runs: ScenarioBench[]): string {
@@ -331,7 +393,7 @@ function svg (runs: ScenarioBench[]): string {
   const parts: string[] = []
   const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;')
   for (const run of runs) {
-    parts.push(`<text x="10" y="${y + 12}" font-weight="bold">${esc(run.scenario)}</text>`)
+    parts.push(`<text x="10" y="${y + 12}" font-weight="bold">${esc(run.scenario)}${run.images === 'guest' ? ' (real guest RAM)' : run.images === 'synthetic' ? ' (synthetic)' : ''}</text>`)
     y += 20
     for (const r of rows.filter(r => r.group === run.scenario)) {
       const w = Math.max(1, (r.bytes / max) * plotW)
@@ -347,7 +409,7 @@ function svg (runs: ScenarioBench[]): string {
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="10" y="20" font-size="14" font-weight="bold">WAN bytes A↔B, ${sizeBytes / MiB} MiB synthetic VM, ${wanRttMs} ms RTT, ${wanMbit} Mbit/s (fewer is better; wall time after ·)</text>`,
+    `<text x="10" y="20" font-size="14" font-weight="bold">WAN bytes A↔B, ${sizeBytes / MiB} MiB ${images(runs, true)}, ${wanRttMs} ms RTT, ${wanMbit} Mbit/s (fewer is better; wall time after ·)</text>`,
     ...parts,
     '</svg>',
     ''
@@ -357,7 +419,7 @@ function svg (runs: ScenarioBench[]): string {
 // ---- main ----------------------------------------------------------------------------------
 
 if (saved != null) {
-  await writeFile(join(ROOT, 'docs/benchmark.md'), markdown(saved.runs, saved))
+  await writeFile(join(ROOT, 'docs/benchmark.md'), markdown(saved.runs, saved, saved.skipped))
   await writeFile(join(ROOT, 'docs/benchmark.svg'), svg(saved.runs))
   say('docs/benchmark.md and docs/benchmark.svg re-rendered from bench/results/compare.json')
   process.exit(0)
@@ -370,9 +432,17 @@ const zstdVersion = tool('zstd', ['--version'])?.replace(/.*?(v\d+\.\d+\.\d+).*/
 const rsyncVersion = tool('rsync', ['--version'])?.replace(/^rsync\s+version\s+(\S+).*/, 'rsync $1')
 const runs: ScenarioBench[] = []
 try {
+  for (const { scenario, reason } of skippedScenarios) say(`${scenario}: skipped (${reason})`)
   for (const scenario of scenarios) {
-    say(`${scenario}: generating ${sizeBytes / MiB} MiB images`)
-    const plan = await prepareScenario(scenario, imagesDir, sizeBytes, hosts)
+    let plan: ScenarioPlan
+    let guest: GuestImagesInfo | undefined
+    if (isGuest(scenario)) {
+      say(`${scenario}: real guest RAM images of ${sizeBytes / MiB} MiB`)
+      ;({ plan, info: guest } = await prepareGuestScenario(scenario, imagesDir, sizeBytes, hosts, { onStatus: s => { say(`  ${s}`) } }))
+    } else {
+      say(`${scenario}: generating ${sizeBytes / MiB} MiB images`)
+      plan = await prepareScenario(scenario as ScenarioName, imagesDir, sizeBytes, hosts)
+    }
     const wan = await WanEmulator.create({ sites: [{ id: 1, name: 'A' }, { id: 2, name: 'B' }], wanRttMs, wanMbit })
     const methods: MethodResult[] = []
     try {
@@ -397,6 +467,8 @@ try {
     runs.push({
       scenario,
       description: plan.description,
+      images: guest != null ? 'guest' : 'synthetic',
+      ...(guest != null ? { guest } : {}),
       sizeBytes,
       closest: plan.closest?.name,
       methods,
@@ -412,13 +484,13 @@ try {
     conditions: `1-minute load average ${loadStart.toFixed(1)} at the start, ${loadavg()[0].toFixed(1)} at the end (2 cores). WAN bytes do not depend on load; wall times do, memfabric's most (a testnet is ${2 * hosts} daemon processes plus the emulator on the same cores).`
   }
   await mkdir(join(ROOT, 'bench/results'), { recursive: true })
-  await writeFile(RESULTS, JSON.stringify({ ...meta, sizeBytes, wanRttMs, wanMbit, hosts, runs }, null, 2) + '\n')
+  await writeFile(RESULTS, JSON.stringify({ ...meta, sizeBytes, wanRttMs, wanMbit, hosts, skipped: skippedScenarios, runs }, null, 2) + '\n')
   if (argv['no-docs'] !== true) {
     await mkdir(join(ROOT, 'docs'), { recursive: true })
-    await writeFile(join(ROOT, 'docs/benchmark.md'), markdown(runs, meta))
+    await writeFile(join(ROOT, 'docs/benchmark.md'), markdown(runs, meta, skippedScenarios))
     await writeFile(join(ROOT, 'docs/benchmark.svg'), svg(runs))
   }
-  process.stdout.write(markdown(runs, meta))
+  process.stdout.write(markdown(runs, meta, skippedScenarios))
 } finally {
   await rm(work, { recursive: true, force: true })
 }

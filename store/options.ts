@@ -36,10 +36,12 @@ export const DEFAULT_CHUNK_MIN = 64
 export const DEFAULT_CHUNK_MAX = 4096
 
 /**
- * Most pages the in-memory page table (a cache of the page index, ~64-128 bytes per page) may
- * hold; past this the store looks pages up in level alone. 0 disables the table.
+ * Most pages the in-memory page table (a cache of the page index, 47 bytes per slot, 1.4-2.9
+ * slots per page) may hold; past this the store looks pages up in level alone. The default
+ * (2 GiB of distinct pages) caps the table at 2^20 slots, 49 MB; 0 disables the table. Once a
+ * bulk import or export has loaded it, the table stays until the store closes or outgrows this.
  */
-export const DEFAULT_PAGE_TABLE_MAX_PAGES = 1024 * 1024
+export const DEFAULT_PAGE_TABLE_MAX_PAGES = 512 * 1024
 
 export interface StoreOptions {
   /** Default {@link DEFAULT_PACK_SIZE}. */

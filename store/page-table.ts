@@ -19,6 +19,11 @@ const WORDS = 8
 const SEED = randomBytes(4).readUInt32LE(0)
 
 const NOWHERE: PageLocation = { pack: 0, offset: 0, length: 0 }
+const MIN_CAPACITY = 1024
+/** Entries per slot past which the table doubles. */
+const MAX_LOAD = 0.7
+/** Slots a cleared table may keep. */
+const KEEP_CAPACITY = 1 << 16
 
 export class PageTable {
   private mask: number
@@ -37,23 +42,46 @@ export class PageTable {
   private readonly probe = new Uint32Array(WORDS)
   private readonly probeBytes = new Uint8Array(this.probe.buffer)
 
-  constructor (expected = 0) {
-    let cap = 1024
-    while (cap * 0.7 < expected) cap *= 2
+  /** Whether entries carry locations (a plain digest set does not: 33 bytes per slot). */
+  private readonly located: boolean
+
+  constructor (expected = 0, options: { locations?: boolean } = {}) {
+    this.located = options.locations !== false
+    let cap = MIN_CAPACITY
+    while (cap * MAX_LOAD < expected) cap *= 2
     this.mask = cap - 1
     this.keys = new Uint32Array(cap * WORDS)
     this.keyBytes = new Uint8Array(this.keys.buffer)
     this.state = new Uint8Array(cap)
-    this.packs = new Uint32Array(cap)
-    this.offsets = new Float64Array(cap)
-    this.lengths = new Uint16Array(cap)
+    const n = this.located ? cap : 0
+    this.packs = new Uint32Array(n)
+    this.offsets = new Float64Array(n)
+    this.lengths = new Uint16Array(n)
   }
 
-  /** Forget every entry (keeping the memory). */
-  clear (): void {
-    this.state.fill(EMPTY)
+  /** Fresh empty arrays of `cap` slots. */
+  private allocate (cap: number): void {
+    this.mask = cap - 1
+    this.keys = new Uint32Array(cap * WORDS)
+    this.keyBytes = new Uint8Array(this.keys.buffer)
+    this.state = new Uint8Array(cap)
+    const n = this.located ? cap : 0
+    this.packs = new Uint32Array(n)
+    this.offsets = new Float64Array(n)
+    this.lengths = new Uint16Array(n)
     this.size = 0
     this.used = 0
+  }
+
+  /** Forget every entry; a table grown large gives its memory back. */
+  clear (): void {
+    if (this.state.length > KEEP_CAPACITY) {
+      this.allocate(MIN_CAPACITY)
+    } else {
+      this.state.fill(EMPTY)
+      this.size = 0
+      this.used = 0
+    }
   }
 
   /**
@@ -63,13 +91,13 @@ export class PageTable {
   forEach (fn: (bytes: Uint8Array, at: number, pack: number, offset: number, length: number) => void): void {
     const state = this.state
     for (let i = 0; i < state.length; i++) {
-      if (state[i] === FULL) fn(this.keyBytes, i * 32, this.packs[i], this.offsets[i], this.lengths[i])
+      if (state[i] === FULL) fn(this.keyBytes, i * 32, this.packs[i] ?? 0, this.offsets[i] ?? 0, this.lengths[i] ?? 0)
     }
   }
 
   /** Bytes of memory the table holds. */
   get bytes (): number {
-    return (this.mask + 1) * (WORDS * 4 + 1 + 4 + 8 + 2)
+    return (this.mask + 1) * (WORDS * 4 + 1 + (this.located ? 4 + 8 + 2 : 0))
   }
 
   /** Slot of the probed digest, or -1 - (the first free slot on its path). */
@@ -105,7 +133,8 @@ export class PageTable {
   }
 
   private location (i: number): PageLocation | undefined {
-    return i < 0 ? undefined : { pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] }
+    if (i < 0) return undefined
+    return this.located ? { pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] } : NOWHERE
   }
 
   /** Location of the digest `b[at, at + 32)`. */
@@ -149,8 +178,8 @@ export class PageTable {
   private putFields (pack: number, offset: number, length: number): void {
     let i = this.find()
     if (i < 0) {
-      if ((this.used + 1) > (this.mask + 1) * 0.7) {
-        this.rehash(this.size + 1 > (this.mask + 1) * 0.35 ? (this.mask + 1) * 2 : this.mask + 1)
+      if ((this.used + 1) > (this.mask + 1) * MAX_LOAD) {
+        this.rehash(this.size + 1 > (this.mask + 1) * MAX_LOAD / 2 ? (this.mask + 1) * 2 : this.mask + 1)
         i = this.find()
       }
       i = -1 - i
@@ -159,6 +188,7 @@ export class PageTable {
       this.keys.set(this.probe, i * WORDS)
       this.size++
     }
+    if (!this.located) return
     this.packs[i] = pack
     this.offsets[i] = offset
     this.lengths[i] = length
@@ -167,24 +197,18 @@ export class PageTable {
   private rehash (cap: number): void {
     const { keys, state, packs, offsets, lengths } = this
     const saved = Uint32Array.from(this.probe)
-    this.mask = cap - 1
-    this.keys = new Uint32Array(cap * WORDS)
-    this.keyBytes = new Uint8Array(this.keys.buffer)
-    this.state = new Uint8Array(cap)
-    this.packs = new Uint32Array(cap)
-    this.offsets = new Float64Array(cap)
-    this.lengths = new Uint16Array(cap)
-    this.size = 0
-    this.used = 0
+    this.allocate(cap)
     for (let j = 0; j < state.length; j++) {
       if (state[j] !== FULL) continue
       this.probe.set(keys.subarray(j * WORDS, j * WORDS + WORDS))
       const i = -1 - this.find()
       this.state[i] = FULL
       this.keys.set(this.probe, i * WORDS)
-      this.packs[i] = packs[j]
-      this.offsets[i] = offsets[j]
-      this.lengths[i] = lengths[j]
+      if (this.located) {
+        this.packs[i] = packs[j]
+        this.offsets[i] = offsets[j]
+        this.lengths[i] = lengths[j]
+      }
       this.size++
       this.used++
     }

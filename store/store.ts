@@ -241,7 +241,7 @@ export class LevelPackStore extends EventTarget implements Store {
 
   /** Register digests/blocks to keep through a gc; drop it with `leases.delete`. */
   lease (): Lease {
-    const l: Lease = { pages: new PageTable(), blocks: new Set() }
+    const l: Lease = { pages: new PageTable(0, { locations: false }), blocks: new Set() }
     this.leases.add(l)
     return l
   }

@@ -37,6 +37,7 @@ const log = logger('memfabric:pages')
 
 const ZERO_PAGE_CID = pageCid(new Uint8Array(PAGE_SIZE))
 const MAX_REQUEST_ID = 0xffffffff
+
 const MISSING_ENTRY: PageEntry = { kind: PAGE_MISSING, bytes: new Uint8Array(0) }
 
 const ZERO_DIGEST = ZERO_PAGE_CID.multihash.digest
@@ -276,12 +277,20 @@ export class PageExchange implements Startable {
     }
   }
 
-  /** Stream one request's pages back in order, batched into frames. */
+  /**
+   * Stream one request's pages back in order, batched into frames. A frame is a list of views
+   * of the store's page bytes: copying pages into a fresh flat frame measured ~2.5 CPU-s/GB
+   * more on this VM (new memory costs page faults), more than noise spends on the extra
+   * pieces. Counters are bumped once per frame, not per page.
+   */
   private async answer (lp: LengthPrefixedStream<Stream>, req: PageRequest, peer: string, signal: AbortSignal): Promise<void> {
     let entries: PageEntry[] = []
     let frameSize = RESPONSE_FRAME_HEADER
     let start = 0
     let seen = 0
+    let pages = 0
+    let bytesServed = 0
+    let missing = 0
 
     const flush = async (last: boolean): Promise<void> => {
       let frame: Uint8Array | Uint8ArrayList = encodeResponseList({ id: req.id, start, last, entries })
@@ -291,7 +300,11 @@ export class PageExchange implements Startable {
       start += entries.length
       entries = []
       frameSize = RESPONSE_FRAME_HEADER
+      this.count(peer, 'pagesServed', pages)
+      this.count(peer, 'bytesServed', bytesServed)
+      this.count(peer, 'missingServed', missing)
       this.count(peer, 'wireBytesServed', frame.byteLength + varintLength(frame.byteLength))
+      pages = bytesServed = missing = 0
       await lp.write(frame, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeout)]) })
     }
 
@@ -303,11 +316,11 @@ export class PageExchange implements Startable {
       // zero pages are implicit and never sent; a page not held is reported missing
       if (bytes == null || isZeroCid(cid)) {
         entry = MISSING_ENTRY
-        this.count(peer, 'missingServed', 1)
+        missing++
       } else {
         entry = (ref != null ? this.delta(bytes, ref) : undefined) ?? { kind: PAGE_RAW, bytes }
-        this.count(peer, 'pagesServed', 1)
-        this.count(peer, 'bytesServed', bytes.byteLength)
+        pages++
+        bytesServed += bytes.byteLength
       }
       if (entries.length > 0 && frameSize + RESPONSE_ENTRY_HEADER + entry.bytes.byteLength > this.responseFrameBytes) {
         await flush(false)
@@ -322,7 +335,6 @@ export class PageExchange implements Startable {
     await flush(true)
     this.count(peer, 'requestsServed', 1)
   }
-
 
   /** The bytes of the reference pages this store holds (undefined for the rest). */
   private async referencePages (refs: Array<CID | null>, signal: AbortSignal): Promise<Array<Uint8Array | undefined>> {
@@ -570,48 +582,58 @@ export class PageExchange implements Startable {
         if (res.start !== req.pos || res.entries.length === 0 || req.pos + res.entries.length > req.cids.length) {
           throw misbehaved(`response frame out of order for request ${res.id} (start ${res.start}, ${res.entries.length} entries, expected start ${req.pos} of ${req.cids.length})`)
         }
-        for (const entry of res.entries) {
-          const cid = req.cids[req.pos]
-          if (entry.kind === PAGE_MISSING) {
+        let pages = 0
+        let bytesFetched = 0
+        let missing = 0
+        // counted per frame, also when a page of it fails (the pages before it were delivered)
+        try {
+          for (const entry of res.entries) {
+            const cid = req.cids[req.pos]
+            if (entry.kind === PAGE_MISSING) {
+              req.pos++
+              result.missing.push(cid)
+              missing++
+              continue
+            }
+            let bytes = entry.bytes
+            if (entry.kind === PAGE_DELTA) {
+              const ref = req.refs?.[req.pos]
+              if (ref == null) {
+                throw misbehaved(`page ${cid} compressed against a reference that was not offered`)
+              }
+              try {
+                bytes = zstdDecompressSync(entry.bytes, { dictionary: ref.bytes, maxOutputLength: PAGE_SIZE } as any)
+                result.deltaPages++
+              } catch (err: any) {
+                throw misbehaved(`page ${cid} does not decompress against its reference: ${err.message}`, err)
+              }
+            } else if (entry.kind === PAGE_ZSTD) {
+              if (compress !== 'zstd') {
+                throw misbehaved('compressed page that was not asked for')
+              }
+              try {
+                bytes = zstdDecompressSync(entry.bytes, { maxOutputLength: PAGE_SIZE })
+              } catch (err: any) {
+                throw misbehaved(`page ${cid} does not decompress: ${err.message}`, err)
+              }
+            }
+            if (!verifyPage(cid, bytes)) {
+              throw misbehaved(`page ${cid} fails verification`)
+            }
             req.pos++
-            result.missing.push(cid)
-            this.count(remote, 'missingFetched', 1)
-            continue
-          }
-          let bytes = entry.bytes
-          if (entry.kind === PAGE_DELTA) {
-            const ref = req.refs?.[req.pos]
-            if (ref == null) {
-              throw misbehaved(`page ${cid} compressed against a reference that was not offered`)
-            }
-            try {
-              bytes = zstdDecompressSync(entry.bytes, { dictionary: ref.bytes, maxOutputLength: PAGE_SIZE } as any)
-              result.deltaPages++
-            } catch (err: any) {
-              throw misbehaved(`page ${cid} does not decompress against its reference: ${err.message}`, err)
-            }
-          } else if (entry.kind === PAGE_ZSTD) {
-            if (compress !== 'zstd') {
-              throw misbehaved('compressed page that was not asked for')
-            }
-            try {
-              bytes = zstdDecompressSync(entry.bytes, { maxOutputLength: PAGE_SIZE })
-            } catch (err: any) {
-              throw misbehaved(`page ${cid} does not decompress: ${err.message}`, err)
+            result.received.push(cid)
+            result.bytes += bytes.byteLength
+            pages++
+            bytesFetched += bytes.byteLength
+            options.onPage?.(cid, bytes)
+            if (options.sink != null) {
+              state.sinkBuffer.push({ cid, bytes })
             }
           }
-          if (!verifyPage(cid, bytes)) {
-            throw misbehaved(`page ${cid} fails verification`)
-          }
-          req.pos++
-          result.received.push(cid)
-          result.bytes += bytes.byteLength
-          this.count(remote, 'pagesFetched', 1)
-          this.count(remote, 'bytesFetched', bytes.byteLength)
-          options.onPage?.(cid, bytes)
-          if (options.sink != null) {
-            state.sinkBuffer.push({ cid, bytes })
-          }
+        } finally {
+          this.count(remote, 'pagesFetched', pages)
+          this.count(remote, 'bytesFetched', bytesFetched)
+          this.count(remote, 'missingFetched', missing)
         }
         if (res.last !== (req.pos === req.cids.length)) {
           throw misbehaved(`request ${res.id} ${res.last ? 'ended early' : 'not ended after its last page'}`)
