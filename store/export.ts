@@ -217,7 +217,9 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     pool.add(p)
   }
 
+  let usingTable = false
   try {
+    usingTable = true
     await store.useTable(manifest.pages)
     await fh.truncate(total)
     let batch: Slot[] = []
@@ -251,5 +253,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     await fh.close().catch(() => {})
     await unlink(tmp).catch(() => {})
     throw err
+  } finally {
+    if (usingTable) store.releaseTable()
   }
 }

@@ -13,6 +13,9 @@ import type { ExportBatchResult, ExportPlan } from './export-batch.ts'
 
 const log = logger('memfabric:store:hasher')
 
+/** Idle time after which the workers and shared buffers are released (ms). */
+export const HASHER_IDLE_MS = 10_000
+
 /** A shared page buffer with room for the digests and zero flags of its slots. */
 export interface SharedPages {
   readonly id: number
@@ -45,6 +48,7 @@ export class Hasher {
   private nextId = 0
   private nextReq = 0
   private closed = false
+  private idleTimer?: ReturnType<typeof setTimeout>
 
   constructor (workers: number) {
     this.size = workers
@@ -52,6 +56,7 @@ export class Hasher {
 
   /** A shared buffer of at least `bytes` bytes (pages of `pageSize`); give it back with `release`. */
   acquire (bytes: number, pageSize: number): SharedPages {
+    clearTimeout(this.idleTimer)
     const list = this.free.get(bytes)
     const got = list?.pop()
     if (got != null) return got
@@ -69,6 +74,33 @@ export class Hasher {
     const list = this.free.get(buf.bytes.byteLength) ?? []
     list.push(buf)
     this.free.set(buf.bytes.byteLength, list)
+    if (this.idleNow()) {
+      clearTimeout(this.idleTimer)
+      this.idleTimer = setTimeout(() => { this.trim() }, HASHER_IDLE_MS)
+      this.idleTimer.unref()
+    }
+  }
+
+  private idleNow (): boolean {
+    let free = 0
+    for (const list of this.free.values()) free += list.length
+    return free === this.registered.length && this.running.size === 0 && this.queue.length === 0
+  }
+
+  /**
+   * Give back the shared buffers and stop the workers once nothing used them for
+   * HASHER_IDLE_MS: a daemon between imports and exports should not keep tens of MB of
+   * buffers and two isolates. The next use starts them again.
+   */
+  trim (): void {
+    if (!this.idleNow()) return
+    const workers = this.workers
+    this.workers = []
+    this.idle = []
+    this.registered.length = 0
+    this.free.clear()
+    for (const w of workers) w.terminate().catch(() => {})
+    log('hash workers and buffers released after %d ms idle', HASHER_IDLE_MS)
   }
 
   private register (w: Worker, buf: SharedPages): void {
@@ -145,6 +177,7 @@ export class Hasher {
 
   async close (): Promise<void> {
     this.closed = true
+    clearTimeout(this.idleTimer)
     const workers = this.workers
     this.workers = []
     this.idle = []

@@ -150,6 +150,8 @@ export class LevelPackStore extends EventTarget implements Store {
    * {@link useTable}); kept in step with every index batch. Pending pages are not in it.
    */
   table?: PageTable
+  /** Operations between useTable and releaseTable. */
+  private tableUsers = 0
   private closed = false
   /** Listeners per event type: building CIDs for an event nobody hears costs more than hashing. */
   private readonly listening = new Map<string, number>()
@@ -260,6 +262,7 @@ export class LevelPackStore extends EventTarget implements Store {
    * loaded), and never past `pageTableMaxPages`. Takes the lock: do not call with it held.
    */
   async useTable (expected: number): Promise<void> {
+    this.tableUsers++
     if (this.table != null) return
     const max = this.options.pageTableMaxPages
     const live = this.livePages()
@@ -282,6 +285,19 @@ export class LevelPackStore extends EventTarget implements Store {
       if (table.size <= max) this.table = table
       log('page table loaded: %d pages, %d bytes', table.size, table.bytes)
     })
+  }
+
+  /**
+   * Called once per {@link useTable} when that operation ends: the table is dropped when no
+   * operation uses it any more, so a long-running daemon does not keep up to
+   * `pageTableMaxPages` entries (~49 MB) between migrations; the next bulk operation reloads it.
+   */
+  releaseTable (): void {
+    this.tableUsers = Math.max(0, this.tableUsers - 1)
+    if (this.tableUsers === 0 && this.table != null) {
+      log('page table released at %d pages', this.table.size)
+      this.table = undefined
+    }
   }
 
   /** Keep the table within its bound after it grew. */
@@ -676,7 +692,8 @@ export class LevelPackStore extends EventTarget implements Store {
 
   /** Count zero and distinct pages of an image; with `require`, throw on the first missing page. */
   async countPages (root: CID, require: boolean, options: AbortOptions = {}): Promise<{ zeroPages: number, distinctPages: number, missing: number }> {
-    const distinct = new Set<string>()
+    // digests in a typed-array table: ~40 B per distinct page instead of a string in a Set
+    const distinct = new PageTable(0, { locations: false })
     let zeroPages = 0
     let missing = 0
     for await (const slots of this.slotChunks(root, options)) {
@@ -686,9 +703,7 @@ export class LevelPackStore extends EventTarget implements Store {
           zeroPages++
           continue
         }
-        const k = digestKey(s.digest)
-        if (distinct.has(k)) continue
-        distinct.add(k)
+        if (!distinct.add(s.digest)) continue
         fresh.push(s)
       }
       const locs = await this.lookup(fresh.map(s => s.digest as Uint8Array))

@@ -252,7 +252,8 @@ class Puller {
 
   private pageSink (): Sink {
     return async (items) => {
-      await this.deps.store.putMany(items as Page[], { signal: this.options.signal })
+      // the page client verified every page against its CID on arrival
+      await this.deps.store.putMany(items as Page[], { verified: true, signal: this.options.signal })
     }
   }
 

@@ -142,7 +142,9 @@ export async function importImage (store: LevelPackStore, path: string, options:
     return { written }
   }
 
+  let usingTable = false
   try {
+    usingTable = true
     await store.useTable(Math.ceil(size / pageSize))
     await store.importsDb.put(importId, { pid: process.pid, startedAt: Date.now(), path })
     let next = 0
@@ -185,6 +187,7 @@ export async function importImage (store: LevelPackStore, path: string, options:
     log('imported %s as %s: %d pages, %d zero, %d new', path, rootKey, pages, zeroPages, newPages)
     return { root: root.cid, size, pages, zeroPages, newPages, format }
   } finally {
+    if (usingTable) store.releaseTable()
     for (const r of await Promise.allSettled(inflight)) {
       if (r.status === 'fulfilled') store.hasher.release(r.value.buf)
     }
