@@ -149,6 +149,9 @@ class PeerSession {
   }
 }
 
+/** How long a whole-network region (fewer than k peers seen) is reused before looking again (ms). */
+const WHOLE_NETWORK_REGION_TTL = 30_000
+
 /** Counters of a running publish or resolve (outbound streams per peer, failed peers). */
 class Run {
   readonly sessions = new Map<string, Promise<PeerSession>>()
@@ -362,14 +365,24 @@ export class ProviderRecords implements Startable {
       }
       if (added === 0) break
     }
-    const remote = [...found.values()]
-    // the lookup returns the dht.k closest peers; fewer means it saw the whole network
+    // the lookup returns the dht.k closest peers; fewer means it saw the whole network - or, on
+    // a loaded host whose lookups timed out, part of it: then keep the peers earlier
+    // whole-network lookups found (failed ones were dropped) and look again soon, so that a
+    // publisher and a resolver do not settle on different subsets for minutes
     let bits = 0
-    if (remote.length >= dht.k) {
-      const farthest = closest(kad, remote, remote.length).pop()
+    let expires = now + this.regionCacheTtl
+    if (found.size >= dht.k) {
+      const farthest = closest(kad, [...found.values()], found.size).pop()
       if (farthest != null) bits = Math.min(commonPrefixLength(kad, farthest.kadId) + 1, 256)
+    } else {
+      for (const r of this.regions) {
+        if (r.bits !== 0) continue
+        for (const c of r.candidates) if (!c.self && !found.has(c.key)) found.set(c.key, c)
+      }
+      expires = now + Math.min(this.regionCacheTtl, WHOLE_NETWORK_REGION_TTL)
     }
-    const region: Region = { prefix: kad, bits, candidates: [this.self(), ...remote], expires: now + this.regionCacheTtl }
+    const remote = [...found.values()]
+    const region: Region = { prefix: kad, bits, candidates: [this.self(), ...remote], expires }
     this.regions = this.regions.filter(r => r.expires > now && !hasPrefix(r.prefix, kad, bits))
     this.regions.push(region)
     if (this.regions.length > MAX_CACHED_REGIONS) this.regions.shift()
