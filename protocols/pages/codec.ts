@@ -24,7 +24,7 @@
  * 2      u32  id of the request
  * 6      u32  start: index in the request's cids of the first entry
  * 10     u32  count of entries
- * 14     entries, each: u8 kind (0 missing, 1 raw, 2 zstd, 3 zstd against the request's ref)
+ * 14     entries, each: u8 kind (0 missing, 1 raw, 2 zstd with the request's ref as dictionary)
  *          | u32 length | length bytes
  * ```
  * Manifest-patch response, one or more frames: u8 type = 0x02 | u8 flags (bit 0 last) | u32 id |
@@ -50,9 +50,8 @@ export const FLAG_ZSTD = 0x02
 
 export const PAGE_MISSING = 0
 export const PAGE_RAW = 1
-export const PAGE_ZSTD = 2
-export const PAGE_DELTA = 3
-export type PageKind = typeof PAGE_MISSING | typeof PAGE_RAW | typeof PAGE_ZSTD | typeof PAGE_DELTA
+export const PAGE_DELTA = 2
+export type PageKind = typeof PAGE_MISSING | typeof PAGE_RAW | typeof PAGE_DELTA
 
 export type Compression = 'zstd'
 
@@ -81,7 +80,7 @@ export interface ManifestPatch {
 
 export interface PageEntry {
   kind: PageKind
-  /** Empty for a missing page; compressed bytes for PAGE_ZSTD and PAGE_DELTA. */
+  /** Empty for a missing page; compressed bytes for PAGE_DELTA. */
   bytes: Uint8Array
 }
 
@@ -396,7 +395,7 @@ export function decodeResponse (data: Uint8Array | Uint8ArrayList, maxEntries = 
       if (length !== 0) {
         throw new InvalidMessageError('missing entry carries bytes')
       }
-    } else if (kind === PAGE_RAW || kind === PAGE_ZSTD || kind === PAGE_DELTA) {
+    } else if (kind === PAGE_RAW || kind === PAGE_DELTA) {
       if (length === 0 || length > MAX_PAGE_BYTES) {
         throw new InvalidMessageError(`page entry of ${length} bytes (1…${MAX_PAGE_BYTES})`)
       }

@@ -22,7 +22,7 @@ import {
   RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER, ZSTD_MIN_SAVING
 } from './constants.ts'
 import {
-  decodeAnyRequest, decodeResponse, deflateResponse, encodeRequest, encodeResponseList, PAGE_DELTA, decodePatchFrame, encodePatchRequest, encodePatchResponse, isPatchRequest, PAGE_MISSING, PAGE_RAW, PAGE_ZSTD
+  decodeAnyRequest, decodeResponse, deflateResponse, encodeRequest, encodeResponseList, PAGE_DELTA, decodePatchFrame, encodePatchRequest, encodePatchResponse, isPatchRequest, PAGE_MISSING, PAGE_RAW
 } from './codec.ts'
 import type { Compression, ManifestPatch, PageEntry, PageRequest, PatchRequest } from './codec.ts'
 import {
@@ -606,15 +606,6 @@ export class PageExchange implements Startable {
                 result.deltaPages++
               } catch (err: any) {
                 throw misbehaved(`page ${cid} does not decompress against its reference: ${err.message}`, err)
-              }
-            } else if (entry.kind === PAGE_ZSTD) {
-              if (compress !== 'zstd') {
-                throw misbehaved('compressed page that was not asked for')
-              }
-              try {
-                bytes = zstdDecompressSync(entry.bytes, { maxOutputLength: PAGE_SIZE })
-              } catch (err: any) {
-                throw misbehaved(`page ${cid} does not decompress: ${err.message}`, err)
               }
             }
             if (!verifyPage(cid, bytes)) {

@@ -7,7 +7,7 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { PAGE_SIZE } from '../../store/constants.ts'
 import { pageCid } from '../../store/page.ts'
 import {
-  decodeRequest, decodeResponse, encodeRequest, encodeResponse, PAGE_MISSING, PAGE_RAW, PAGE_ZSTD
+  decodeRequest, decodeResponse, encodeRequest, encodeResponse, PAGE_MISSING, PAGE_RAW, PAGE_DELTA
 } from '../../protocols/pages/codec.ts'
 import type { PageEntry } from '../../protocols/pages/codec.ts'
 import { InvalidMessageError } from '../../protocols/pages/errors.ts'
@@ -16,7 +16,7 @@ const cidArb = fc.uint8Array({ minLength: 1, maxLength: 64 }).map(b => pageCid(b
 const entryArb: fc.Arbitrary<PageEntry> = fc.oneof(
   fc.constant({ kind: PAGE_MISSING, bytes: new Uint8Array(0) } as PageEntry),
   fc.uint8Array({ minLength: 1, maxLength: 64 }).map(bytes => ({ kind: PAGE_RAW, bytes }) as PageEntry),
-  fc.uint8Array({ minLength: 1, maxLength: 64 }).map(bytes => ({ kind: PAGE_ZSTD, bytes }) as PageEntry)
+  fc.uint8Array({ minLength: 1, maxLength: 64 }).map(bytes => ({ kind: PAGE_DELTA, bytes }) as PageEntry)
 )
 
 /** Decoding either succeeds or throws the typed error; nothing else. */
