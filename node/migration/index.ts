@@ -45,8 +45,11 @@ export interface MigrationReport {
   /** Distinct non-zero pages the image references. */
   distinctPages: number
   tiers: Record<Tier, TierFigures>
-  /** Manifest blocks fetched and their wire bytes. */
-  manifest: { blocks: number, fetched: number, wireBytes: number }
+  /**
+   * Manifest blocks: in all, fetched (and their wire bytes, the patch's included), and rebuilt
+   * from an older manifest plus the source's patch.
+   */
+  manifest: { blocks: number, fetched: number, wireBytes: number, rebuilt?: number }
   /** Bytes received from peers of other sites (source included when it is elsewhere). */
   wanBytes: number
   /**

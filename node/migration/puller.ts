@@ -61,7 +61,7 @@ class Puller {
   private readonly options: PullOptions
   private readonly tiers: Record<Tier, TierFigures>
   private readonly dropped = new Map<string, string>()
-  private readonly manifestFigures = { blocks: 0, fetched: 0, wireBytes: 0 }
+  private readonly manifestFigures = { blocks: 0, fetched: 0, wireBytes: 0, rebuilt: 0 }
   private readonly delta = { pages: 0, references: 0 }
   /** Pages some window is fetching now: a later window waits for them instead of fetching them twice. */
   private readonly fetching = new Map<string, Promise<void>>()
@@ -171,7 +171,7 @@ class Puller {
       patch = answer.patch
     } catch (err: any) {
       signal?.throwIfAborted()
-      log('source sent no manifest patch - %e', err)
+      log.error('source sent no manifest patch - %e', err)
     }
     if (patch == null) return missing
     const basis = patch.basis
@@ -203,9 +203,10 @@ class Puller {
       this.basis = basis
     } catch (err: any) {
       signal?.throwIfAborted()
-      log('manifest of %c not rebuilt from basis %c - %e', this.options.root, basis, err)
+      log.error('manifest of %c not rebuilt from basis %c - %e', this.options.root, basis, err)
     }
     const still = await this.absentBlocks(missing)
+    this.manifestFigures.rebuilt = missing.length - still.length
     log('rebuilt %d of %d manifest chunks from basis %c', missing.length - still.length, missing.length, basis)
     return still
   }
@@ -236,7 +237,7 @@ class Puller {
         }
       } catch (err: any) {
         this.options.signal?.throwIfAborted()
-        log('blocks from %p failed - %e', peer.peerId, err)
+        log.error('blocks from %p failed - %e', peer.peerId, err)
       }
       pending = pending.filter(cid => !got.has(keyOf(cid)))
     }
