@@ -44,6 +44,9 @@ import type {
 
 const log = logger('memfabric:store')
 
+/** Idle time after which the page table of a finished bulk operation is dropped (ms). */
+const PAGE_TABLE_IDLE_MS = 10_000
+
 export interface PinRecord {
   state: 'complete' | 'partial'
   /**
@@ -152,6 +155,7 @@ export class LevelPackStore extends EventTarget implements Store {
   table?: PageTable
   /** Operations between useTable and releaseTable. */
   private tableUsers = 0
+  private tableTimer?: ReturnType<typeof setTimeout>
   private closed = false
   /** Listeners per event type: building CIDs for an event nobody hears costs more than hashing. */
   private readonly listening = new Map<string, number>()
@@ -208,6 +212,7 @@ export class LevelPackStore extends EventTarget implements Store {
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
+    clearTimeout(this.tableTimer)
     await this.lock.run(async () => {
       if (this.pending.size > 0 || this.pendingBlocks.size > 0) {
         await this.commitPending([], true).catch(err => { log.error('commit on close failed: %e', err) })
@@ -263,6 +268,7 @@ export class LevelPackStore extends EventTarget implements Store {
    */
   async useTable (expected: number): Promise<void> {
     this.tableUsers++
+    clearTimeout(this.tableTimer)
     if (this.table != null) return
     const max = this.options.pageTableMaxPages
     const live = this.livePages()
@@ -288,16 +294,21 @@ export class LevelPackStore extends EventTarget implements Store {
   }
 
   /**
-   * Called once per {@link useTable} when that operation ends: the table is dropped when no
-   * operation uses it any more, so a long-running daemon does not keep up to
-   * `pageTableMaxPages` entries (~49 MB) between migrations; the next bulk operation reloads it.
+   * Called once per {@link useTable} when that operation ends: once no operation has used the
+   * table for PAGE_TABLE_IDLE_MS it is dropped, so a long-running daemon does not keep up to
+   * `pageTableMaxPages` entries (~49 MB) between migrations, while an export right after an
+   * import still finds it; the next bulk operation reloads it.
    */
   releaseTable (): void {
     this.tableUsers = Math.max(0, this.tableUsers - 1)
-    if (this.tableUsers === 0 && this.table != null) {
+    if (this.tableUsers > 0 || this.table == null) return
+    clearTimeout(this.tableTimer)
+    this.tableTimer = setTimeout(() => {
+      if (this.tableUsers > 0 || this.table == null) return
       log('page table released at %d pages', this.table.size)
       this.table = undefined
-    }
+    }, PAGE_TABLE_IDLE_MS)
+    this.tableTimer.unref()
   }
 
   /** Keep the table within its bound after it grew. */
