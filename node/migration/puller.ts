@@ -267,7 +267,19 @@ class Puller {
     let window = new Map<string, WindowEntry>()
     let windowSlots = 0
     // walked in step with the image: same slot, older content
-    const basisSlots = this.basis != null ? store.pageSlots(this.basis, { signal }) : undefined
+    let basisSlots = this.basis != null ? store.pageSlots(this.basis, { signal }) : undefined
+    // the basis only makes pages smaller: if its blocks go away (gc of the unpinned copy), go on without
+    const oldSlot = async (): Promise<CID | undefined> => {
+      if (basisSlots == null) return undefined
+      try {
+        return (await basisSlots.next()).value?.cid ?? undefined
+      } catch (err: any) {
+        signal?.throwIfAborted()
+        log.error('basis %c unreadable, no more deltas - %e', this.basis, err)
+        basisSlots = undefined
+        return undefined
+      }
+    }
 
     const flush = async (): Promise<void> => {
       const entries = [...window.values()]
@@ -284,7 +296,7 @@ class Puller {
 
     try {
       for await (const slot of store.pageSlots(root, { signal })) {
-        const old = basisSlots != null ? (await basisSlots.next()).value?.cid ?? undefined : undefined
+        const old = await oldSlot()
         if (slot.cid == null) {
           this.zeroPages++
           this.slotsDone++
