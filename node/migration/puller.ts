@@ -224,22 +224,28 @@ class Puller {
     const { store } = this.deps
     const sitePeers = this.deps.peers().filter(p => p.site === this.deps.site && !p.peerId.equals(this.deps.self) && !this.dropped.has(p.peerId.toString()))
     let pending = cids
-    for (const peer of sitePeers) {
-      if (pending.length === 0) break
-      const got = new Set<string>()
-      try {
+    // a second pass only when a peer failed (a loaded peer may time out); "missing" is final
+    for (let pass = 0; pass < 2 && pending.length > 0; pass++) {
+      let failed = false
+      for (const peer of sitePeers) {
+        if (pending.length === 0) break
         // presence covers pages only; a peer answers for the blocks it lacks with "missing"
         const blocks: Array<{ cid: CID, bytes: Uint8Array }> = []
-        await this.deps.fetch(peer.peerId, pending, { compress: false, signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT), onBlock: (cid, bytes) => { blocks.push({ cid, bytes }) } })
+        try {
+          await this.deps.fetch(peer.peerId, pending, { compress: false, signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT), onBlock: (cid, bytes) => { blocks.push({ cid, bytes }) } })
+        } catch (err: any) {
+          this.options.signal?.throwIfAborted()
+          failed = true
+          log.error('blocks from %p failed - %e', peer.peerId, err)
+        }
+        const got = new Set<string>()
         for (const b of blocks) {
           await store.putBlock(b.cid, b.bytes, { signal: this.options.signal })
           got.add(keyOf(b.cid))
         }
-      } catch (err: any) {
-        this.options.signal?.throwIfAborted()
-        log.error('blocks from %p failed - %e', peer.peerId, err)
+        pending = pending.filter(cid => !got.has(keyOf(cid)))
       }
-      pending = pending.filter(cid => !got.has(keyOf(cid)))
+      if (!failed) break
     }
   }
 
