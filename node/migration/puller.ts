@@ -135,17 +135,14 @@ class Puller {
     } catch (err: any) {
       throw new ManifestUnavailableError(`manifest ${root} could not be read: ${err.message}`, { cause: err })
     }
-    let missing: CID[] = []
-    for (const chunk of manifest.chunks) {
-      if (!await store.hasBlock(chunk, { signal })) missing.push(chunk)
-    }
+    let missing = await this.absentBlocks(manifest.chunks)
     this.manifestFigures.blocks = manifest.chunks.length + 1
     if (missing.length > 0 && this.deps.describe(this.options.source).site !== this.deps.site) {
       missing = await this.patchManifest(manifest, missing)
     }
     if (missing.length > 0) {
       // chunks shared with images held in this site come from there
-      await this.blocksFromSite(missing)
+      await this.fromSite(missing, this.blockStorer())
       missing = await this.absentBlocks(missing)
     }
     if (missing.length > 0) {
@@ -176,14 +173,11 @@ class Puller {
     if (patch == null) return missing
     const basis = patch.basis
     try {
-      if (!await store.hasBlock(basis, { signal })) await this.blocksFromSite([basis])
+      if (!await store.hasBlock(basis, { signal })) await this.fromSite([basis], this.blockStorer())
       const old = await store.readManifest(basis, { signal })
       if (old.pages !== manifest.pages) return missing
-      const absent: CID[] = []
-      for (const chunk of old.chunks) {
-        if (!await store.hasBlock(chunk, { signal })) absent.push(chunk)
-      }
-      if (absent.length > 0) await this.blocksFromSite(absent)
+      const absent = await this.absentBlocks(old.chunks)
+      if (absent.length > 0) await this.fromSite(absent, this.blockStorer())
       const wanted = new Set(missing.map(keyOf))
       const chunker = new Chunker({ modulus: DEFAULT_CHUNK_MODULUS, min: DEFAULT_CHUNK_MIN, max: DEFAULT_CHUNK_MAX })
       const digests = Buffer.from(patch.digests.buffer, patch.digests.byteOffset, patch.digests.byteLength)
@@ -219,34 +213,46 @@ class Puller {
     return absent
   }
 
-  /** Fetch manifest blocks from same-site peers that hold them (best effort). */
-  private async blocksFromSite (cids: CID[]): Promise<void> {
-    const { store } = this.deps
-    const sitePeers = this.deps.peers().filter(p => p.site === this.deps.site && !p.peerId.equals(this.deps.self) && !this.dropped.has(p.peerId.toString()))
+  /** Same-site peers a migration may ask (not itself, not dropped). */
+  private sitePeers (): Holder[] {
+    return this.deps.peers().filter(p => p.site === this.deps.site && !p.peerId.equals(this.deps.self) && !this.dropped.has(p.peerId.toString()))
+  }
+
+  /**
+   * Best effort: fetch `cids` (pages or manifest blocks) from same-site peers, each peer asked
+   * for what the ones before it did not send, and hand every verified item to `take`. A peer
+   * answers "missing" for what it lacks; a second pass runs only when a peer failed (a loaded
+   * peer may time out).
+   */
+  private async fromSite (cids: CID[], take: (cid: CID, bytes: Uint8Array) => Promise<void>): Promise<void> {
+    const sitePeers = this.sitePeers()
     let pending = cids
-    // a second pass only when a peer failed (a loaded peer may time out); "missing" is final
     for (let pass = 0; pass < 2 && pending.length > 0; pass++) {
       let failed = false
       for (const peer of sitePeers) {
         if (pending.length === 0) break
-        // presence covers pages only; a peer answers for the blocks it lacks with "missing"
-        const blocks: Array<{ cid: CID, bytes: Uint8Array }> = []
+        const items: Array<{ cid: CID, bytes: Uint8Array }> = []
         try {
-          await this.deps.fetch(peer.peerId, pending, { compress: false, signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT), onBlock: (cid, bytes) => { blocks.push({ cid, bytes }) } })
+          await this.deps.fetch(peer.peerId, pending, { compress: false, signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT), onBlock: (cid, bytes) => { items.push({ cid, bytes }) } })
         } catch (err: any) {
           this.options.signal?.throwIfAborted()
           failed = true
-          log.error('blocks from %p failed - %e', peer.peerId, err)
+          log.error('fetch from same-site peer %p failed - %e', peer.peerId, err)
         }
+        // what arrived verified before a failure is kept
         const got = new Set<string>()
-        for (const b of blocks) {
-          await store.putBlock(b.cid, b.bytes, { signal: this.options.signal })
-          got.add(keyOf(b.cid))
+        for (const { cid, bytes } of items) {
+          await take(cid, bytes)
+          got.add(keyOf(cid))
         }
         pending = pending.filter(cid => !got.has(keyOf(cid)))
       }
       if (!failed) break
     }
+  }
+
+  private blockStorer (): (cid: CID, bytes: Uint8Array) => Promise<void> {
+    return async (cid, bytes) => { await this.deps.store.putBlock(cid, bytes, { signal: this.options.signal }) }
   }
 
   private blockSink (): Sink {
@@ -408,9 +414,7 @@ class Puller {
     }
     const keys = cids.map(keyOf)
     const source = this.options.source
-    const sitePeers = this.deps.peers()
-      .filter(p => p.site === this.deps.site && !p.peerId.equals(source) && !p.peerId.equals(this.deps.self) && !this.dropped.has(p.peerId.toString()))
-      .map(p => this.candidate(p))
+    const sitePeers = this.sitePeers().filter(p => !p.peerId.equals(source)).map(p => this.candidate(p))
 
     // presence covers pages; manifest blocks held in the site were fetched from there already
     await Promise.all((opts.kind === 'pages' ? sitePeers : []).map(async peer => {
@@ -552,34 +556,13 @@ class Puller {
       if (bytes != null) bytesOf.set(keyOf(cid), bytes)
     }
     const absent = refs.filter(cid => !bytesOf.has(keyOf(cid)))
-    if (absent.length > 0) await this.referencesFromSite(absent, bytesOf)
+    if (absent.length > 0) await this.fromSite(absent, async (cid, bytes) => { bytesOf.set(keyOf(cid), bytes) })
     this.delta.references += bytesOf.size
     return cids.map(cid => {
       const ref = refOf.get(keyOf(cid))
       const bytes = ref == null ? undefined : bytesOf.get(keyOf(ref))
       return bytes == null ? undefined : { cid: ref!, bytes }
     })
-  }
-
-  /** Read reference pages from same-site peers that hold them (best effort: a miss only costs compression). */
-  private async referencesFromSite (cids: CID[], into: Map<string, Uint8Array>): Promise<void> {
-    const sitePeers = this.deps.peers().filter(p => p.site === this.deps.site && !p.peerId.equals(this.deps.self) && !this.dropped.has(p.peerId.toString()))
-    let pending = cids
-    for (const peer of sitePeers) {
-      if (pending.length === 0) break
-      try {
-        const signal = this.signal(DEFAULT_DISCOVERY_TIMEOUT)
-        const bits = await this.deps.presence(peer.peerId, pending, { signal })
-        const held = pending.filter((_, i) => bits[i])
-        if (held.length > 0) {
-          await this.deps.fetch(peer.peerId, held, { compress: false, signal, onBlock: (cid, bytes) => { into.set(keyOf(cid), bytes) } })
-        }
-      } catch (err: any) {
-        this.options.signal?.throwIfAborted()
-        log('reference pages from %p failed - %e', peer.peerId, err)
-      }
-      pending = pending.filter(cid => !into.has(keyOf(cid)))
-    }
   }
 
   private account (tier: Tier, kind: 'pages' | 'manifest', bytes: number): void {
