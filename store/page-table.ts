@@ -26,14 +26,15 @@ const MAX_LOAD = 0.7
 const KEEP_CAPACITY = 1 << 16
 
 export class PageTable {
-  private mask: number
-  private keys: Uint32Array
+  // set by allocate()
+  private mask!: number
+  private keys!: Uint32Array
   /** The same memory as `keys`: digest bytes at slot * 32. */
-  private keyBytes: Uint8Array
-  private state: Uint8Array
-  private packs: Uint32Array
-  private offsets: Float64Array
-  private lengths: Uint16Array
+  private keyBytes!: Uint8Array
+  private state!: Uint8Array
+  private packs!: Uint32Array
+  private offsets!: Float64Array
+  private lengths!: Uint16Array
   /** Entries held. */
   size = 0
   /** Slots not EMPTY (entries and tombstones). */
@@ -49,14 +50,7 @@ export class PageTable {
     this.located = options.locations !== false
     let cap = MIN_CAPACITY
     while (cap * MAX_LOAD < expected) cap *= 2
-    this.mask = cap - 1
-    this.keys = new Uint32Array(cap * WORDS)
-    this.keyBytes = new Uint8Array(this.keys.buffer)
-    this.state = new Uint8Array(cap)
-    const n = this.located ? cap : 0
-    this.packs = new Uint32Array(n)
-    this.offsets = new Float64Array(n)
-    this.lengths = new Uint16Array(n)
+    this.allocate(cap)
   }
 
   /** Fresh empty arrays of `cap` slots. */

@@ -107,7 +107,7 @@ export class BasisIndex {
         const x = a.value.cid
         const y = b.value.cid
         if (x == null && y == null) continue
-        if (x != null && y != null && x.multihash.bytes.every((v, i) => v === y.multihash.bytes[i])) {
+        if (x != null && y != null && (x.equals(y) as boolean)) {
           shared++
           continue
         }
