@@ -33,7 +33,7 @@ import { promisify } from 'node:util'
 import { QmpClient } from '../qemu/index.ts'
 import { planFromImages } from '../testnet/index.ts'
 import type { ImageFile, ScenarioPlan } from '../testnet/index.ts'
-import { QEMU, findKernel, guestPrerequisiteMissing, qemuMissing } from '../test/fixtures/guest/qemu.ts'
+import { QEMU, findKernel, guestArgs, guestPrerequisiteMissing, qemuMissing } from '../test/fixtures/guest/qemu.ts'
 
 const run = promisify(execFile)
 const BUILD = fileURLToPath(new URL('./guest-initramfs.sh', import.meta.url))
@@ -180,19 +180,17 @@ async function runGuest (spec: GuestSpec, init: RunGuestInit): Promise<GuestImag
   const ctl = `${base}.ctl`
   const log = `${base}.log`
   const mem = `${init.sizeBytes / MiB}M`
-  const args = [
-    '-machine', 'q35', '-m', mem, '-smp', '1',
-    '-object', `memory-backend-file,id=mem,size=${mem},mem-path=${ram},share=on`,
-    '-machine', 'memory-backend=mem',
-    '-display', 'none', '-monitor', 'none', '-nodefaults', '-no-user-config',
-    // ttyS0: the console (markers); ttyS1: where the guest waits for "go" between steps
-    '-serial', `file:${log}`,
-    '-serial', `unix:${ctl},server=on,wait=off`,
-    '-qmp', `unix:${qmpPath},server=on,wait=off`,
-    '-kernel', init.kernel, '-initrd', init.initrd,
-    '-append', `console=ttyS0 quiet panic=-1 mf.seed=${spec.seed} mf.scale=${spec.scale} mf.role=${spec.role} mf.steps=${spec.steps}`,
-    '-no-reboot'
-  ]
+  // ttyS0: the console (markers); ttyS1: where the guest waits for "go" between steps
+  const args = guestArgs({
+    mem,
+    ram,
+    log,
+    qmp: qmpPath,
+    kernel: init.kernel,
+    initrd: init.initrd,
+    append: `console=ttyS0 quiet panic=-1 mf.seed=${spec.seed} mf.scale=${spec.scale} mf.role=${spec.role} mf.steps=${spec.steps}`,
+    serials: [`unix:${ctl},server=on,wait=off`]
+  })
   const started = performance.now()
   const child = spawn(QEMU, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
