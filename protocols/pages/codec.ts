@@ -35,7 +35,8 @@
  * compresses a frame's entries together (pages of one frame share context, which compresses
  * far better than page by page) and sends the frame compressed only when that pays.
  */
-import { zstdCompressSync, zstdDecompressSync, constants as zlibConstants } from 'node:zlib'
+import { promisify } from 'node:util'
+import { zstdCompress, zstdDecompressSync, constants as zlibConstants } from 'node:zlib'
 import { encode as cborEncode, decode as cborDecode } from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { Uint8ArrayList } from 'uint8arraylist'
@@ -414,9 +415,11 @@ export function decodeResponse (data: Uint8Array | Uint8ArrayList, maxEntries = 
   return { id, start, last: (flags & FLAG_LAST) !== 0, entries }
 }
 
-/** Compress a frame's entries as one zstd frame; undefined when that does not pay. */
-export function deflateResponse (frame: Uint8Array, level: number, minSaving: number): Uint8Array | undefined {
-  const body = zstdCompressSync(frame.subarray(RESPONSE_FRAME_HEADER), { params: { [zlibConstants.ZSTD_c_compressionLevel]: level } })
+const zstdCompressAsync = promisify(zstdCompress)
+
+/** Compress a frame's entries as one zstd frame (in libuv's thread pool); undefined when that does not pay. */
+export async function deflateResponse (frame: Uint8Array, level: number, minSaving: number): Promise<Uint8Array | undefined> {
+  const body = await zstdCompressAsync(frame.subarray(RESPONSE_FRAME_HEADER), { params: { [zlibConstants.ZSTD_c_compressionLevel]: level } })
   if (body.byteLength > (frame.byteLength - RESPONSE_FRAME_HEADER) * minSaving) {
     return undefined
   }

@@ -69,7 +69,7 @@ export interface PageExchangeInit {
   idleTimeout?: number
   /** Client: requests in flight per stream (default DEFAULT_WINDOW = 8). */
   window?: number
-  /** Server: zstd level for requests that ask for compression (default 1). */
+  /** Server: zstd level for requests that ask for compression (default DEFAULT_ZSTD_LEVEL = 8). */
   zstdLevel?: number
   /** Server: how image `root` differs from the older image used as its basis (see codec.ts), or undefined. */
   patch?(root: CID, options: AbortOptions): Promise<ManifestPatch | undefined>

@@ -295,7 +295,7 @@ export class PageExchange implements Startable {
     const flush = async (last: boolean): Promise<void> => {
       let frame: Uint8Array | Uint8ArrayList = encodeResponseList({ id: req.id, start, last, entries })
       if (req.compress === 'zstd') {
-        frame = deflateResponse(frame.subarray(), this.zstdLevel, ZSTD_MIN_SAVING) ?? frame
+        frame = await deflateResponse(frame.subarray(), this.zstdLevel, ZSTD_MIN_SAVING) ?? frame
       }
       start += entries.length
       entries = []
