@@ -302,7 +302,7 @@ export class MemfabricNode {
       manifestPatch: async (peer, root, options) => pages.manifestPatch(peer, root, options),
       fetch: async (peer, cids, options) => {
         if (cids.length > 0 && cids[0].code !== raw.code) {
-          const result = await blocks.fetch(peer, cids, { signal: options.signal, onBlock: options.onBlock })
+          const result = await blocks.fetch(peer, cids, { signal: options.signal, onBlock: options.onBlock, compress: options.compress })
           return { wireBytes: result.wireBytes, missing: result.missing }
         }
         const result = await pages.fetch(peer, cids, {

@@ -3,13 +3,13 @@ import type { AbortOptions, Connection, Logger, PeerId, Startable, Stream } from
 import { lpStream } from '@libp2p/utils'
 import type { CID } from 'multiformats/cid'
 import { verifyBlock } from '../../store/page.ts'
-import { decodeRequest, decodeResponse, encodeRequest, encodeResponse } from './codec.ts'
+import { decodeRequest, decodeResponses, encodeRequest, encodeResponse, groupResponses } from './codec.ts'
 import {
-  DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_TIMEOUT, MAX_CIDS_PER_REQUEST, MAX_FRAME_SIZE,
+  DEFAULT_ZSTD_LEVEL, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_TIMEOUT, MAX_CIDS_PER_REQUEST, MAX_FRAME_SIZE,
   PROTOCOL_NAME, PROTOCOL_PREFIX, PROTOCOL_VERSION
 } from './constants.ts'
 import { BlockVerificationError, PeerNotAllowedError } from './errors.ts'
-import type { BlockExchangeComponents, BlockExchangeInit, BlockFetchResult } from './index.ts'
+import type { BlockExchangeComponents, BlockExchangeInit, BlockFetchOptions, BlockFetchResult } from './index.ts'
 
 /** Serves manifest blocks by CID and fetches them verified. */
 export class BlockExchange implements Startable {
@@ -56,27 +56,31 @@ export class BlockExchange implements Startable {
   }
 
   /** Fetch blocks from a peer; each is verified before `onBlock`. A bad block throws. */
-  async fetch (peer: PeerId, cids: CID[], options: AbortOptions & { onBlock?(cid: CID, bytes: Uint8Array): void } = {}): Promise<BlockFetchResult> {
+  async fetch (peer: PeerId, cids: CID[], options: BlockFetchOptions = {}): Promise<BlockFetchResult> {
     const result: BlockFetchResult = { received: [], missing: [], wireBytes: 0 }
     for (let i = 0; i < cids.length; i += MAX_CIDS_PER_REQUEST) {
       const batch = cids.slice(i, i + MAX_CIDS_PER_REQUEST)
       const stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal: options.signal })
       try {
         const lp = lpStream(stream, { maxDataLength: MAX_FRAME_SIZE })
-        await lp.write(encodeRequest({ cids: batch }), { signal: this.frameSignal(options.signal) })
-        for (const cid of batch) {
+        const zstd = options.compress === true
+        await lp.write(encodeRequest(zstd ? { cids: batch, zstd } : { cids: batch }), { signal: this.frameSignal(options.signal) })
+        let next = 0
+        while (next < batch.length) {
           const frame = await lp.read({ signal: this.frameSignal(options.signal) })
           result.wireBytes += frame.byteLength
-          const { bytes } = decodeResponse(frame)
-          if (bytes == null) {
-            result.missing.push(cid)
-            continue
+          for (const { bytes } of decodeResponses(frame, zstd, batch.length - next)) {
+            const cid = batch[next++]
+            if (bytes == null) {
+              result.missing.push(cid)
+              continue
+            }
+            if (!verifyBlock(cid, bytes)) {
+              throw new BlockVerificationError(`peer ${peer} sent a block that does not match ${cid}`)
+            }
+            result.received.push(cid)
+            options.onBlock?.(cid, bytes)
           }
-          if (!verifyBlock(cid, bytes)) {
-            throw new BlockVerificationError(`peer ${peer} sent a block that does not match ${cid}`)
-          }
-          result.received.push(cid)
-          options.onBlock?.(cid, bytes)
         }
         await stream.close({ signal: options.signal })
       } catch (err: any) {
@@ -89,11 +93,12 @@ export class BlockExchange implements Startable {
 
   private async serve (stream: Stream, connection: Connection): Promise<void> {
     const lp = lpStream(stream, { maxDataLength: MAX_FRAME_SIZE })
-    const { cids } = decodeRequest(await lp.read({ signal: AbortSignal.timeout(this.timeout) }))
-    const frames: Uint8Array[] = []
+    const { cids, zstd } = decodeRequest(await lp.read({ signal: AbortSignal.timeout(this.timeout) }))
+    let frames: Uint8Array[] = []
     for (const cid of cids) {
       frames.push(encodeResponse({ bytes: await this.init.blocks.getBlock(cid) }))
     }
+    if (zstd === true) frames = await groupResponses(frames, this.init.zstdLevel ?? DEFAULT_ZSTD_LEVEL)
     // one write: per-frame writes wait on the reader's window updates
     await lp.writeV(frames, { signal: AbortSignal.timeout(this.timeout) })
     await stream.close({ signal: AbortSignal.timeout(this.timeout) })

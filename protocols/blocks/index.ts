@@ -20,6 +20,8 @@ export interface BlockExchangeInit {
   protocolPrefix?: string
   /** Idle time allowed between frames in ms (default DEFAULT_TIMEOUT). */
   timeout?: number
+  /** zstd level of grouped answers for clients that ask for compression (default DEFAULT_ZSTD_LEVEL = 8). */
+  zstdLevel?: number
   /** Serve only peers this accepts; others' streams are reset (ERR_PEER_NOT_ALLOWED). Default: every peer that can connect. */
   allowPeer?(peer: PeerId): boolean
 }
@@ -36,8 +38,15 @@ export interface BlockFetchResult {
   wireBytes: number
 }
 
+export interface BlockFetchOptions extends AbortOptions {
+  /** Called with each block once verified. */
+  onBlock?(cid: CID, bytes: Uint8Array): void
+  /** Ask for answers grouped and zstd-compressed (for WAN links). */
+  compress?: boolean
+}
+
 export interface BlockExchange {
-  fetch (peer: PeerId, cids: CID[], options?: AbortOptions & { onBlock?(cid: CID, bytes: Uint8Array): void }): Promise<BlockFetchResult>
+  fetch (peer: PeerId, cids: CID[], options?: BlockFetchOptions): Promise<BlockFetchResult>
 }
 
 export function blockExchange (init: BlockExchangeInit): (components: BlockExchangeComponents) => BlockExchange {

@@ -3,9 +3,11 @@ import fc from 'fast-check'
 import { encode as cborEncode } from '@ipld/dag-cbor'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { pageCid } from '../../store/page.ts'
-import { decodeRequest, decodeResponse, encodeRequest, encodeResponse } from '../../protocols/blocks/codec.ts'
+import { randomBytes } from 'node:crypto'
+import { zstdCompressSync } from 'node:zlib'
+import { decodeRequest, decodeResponse, decodeResponses, encodeRequest, encodeResponse, groupResponses } from '../../protocols/blocks/codec.ts'
 import { InvalidBlockMessageError } from '../../protocols/blocks/errors.ts'
-import { MAX_BLOCK_SIZE, MAX_CIDS_PER_REQUEST } from '../../protocols/blocks/constants.ts'
+import { MAX_BLOCK_SIZE, MAX_CIDS_PER_REQUEST, MAX_FRAME_SIZE, MAX_GROUP_BYTES } from '../../protocols/blocks/constants.ts'
 
 const cidArb = fc.uint8Array({ minLength: 1, maxLength: 64 }).map(b => pageCid(b))
 
@@ -80,4 +82,31 @@ test('a deeply nested frame is a typed error, not a stack overflow', t => {
   const deep = new Uint8Array(100_000).fill(0x81)
   t.true(decodesOrTyped(() => decodeRequest(deep)))
   t.true(decodesOrTyped(() => decodeResponse(deep)))
+})
+
+test('grouped answers decode to the answers, in order', async t => {
+  const answers = [encodeResponse({ bytes: new Uint8Array(3000).fill(7) }), encodeResponse({}), encodeResponse({ bytes: new Uint8Array(3000).fill(7) })]
+  const frames = await groupResponses(answers, 3)
+  t.is(frames.length, 1)
+  t.true(frames[0].byteLength < 1000)
+  const out = decodeResponses(frames[0], true, 3)
+  t.deepEqual(out.map(a => a.bytes?.byteLength), [3000, undefined, 3000])
+})
+
+test('a group frame is refused when not asked for, or when it holds more answers than asked', async t => {
+  const answers = [encodeResponse({ bytes: new Uint8Array(3000) }), encodeResponse({ bytes: new Uint8Array(3000) })]
+  const [frame] = await groupResponses(answers, 3)
+  t.throws(() => decodeResponses(frame, false, 2), { instanceOf: InvalidBlockMessageError })
+  t.throws(() => decodeResponses(frame, true, 1), { instanceOf: InvalidBlockMessageError })
+})
+
+test('a group frame that inflates past its cap is refused', t => {
+  const bomb = cborEncode({ z: zstdCompressSync(Buffer.alloc(MAX_GROUP_BYTES + MAX_FRAME_SIZE + 1024)) })
+  t.throws(() => decodeResponses(bomb, true, 64), { instanceOf: InvalidBlockMessageError, message: /cap/ })
+})
+
+test('incompressible answers stay plain frames', async t => {
+  const answers = [encodeResponse({ bytes: randomBytes(4000) })]
+  const frames = await groupResponses(answers, 3)
+  t.deepEqual(frames, answers)
 })
