@@ -139,7 +139,7 @@ export class MemfabricNode {
       metrics: init.libp2pMetrics,
       services: {
         site: siteExchange({ site }),
-        pages: pageExchange({ store: repo.store, allowPeer, patch: async (root, opts) => bases.patch(root, opts) }),
+        pages: pageExchange({ store: repo.store, allowPeer, patch: async (root, opts) => bases.patch(root, opts), slots: (root, opts) => repo.store.pageSlots(root, opts) }),
         presence: presence({ store: servingStore(repo.store) }),
         blocks: blockExchange({ blocks: repo.store, allowPeer }),
         providers: providerRecords({ db: records, source: (options) => repo.store.allPages(options) }),
@@ -300,6 +300,11 @@ export class MemfabricNode {
       presence: async (peer, cids, options) => presenceService.query(peer, cids, options),
       findProviders: async (cids, options) => providers.resolve(cids, options),
       manifestPatch: async (peer, root, options) => pages.manifestPatch(peer, root, options),
+      manifestThin: async (peer, root, options) => pages.manifestThin(peer, root, options),
+      fetchByPrefix: async (peer, prefixes, options) => {
+        const result = await pages.fetchByPrefix(peer, prefixes, { signal: options.signal, compress: options.compress ? 'zstd' : undefined, onPage: options.onPage })
+        return { wireBytes: result.wireBytes, received: result.received.length }
+      },
       fetch: async (peer, cids, options) => {
         if (cids.length > 0 && cids[0].code !== raw.code) {
           const result = await blocks.fetch(peer, cids, { signal: options.signal, onBlock: options.onBlock, compress: options.compress })

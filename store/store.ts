@@ -616,6 +616,30 @@ export class LevelPackStore extends EventTarget implements Store {
     })
   }
 
+  async resolvePrefixes (prefixes: Uint8Array, options: AbortOptions & { prefixLength?: number } = {}): Promise<Array<Uint8Array | undefined>> {
+    this.checkOpen()
+    const length = options.prefixLength ?? 8
+    const n = Math.floor(prefixes.byteLength / length)
+    const out = new Array<Uint8Array | undefined>(n).fill(undefined)
+    // one iterator, prefixes visited in key order: each lookup is a seek
+    const order = Array.from({ length: n }, (_, i) => i)
+    const prefixOf = (i: number): Uint8Array => prefixes.subarray(i * length, (i + 1) * length)
+    order.sort((a, b) => Buffer.compare(prefixOf(a), prefixOf(b)))
+    const it = this.pagesDb.keys()
+    try {
+      for (const i of order) {
+        options.signal?.throwIfAborted()
+        const prefix = prefixOf(i)
+        it.seek(prefix)
+        const key = await it.next()
+        if (key != null && Buffer.compare(key.subarray(0, length), prefix) === 0) out[i] = key.slice(0, 32)
+      }
+    } finally {
+      await it.close()
+    }
+    return out
+  }
+
   async * allPages (options: AbortOptions & { batchSize?: number } = {}): AsyncGenerator<CID[]> {
     this.checkOpen()
     const it = this.pagesDb.keys()

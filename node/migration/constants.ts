@@ -8,6 +8,8 @@ export const DEFAULT_WINDOWS_IN_FLIGHT = 2
 export const DEFAULT_SLICE_PAGES = 2048
 /** Fetch calls in flight per holder. */
 export const DEFAULT_FETCHES_PER_HOLDER = 2
+/** Digest prefixes resolved against the store per call while rebuilding a manifest from its thin form. */
+export const DEFAULT_RESOLVE_BATCH = 16_384
 /** Verified pages written to the store per batch (each batch is one durable commit). */
 export const DEFAULT_STORE_BATCH = 2048
 /** RTT assumed for a holder whose RTT is not known yet (ms). */

@@ -14,7 +14,7 @@
 import type { CID } from 'multiformats/cid'
 import type { PeerId } from '@libp2p/interface'
 import type { Page, Store } from '../../store/index.ts'
-import type { ManifestPatch } from '../../protocols/pages/index.ts'
+import type { ManifestPatch, ThinManifest } from '../../protocols/pages/index.ts'
 
 export type Tier = 'local' | 'site' | 'remote' | 'source'
 export const TIERS: Tier[] = ['local', 'site', 'remote', 'source']
@@ -97,6 +97,10 @@ export interface PullDeps {
   fetch(peer: PeerId, cids: CID[], options: { compress: boolean, refs?: Array<Page | undefined>, signal?: AbortSignal, onBlock(cid: CID, bytes: Uint8Array): void }): Promise<FetchResult>
   /** How image `root` differs from the older image `peer` would use as its basis (no patch: none). */
   manifestPatch(peer: PeerId, root: CID, options: { signal?: AbortSignal }): Promise<{ patch?: ManifestPatch, wireBytes: number }>
+  /** Image `root`'s slots as zero runs and digest prefixes (none when `peer` does not hold it). */
+  manifestThin(peer: PeerId, root: CID, options: { signal?: AbortSignal, maxEntries: number }): Promise<{ thin?: ThinManifest, wireBytes: number }>
+  /** Fetch pages by digest prefix (PREFIX_BYTES each); each page is hashed and handed to `onPage` with its CID. */
+  fetchByPrefix(peer: PeerId, prefixes: Uint8Array, options: { compress: boolean, signal?: AbortSignal, onPage(cid: CID, bytes: Uint8Array): void }): Promise<{ wireBytes: number, received: number }>
 }
 
 export interface PullOptions {

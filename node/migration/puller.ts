@@ -4,12 +4,14 @@ import type { Manifest, Page } from '../../store/index.ts'
 import { Chunker } from '../../store/manifest.ts'
 import type { Block } from '../../store/manifest.ts'
 import { DEFAULT_CHUNK_MAX, DEFAULT_CHUNK_MIN, DEFAULT_CHUNK_MODULUS } from '../../store/options.ts'
-import type { ManifestPatch } from '../../protocols/pages/index.ts'
+import type { ManifestPatch, ThinManifest } from '../../protocols/pages/index.ts'
+import { PREFIX_BYTES, THIN_ENTRY_BYTES, THIN_PAGE, zeroRunLength } from '../../protocols/pages/index.ts'
 import {
-  DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_FETCHES_PER_HOLDER, DEFAULT_SLICE_PAGES, DEFAULT_STORE_BATCH,
+  DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_FETCHES_PER_HOLDER, DEFAULT_RESOLVE_BATCH, DEFAULT_SLICE_PAGES, DEFAULT_STORE_BATCH,
   DEFAULT_UNKNOWN_RTT, DEFAULT_WINDOW_PAGES, DEFAULT_WINDOWS_IN_FLIGHT
 } from './constants.ts'
 import { ManifestUnavailableError, PagesUnavailableError } from './errors.ts'
+import { PrefixIndex } from './prefix-index.ts'
 import { TIERS } from './index.ts'
 import type { Holder, MigrationReport, PullDeps, PullOptions, Tier, TierFigures } from './index.ts'
 
@@ -67,6 +69,8 @@ class Puller {
   private readonly fetching = new Map<string, Promise<void>>()
   /** An older image of the VM whose manifest this node holds (from the manifest patch). */
   private basis?: CID
+  /** Slots (and their bytes) of pages fetched while rebuilding the manifest: the page walk finds them held and must not count them local. */
+  private readonly prefetched = { slots: 0, bytes: 0 }
   private wanBytes = 0
   private slotsDone = 0
   private totalSlots = 0
@@ -91,6 +95,8 @@ class Puller {
     await store.pin(root, { partial: true, signal })
 
     await this.pullPages()
+    this.tiers.local.pages -= this.prefetched.slots
+    this.tiers.local.bytes -= this.prefetched.bytes
 
     await store.pin(root, { name: this.options.name, signal })
     // windows dedupe only within themselves: the store knows the image's exact distinct pages
@@ -144,6 +150,9 @@ class Puller {
       // chunks shared with images held in this site come from there
       await this.fromSite(missing, this.blockStorer())
       missing = await this.absentBlocks(missing)
+    }
+    if (missing.length > 0 && this.basis == null && this.deps.describe(this.options.source).site !== this.deps.site) {
+      missing = await this.thinManifest(manifest, missing)
     }
     if (missing.length > 0) {
       await this.fetchAll(missing, { useDht: false, sink: this.blockSink(), kind: 'manifest' })
@@ -203,6 +212,136 @@ class Puller {
     this.manifestFigures.rebuilt = missing.length - still.length
     log('rebuilt %d of %d manifest chunks from basis %c', missing.length - still.length, missing.length, basis)
     return still
+  }
+
+  /**
+   * Rebuild manifest chunks from the source's thin manifest (digest prefixes, ~9 bytes a slot
+   * instead of 36): a prefix the own store holds a page for resolves there; the other pages are
+   * fetched by prefix from same-site peers, then from the source, and hashing each gives its
+   * digest. Only when no site but ours and the source's is known: a page this site lacks then
+   * has no holder nearer than the source's site, which the normal path's provider lookups
+   * could not improve on. Only chunks whose CID the root lists are kept. Returns the chunks
+   * still missing.
+   */
+  private async thinManifest (manifest: Manifest, missing: CID[]): Promise<CID[]> {
+    const { store } = this.deps
+    const { root, source, signal } = this.options
+    const sourceSite = this.deps.describe(source).site
+    if (this.deps.peers().some(p => p.site !== this.deps.site && p.site !== sourceSite)) return missing
+    let thin: ThinManifest | undefined
+    try {
+      const answer = await this.deps.manifestThin(source, root, { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT), maxEntries: manifest.pages })
+      this.manifestFigures.wireBytes += answer.wireBytes
+      this.wanBytes += answer.wireBytes
+      thin = answer.thin
+    } catch (err: any) {
+      signal?.throwIfAborted()
+      log.error('source sent no thin manifest of %c - %e', root, err)
+    }
+    if (thin == null) return missing
+    const index = new PrefixIndex(thin)
+    if (index.totalSlots !== manifest.pages) {
+      log.error('thin manifest of %c has %d slots, the image %d', root, index.totalSlots, manifest.pages)
+      return missing
+    }
+    for (let from = 0; from < index.size; from += DEFAULT_RESOLVE_BATCH) {
+      const to = Math.min(index.size, from + DEFAULT_RESOLVE_BATCH)
+      const digests = await store.resolvePrefixes?.(index.prefixes(from, to), { signal }) ?? []
+      digests.forEach((digest, j) => { if (digest != null) index.found[from + j] = 1 })
+    }
+    const holders = [...this.sitePeers().filter(p => !p.peerId.equals(source)), this.deps.describe(source)]
+    for (const holder of holders) {
+      await this.prefetch(holder, index)
+    }
+    const rebuilt = await this.cutChunks(thin, new Set(missing.map(keyOf)))
+    const still = await this.absentBlocks(missing)
+    this.manifestFigures.rebuilt += missing.length - still.length
+    log('rebuilt %d of %d manifest chunks of %c from its thin manifest (%s)', missing.length - still.length, missing.length, root, rebuilt ? 'all slots' : 'up to a page not found')
+    return still
+  }
+
+  /** Fetch by prefix from `holder` what `index` has not found yet; a holder that fails is dropped. */
+  private async prefetch (holder: Holder, index: PrefixIndex): Promise<void> {
+    const id = holder.peerId.toString()
+    const tier = this.tierOf(holder)
+    const crossSite = holder.site !== this.deps.site
+    let from = 0
+    while (!this.dropped.has(id)) {
+      const { prefixes, next } = index.missing(from, this.options.windowPages ?? DEFAULT_WINDOW_PAGES)
+      from = next
+      if (prefixes.byteLength === 0) return
+      let batch: Page[] = []
+      let writing = Promise.resolve()
+      const write = (): void => {
+        const items = batch
+        batch = []
+        if (items.length > 0) writing = writing.then(async () => { await this.deps.store.putMany(items, { verified: true, signal: this.options.signal }) })
+        this.progress('pages')
+      }
+      try {
+        const result = await this.deps.fetchByPrefix(holder.peerId, prefixes, {
+          compress: crossSite,
+          signal: this.options.signal,
+          onPage: (cid, bytes) => {
+            const i = index.indexOf(cid.multihash.digest)
+            if (i < 0 || index.found[i] === 1) return
+            index.found[i] = 1
+            const slots = index.slots[i]
+            this.tiers[tier].pages++
+            this.tiers[tier].bytes += bytes.byteLength
+            this.tiers.local.pages += slots - 1
+            this.tiers.local.bytes += (slots - 1) * bytes.byteLength
+            this.prefetched.slots += slots
+            this.prefetched.bytes += slots * bytes.byteLength
+            batch.push({ cid, bytes })
+            if (batch.length >= DEFAULT_STORE_BATCH) write()
+          }
+        })
+        this.accountWire(tier, 'pages', result.wireBytes, crossSite)
+      } catch (err: any) {
+        if (this.options.signal?.aborted === true) throw err
+        log('dropping holder %s (%s) - %e', id, tier, err)
+        this.dropped.set(id, err.message ?? String(err))
+      } finally {
+        write()
+        await writing
+      }
+    }
+  }
+
+  /**
+   * Cut the manifest's chunks from a thin manifest, each page's digest read from the own store,
+   * and store those in `wanted`. Stops at the first page not held (boundaries after it are
+   * unknown); returns whether every slot was cut.
+   */
+  private async cutChunks (thin: ThinManifest, wanted: Set<string>): Promise<boolean> {
+    const { store } = this.deps
+    const signal = this.options.signal
+    const chunker = new Chunker({ modulus: DEFAULT_CHUNK_MODULUS, min: DEFAULT_CHUNK_MIN, max: DEFAULT_CHUNK_MAX })
+    const keep = async (block: Block | undefined): Promise<void> => {
+      if (block != null && wanted.has(keyOf(block.cid))) await store.putBlock(block.cid, block.bytes, { signal })
+    }
+    const entries = thin.entries
+    for (let first = 0; first < thin.count; first += DEFAULT_RESOLVE_BATCH) {
+      const last = Math.min(thin.count, first + DEFAULT_RESOLVE_BATCH)
+      const pages: number[] = []
+      for (let i = first; i < last; i++) if (entries[i * THIN_ENTRY_BYTES] === THIN_PAGE) pages.push(i)
+      const prefixes = new Uint8Array(pages.length * PREFIX_BYTES)
+      pages.forEach((i, j) => { prefixes.set(entries.subarray(i * THIN_ENTRY_BYTES + 1, (i + 1) * THIN_ENTRY_BYTES), j * PREFIX_BYTES) })
+      const digests = await store.resolvePrefixes?.(prefixes, { signal }) ?? []
+      let p = 0
+      for (let i = first; i < last; i++) {
+        if (entries[i * THIN_ENTRY_BYTES] !== THIN_PAGE) {
+          for (let n = zeroRunLength(thin, i); n > 0; n--) await keep(chunker.pushZero())
+          continue
+        }
+        const digest = digests[p++]
+        if (digest == null) return false
+        await keep(chunker.pushDigest(Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength), 0))
+      }
+    }
+    await keep(chunker.flush())
+    return true
   }
 
   private async absentBlocks (cids: CID[]): Promise<CID[]> {
@@ -598,7 +737,8 @@ class Puller {
   private progress (phase: 'manifest' | 'pages' | 'export' | 'done'): void {
     this.options.onProgress?.({
       phase,
-      done: phase === 'done' ? this.totalSlots : Math.min(this.slotsDone, this.totalSlots),
+      // pages fetched while rebuilding the manifest are done before the page walk counts them again
+      done: phase === 'done' ? this.totalSlots : Math.min(Math.max(this.slotsDone, this.prefetched.slots), this.totalSlots),
       total: this.totalSlots,
       tiers: this.tiers
     })

@@ -14,6 +14,15 @@
  * differs, slot by slot, from the older image the server would use as its basis, so a client
  * that holds that basis's manifest can rebuild the image's manifest instead of fetching it.
  *
+ * Prefix request: `{ id: uint32, prefixes: bytes, compress?: 'zstd' }` asks for pages by the
+ * first PREFIX_BYTES bytes of their digest (1…maxCids of them); the answer is the same page
+ * frames, an entry per prefix, missing where the server holds no page with that prefix. The
+ * client hashes each page and keeps it only if its digest starts with the prefix asked.
+ *
+ * Thin-manifest request: `{ id: uint32, thin: CID link }` asks for image `thin`'s slots as
+ * zero runs and digest prefixes (see thin.ts): a few bytes a slot instead of the manifest's
+ * 36, from which a client that holds or can find most pages rebuilds the manifest blocks.
+ *
  * Response (server → client): a fixed binary layout, because page frames are the hot path
  * and dag-cbor would copy every page twice (big-endian integers):
  *
@@ -42,7 +51,7 @@ import { CID } from 'multiformats/cid'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { digestToCid, isPageCid } from '../../store/page.ts'
 import { InvalidMessageError } from './errors.ts'
-import { DEFAULT_MAX_CIDS_PER_REQUEST, MAX_PAGE_BYTES, RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER } from './constants.ts'
+import { DEFAULT_MAX_CIDS_PER_REQUEST, MAX_PAGE_BYTES, PREFIX_BYTES, RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER } from './constants.ts'
 
 export const FRAME_PAGES = 0x01
 export const FRAME_PATCH = 0x02
@@ -69,6 +78,21 @@ export interface PatchRequest {
   /** Root of the image whose manifest the client wants to rebuild. */
   patch: CID
 }
+
+/** Pages by digest prefix: PREFIX_BYTES bytes each, concatenated. */
+export interface PrefixRequest {
+  id: number
+  prefixes: Uint8Array
+  compress?: Compression
+}
+
+export interface ThinRequest {
+  id: number
+  /** Root of the image whose slots the client wants as prefixes. */
+  thin: CID
+}
+
+export type AnyRequest = PageRequest | PatchRequest | PrefixRequest | ThinRequest
 
 /** How an image differs from its basis: at `slots[i]`, a zero page (`kinds[i]` 0) or the page `digests[i]`. */
 export interface ManifestPatch {
@@ -140,6 +164,14 @@ function unpackDigests (bytes: unknown, field: string): CID[] {
 
 export function encodePatchRequest (req: PatchRequest): Uint8Array {
   return cborEncode({ id: req.id, patch: req.patch })
+}
+
+export function encodePrefixRequest (req: PrefixRequest): Uint8Array {
+  return cborEncode(req.compress == null ? { id: req.id, prefixes: req.prefixes } : { id: req.id, prefixes: req.prefixes, compress: req.compress })
+}
+
+export function encodeThinRequest (req: ThinRequest): Uint8Array {
+  return cborEncode({ id: req.id, thin: req.thin })
 }
 
 /** Entries per manifest-patch frame (about 600 KiB). */
@@ -235,8 +267,8 @@ export function decodeRequest (data: Uint8Array | Uint8ArrayList, maxCids = DEFA
   return req
 }
 
-/** Decode and validate a request frame of either kind. Throws InvalidMessageError. */
-export function decodeAnyRequest (data: Uint8Array | Uint8ArrayList, maxCids = DEFAULT_MAX_CIDS_PER_REQUEST): PageRequest | PatchRequest {
+/** Decode and validate a request frame of any kind. Throws InvalidMessageError. */
+export function decodeAnyRequest (data: Uint8Array | Uint8ArrayList, maxCids = DEFAULT_MAX_CIDS_PER_REQUEST): AnyRequest {
   let msg: unknown
   try {
     msg = cborDecode(flat(data))
@@ -247,6 +279,9 @@ export function decodeAnyRequest (data: Uint8Array | Uint8ArrayList, maxCids = D
     throw new InvalidMessageError('request is not a map')
   }
   const m = msg as Record<string, unknown>
+  if ('thin' in m || 'prefixes' in m) {
+    return decodeKeyedRequest(m, maxCids)
+  }
   const patch = 'patch' in m
   for (const key of Object.keys(m)) {
     if (!(patch ? PATCH_FIELDS : PAGE_FIELDS).includes(key)) {
@@ -288,13 +323,51 @@ export function decodeAnyRequest (data: Uint8Array | Uint8ArrayList, maxCids = D
 
 const PAGE_FIELDS = ['id', 'pages', 'compress', 'refMask', 'refs']
 const PATCH_FIELDS = ['id', 'patch']
+const PREFIX_FIELDS = ['id', 'prefixes', 'compress']
+const THIN_FIELDS = ['id', 'thin']
 
-export function isPatchRequest (req: PageRequest | PatchRequest): req is PatchRequest {
+/** A prefix or thin-manifest request. */
+function decodeKeyedRequest (m: Record<string, unknown>, maxCids: number): PrefixRequest | ThinRequest {
+  const thin = 'thin' in m
+  for (const key of Object.keys(m)) {
+    if (!(thin ? THIN_FIELDS : PREFIX_FIELDS).includes(key)) {
+      throw new InvalidMessageError(`request has unknown field ${JSON.stringify(key.slice(0, 32))}`)
+    }
+  }
+  if (!isU32(m.id)) {
+    throw new InvalidMessageError('request id is not a uint32')
+  }
+  if (thin) {
+    const root = CID.asCID(m.thin)
+    if (root == null) {
+      throw new InvalidMessageError('request thin is not a CID')
+    }
+    return { id: m.id, thin: root }
+  }
+  const prefixes = m.prefixes
+  if (!(prefixes instanceof Uint8Array) || prefixes.byteLength === 0 || prefixes.byteLength % PREFIX_BYTES !== 0 || prefixes.byteLength / PREFIX_BYTES > maxCids) {
+    throw new InvalidMessageError(`request prefixes must be 1…${maxCids} prefixes of ${PREFIX_BYTES} bytes`)
+  }
+  if (m.compress !== undefined && m.compress !== 'zstd') {
+    throw new InvalidMessageError('request compress must be "zstd" or absent')
+  }
+  return m.compress === 'zstd' ? { id: m.id, prefixes, compress: 'zstd' } : { id: m.id, prefixes }
+}
+
+export function isPatchRequest (req: AnyRequest): req is PatchRequest {
   return 'patch' in req
 }
 
-export function isPageRequest (req: PageRequest | PatchRequest): req is PageRequest {
+export function isPageRequest (req: AnyRequest): req is PageRequest {
   return 'cids' in req
+}
+
+export function isPrefixRequest (req: AnyRequest): req is PrefixRequest {
+  return 'prefixes' in req
+}
+
+export function isThinRequest (req: AnyRequest): req is ThinRequest {
+  return 'thin' in req
 }
 
 

@@ -13,6 +13,8 @@ export const PAGES_PROTOCOL = `/${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_V
 /** Largest page the protocol carries (raw or compressed). */
 export const MAX_PAGE_BYTES = PAGE_SIZE
 
+/** Bytes of a digest prefix in prefix requests and thin manifests (a false match costs a fetch: pages are hashed, manifests checked against the root). */
+export const PREFIX_BYTES = 8
 /** Most CIDs in one request frame; the client splits larger asks. */
 export const DEFAULT_MAX_CIDS_PER_REQUEST = 256
 /** A page compressed against its reference is sent that way only when it takes at most this many bytes (else it travels raw, compressed with its frame). */

@@ -12,19 +12,22 @@ import type { AbortOptions, Connection, PeerId, Startable, Stream } from '@libp2
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
 import { PAGE_SIZE } from '../../store/constants.ts'
-import { isPageCid, pageCid, verifyPage } from '../../store/page.ts'
+import { digestToCid, isPageCid, pageCid, sha256Digest, verifyPage } from '../../store/page.ts'
 import type { Page, PageStore } from '../../store/index.ts'
 import {
   DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CIDS_PER_REQUEST, DEFAULT_MAX_INBOUND_STREAMS,
   DEFAULT_MAX_INFLIGHT_PER_STREAM, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_MAX_REQUEST_FRAME_LENGTH,
   DEFAULT_MAX_RESPONSE_FRAME_LENGTH, DEFAULT_MAX_STREAMS_PER_PEER, DEFAULT_RESPONSE_FRAME_BYTES,
   DEFAULT_SINK_BATCH, DEFAULT_STREAMS, DEFAULT_WINDOW, DEFAULT_ZSTD_LEVEL, DELTA_MAX_BYTES, PAGES_PROTOCOL,
-  RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER, ZSTD_MIN_SAVING
+  PREFIX_BYTES, RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER, ZSTD_MIN_SAVING
 } from './constants.ts'
 import {
-  decodeAnyRequest, decodeResponse, deflateResponse, encodeRequest, encodeResponseList, PAGE_DELTA, decodePatchFrame, encodePatchRequest, encodePatchResponse, isPatchRequest, PAGE_MISSING, PAGE_RAW
+  decodeAnyRequest, decodeResponse, deflateResponse, encodePrefixRequest, encodeRequest, encodeResponseList, encodeThinRequest, PAGE_DELTA,
+  decodePatchFrame, encodePatchRequest, encodePatchResponse, isPatchRequest, isPrefixRequest, isThinRequest, PAGE_MISSING, PAGE_RAW
 } from './codec.ts'
-import type { Compression, ManifestPatch, PageEntry, PageRequest, PatchRequest } from './codec.ts'
+import type { AnyRequest, Compression, ManifestPatch, PageEntry, PageRequest, PatchRequest, ThinRequest } from './codec.ts'
+import { decodeThinFrame, encodeThinAbsent, encodeThinFrames, THIN_ENTRY_BYTES } from './thin.ts'
+import type { ThinManifest } from './thin.ts'
 import {
   InvalidPageCidError, NotStartedError, PeerMisbehavedError, PeerNotAllowedError, TooManyStreamsError, TransferTimeoutError
 } from './errors.ts'
@@ -61,10 +64,18 @@ function newCounters (): PageCounters {
   return { pagesServed: 0, bytesServed: 0, wireBytesServed: 0, missingServed: 0, requestsServed: 0, pagesFetched: 0, bytesFetched: 0, wireBytesFetched: 0, missingFetched: 0, misbehaved: 0, timeouts: 0 }
 }
 
-/** CIDs of one request, with the reference page (if any) the server may compress each against. */
+/**
+ * CIDs of one request, with the reference page (if any) the server may compress each against;
+ * or, for a fetch by prefix, the prefixes (then `cids` is empty).
+ */
 interface Batch {
   cids: CID[]
   refs?: Array<Page | undefined>
+  prefixes?: Uint8Array
+}
+
+function batchSize (batch: Batch): number {
+  return batch.prefixes != null ? batch.prefixes.byteLength / PREFIX_BYTES : batch.cids.length
 }
 
 /** Shared state of one `fetch` call: the batches still to ask for and what came back. */
@@ -100,6 +111,7 @@ export class PageExchange implements Startable {
   private readonly zstdLevel: number
   private readonly allowPeer?: (peer: PeerId) => boolean
   private readonly patch?: PageExchangeInit['patch']
+  private readonly slots?: PageExchangeInit['slots']
   private readonly streams = new Set<Stream>()
   private readonly streamsPerPeer = new Map<string, number>()
   private nextId = 0
@@ -123,6 +135,7 @@ export class PageExchange implements Startable {
     this.zstdLevel = init.zstdLevel ?? DEFAULT_ZSTD_LEVEL
     this.allowPeer = init.allowPeer
     this.patch = init.patch
+    this.slots = init.slots
   }
 
   readonly [Symbol.toStringTag] = '@memfabric/pages'
@@ -253,7 +266,7 @@ export class PageExchange implements Startable {
           break
         }
         const req = decodeAnyRequest(frame, this.maxCids)
-        const task = (isPatchRequest(req) ? this.answerPatch(lp, req, controller.signal) : this.answer(lp, req, peer, controller.signal))
+        const task = this.answerAny(lp, req, peer, controller.signal)
           .catch(err => {
             failure ??= err
             controller.abort(err)
@@ -336,6 +349,30 @@ export class PageExchange implements Startable {
     this.count(peer, 'requestsServed', 1)
   }
 
+  private async answerAny (lp: LengthPrefixedStream<Stream>, req: AnyRequest, peer: string, signal: AbortSignal): Promise<void> {
+    if (isPatchRequest(req)) {
+      await this.answerPatch(lp, req, signal)
+    } else if (isThinRequest(req)) {
+      await this.answerThin(lp, req, signal)
+    } else if (isPrefixRequest(req)) {
+      const cids = await this.resolvePrefixes(req.prefixes, signal)
+      await this.answer(lp, req.compress == null ? { id: req.id, cids } : { id: req.id, cids, compress: req.compress }, peer, signal)
+    } else {
+      await this.answer(lp, req, peer, signal)
+    }
+  }
+
+  /** The CID of a held page per prefix; the zero page's CID (answered as missing) where none is held. */
+  private async resolvePrefixes (prefixes: Uint8Array, signal: AbortSignal): Promise<CID[]> {
+    const digests = await this.store.resolvePrefixes?.(prefixes, { signal })
+    const cids: CID[] = new Array(prefixes.byteLength / PREFIX_BYTES)
+    for (let i = 0; i < cids.length; i++) {
+      const digest = digests?.[i]
+      cids[i] = digest == null ? ZERO_PAGE_CID : digestToCid(digest)
+    }
+    return cids
+  }
+
   /** The bytes of the reference pages this store holds (undefined for the rest). */
   private async referencePages (refs: Array<CID | null>, signal: AbortSignal): Promise<Array<Uint8Array | undefined>> {
     const out: Array<Uint8Array | undefined> = new Array(refs.length)
@@ -365,13 +402,30 @@ export class PageExchange implements Startable {
     }
   }
 
+  /** Send image `thin`'s slots as a thin manifest (one frame saying "not held" when it is not). */
+  private async answerThin (lp: LengthPrefixedStream<Stream>, req: ThinRequest, signal: AbortSignal): Promise<void> {
+    const options = (): { signal: AbortSignal } => ({ signal: AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeout)]) })
+    let sent = 0
+    try {
+      if (this.slots == null) throw new Error('no manifests served')
+      for await (const frame of encodeThinFrames(req.id, this.slots(req.thin, { signal }), this.zstdLevel)) {
+        await lp.write(frame, options())
+        sent++
+      }
+    } catch (err: any) {
+      if (sent > 0 || signal.aborted) throw err
+      log('thin manifest of %c not served - %e', req.thin, err)
+      await lp.write(encodeThinAbsent(req.id), options())
+    }
+  }
+
   // ---------------------------------------------------------------- client
 
   /**
-   * Ask `peer` how image `root` differs from the older image it would use as basis;
-   * undefined when it has none. Also returns the bytes read off the stream.
+   * Send one request on a new stream and hand each response frame to `onFrame` until it
+   * returns true (the last frame). Returns the bytes read off the stream.
    */
-  async manifestPatch (peer: PeerId | Multiaddr, root: CID, options: AbortOptions = {}): Promise<{ patch?: ManifestPatch, wireBytes: number }> {
+  private async exchange (peer: PeerId | Multiaddr, request: Uint8Array, options: AbortOptions, onFrame: (frame: Uint8ArrayList, misbehaved: (reason: string, cause?: unknown) => PeerMisbehavedError) => boolean): Promise<number> {
     if (!this.started) {
       throw new NotStartedError()
     }
@@ -385,54 +439,110 @@ export class PageExchange implements Startable {
     }
     try {
       const lp = lpStream(stream, { maxDataLength: this.maxResponseFrameLength })
-      const id = this.nextId
-      this.nextId = this.nextId === MAX_REQUEST_ID ? 0 : this.nextId + 1
-      await lp.write(encodePatchRequest({ id, patch: root }), { signal })
+      await lp.write(request, { signal })
       let wireBytes = 0
-      let basis: CID | undefined
-      const slots: number[] = []
-      const kinds: number[] = []
-      const digests: Uint8Array[] = []
       while (true) {
         let frame
         try {
           frame = await withIdleTimeout(lp.read(), this.idleTimeout, () => new TransferTimeoutError(remote, this.idleTimeout), signal)
         } catch (err: any) {
           if (err instanceof TransferTimeoutError || signal.aborted) throw err
-          throw misbehaved(`manifest patch ended early: ${err.message}`, err)
+          throw misbehaved(`answer ended early: ${err.message}`, err)
         }
         wireBytes += frame.byteLength + varintLength(frame.byteLength)
-        let part
-        try {
-          part = decodePatchFrame(frame)
-        } catch (err: any) {
-          throw misbehaved(`bad manifest-patch frame: ${err.message}`, err)
-        }
-        if (part.id !== id || (slots.length > 0 && (part.basis == null || !part.basis.equals(basis)))) {
-          throw misbehaved('manifest-patch frames disagree')
-        }
-        basis ??= part.basis
-        for (let i = 0; i < part.slots.length; i++) {
-          if (slots.length > 0 && part.slots[i] <= slots[slots.length - 1]) throw misbehaved('manifest-patch slots do not ascend')
-          slots.push(part.slots[i])
-          kinds.push(part.kinds[i])
-          digests.push(part.digests[i])
-        }
-        if (part.last) break
+        if (onFrame(frame, misbehaved)) break
       }
       await stream.close({ signal: AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeout)]) })
-      if (basis == null) {
-        return { wireBytes }
-      }
-      const flat = new Uint8Array(slots.length * 32)
-      digests.forEach((d, i) => { if (d != null) flat.set(d, i * 32) })
-      return { patch: { basis, slots: Uint32Array.from(slots), kinds: Uint8Array.from(kinds), digests: flat }, wireBytes }
+      return wireBytes
     } catch (err: any) {
       stream.abort(err)
       throw err
     } finally {
       this.streams.delete(stream)
     }
+  }
+
+  private takeId (): number {
+    const id = this.nextId
+    this.nextId = this.nextId === MAX_REQUEST_ID ? 0 : this.nextId + 1
+    return id
+  }
+
+  /**
+   * Ask `peer` for image `root`'s slots as a thin manifest (zero runs and digest prefixes);
+   * undefined when it does not hold the image. Also returns the bytes read off the stream.
+   * `maxEntries` bounds what is accepted (an image of n slots has at most n entries).
+   */
+  async manifestThin (peer: PeerId | Multiaddr, root: CID, options: AbortOptions & { maxEntries?: number } = {}): Promise<{ thin?: ThinManifest, wireBytes: number }> {
+    const id = this.takeId()
+    const parts: Uint8Array[] = []
+    let count = 0
+    let absent = false
+    const wireBytes = await this.exchange(peer, encodeThinRequest({ id, thin: root }), options, (frame, misbehaved) => {
+      let part
+      try {
+        part = decodeThinFrame(frame)
+      } catch (err: any) {
+        throw misbehaved(`bad thin-manifest frame: ${err.message}`, err)
+      }
+      if (part.id !== id || (part.absent && parts.length > 0)) {
+        throw misbehaved('thin-manifest frames disagree')
+      }
+      absent = part.absent
+      parts.push(part.entries)
+      count += part.count
+      if (count > (options.maxEntries ?? Infinity)) {
+        throw misbehaved(`thin manifest holds more than ${options.maxEntries} entries`)
+      }
+      return part.last
+    })
+    if (absent) {
+      return { wireBytes }
+    }
+    const entries = new Uint8Array(count * THIN_ENTRY_BYTES)
+    let at = 0
+    for (const part of parts) {
+      entries.set(part, at)
+      at += part.byteLength
+    }
+    return { thin: { entries, count }, wireBytes }
+  }
+
+  /**
+   * Ask `peer` how image `root` differs from the older image it would use as basis;
+   * undefined when it has none. Also returns the bytes read off the stream.
+   */
+  async manifestPatch (peer: PeerId | Multiaddr, root: CID, options: AbortOptions = {}): Promise<{ patch?: ManifestPatch, wireBytes: number }> {
+    const id = this.takeId()
+    let basis: CID | undefined
+    const slots: number[] = []
+    const kinds: number[] = []
+    const digests: Uint8Array[] = []
+    const wireBytes = await this.exchange(peer, encodePatchRequest({ id, patch: root }), options, (frame, misbehaved) => {
+      let part
+      try {
+        part = decodePatchFrame(frame)
+      } catch (err: any) {
+        throw misbehaved(`bad manifest-patch frame: ${err.message}`, err)
+      }
+      if (part.id !== id || (slots.length > 0 && (part.basis == null || !part.basis.equals(basis)))) {
+        throw misbehaved('manifest-patch frames disagree')
+      }
+      basis ??= part.basis
+      for (let i = 0; i < part.slots.length; i++) {
+        if (slots.length > 0 && part.slots[i] <= slots[slots.length - 1]) throw misbehaved('manifest-patch slots do not ascend')
+        slots.push(part.slots[i])
+        kinds.push(part.kinds[i])
+        digests.push(part.digests[i])
+      }
+      return part.last
+    })
+    if (basis == null) {
+      return { wireBytes }
+    }
+    const flat = new Uint8Array(slots.length * 32)
+    digests.forEach((d, i) => { if (d != null) flat.set(d, i * 32) })
+    return { patch: { basis, slots: Uint32Array.from(slots), kinds: Uint8Array.from(kinds), digests: flat }, wireBytes }
   }
 
   /**
@@ -472,6 +582,31 @@ export class PageExchange implements Startable {
       if (batchRefs.some(r => r != null)) batch.refs = batchRefs
       batches.push(batch)
     }
+    return this.fetchBatches(peer, batches, result, options)
+  }
+
+  /**
+   * Fetch pages from `peer` by digest prefix (PREFIX_BYTES bytes each, concatenated). Each page
+   * is hashed on arrival and kept only if its digest starts with the prefix asked; `onPage` gets
+   * its CID. Prefixes the peer holds no page for are skipped (`missing` stays empty: compare
+   * `received` with what was asked).
+   */
+  async fetchByPrefix (peer: PeerId | Multiaddr, prefixes: Uint8Array, options: Omit<FetchOptions, 'refs'> = {}): Promise<FetchResult> {
+    if (!this.started) {
+      throw new NotStartedError()
+    }
+    if (prefixes.byteLength % PREFIX_BYTES !== 0) {
+      throw new TypeError(`prefixes must be ${PREFIX_BYTES} bytes each`)
+    }
+    const batches: Batch[] = []
+    const step = this.maxCids * PREFIX_BYTES
+    for (let at = 0; at < prefixes.byteLength; at += step) {
+      batches.push({ cids: [], prefixes: prefixes.subarray(at, at + step) })
+    }
+    return this.fetchBatches(peer, batches, { received: [], missing: [], bytes: 0, wireBytes: 0, deltaPages: 0 }, options)
+  }
+
+  private async fetchBatches (peer: PeerId | Multiaddr, batches: Batch[], result: FetchResult, options: FetchOptions): Promise<FetchResult> {
     if (batches.length === 0) {
       return result
     }
@@ -538,8 +673,9 @@ export class PageExchange implements Startable {
         const id = this.nextId
         this.nextId = this.nextId === MAX_REQUEST_ID ? 0 : this.nextId + 1
         inflight.set(id, { ...batch, pos: 0 })
-        const { cids, refs } = batch
-        frames.push(encodeRequest(compress == null ? { id, cids } : refs == null ? { id, cids, compress } : { id, cids, compress, refs: refs.map(r => r?.cid ?? null) }))
+        const { cids, refs, prefixes } = batch
+        if (prefixes != null) frames.push(encodePrefixRequest(compress == null ? { id, prefixes } : { id, prefixes, compress }))
+        else frames.push(encodeRequest(compress == null ? { id, cids } : refs == null ? { id, cids, compress } : { id, cids, compress, refs: refs.map(r => r?.cid ?? null) }))
       }
       if (frames.length > 0) {
         await lp.writeV(frames, { signal })
@@ -579,8 +715,9 @@ export class PageExchange implements Startable {
         if (req == null) {
           throw misbehaved(`response for unknown request id ${res.id}`)
         }
-        if (res.start !== req.pos || res.entries.length === 0 || req.pos + res.entries.length > req.cids.length) {
-          throw misbehaved(`response frame out of order for request ${res.id} (start ${res.start}, ${res.entries.length} entries, expected start ${req.pos} of ${req.cids.length})`)
+        const size = batchSize(req)
+        if (res.start !== req.pos || res.entries.length === 0 || req.pos + res.entries.length > size) {
+          throw misbehaved(`response frame out of order for request ${res.id} (start ${res.start}, ${res.entries.length} entries, expected start ${req.pos} of ${size})`)
         }
         let pages = 0
         let bytesFetched = 0
@@ -588,10 +725,10 @@ export class PageExchange implements Startable {
         // counted per frame, also when a page of it fails (the pages before it were delivered)
         try {
           for (const entry of res.entries) {
-            const cid = req.cids[req.pos]
+            let cid = req.cids[req.pos]
             if (entry.kind === PAGE_MISSING) {
               req.pos++
-              result.missing.push(cid)
+              if (cid != null) result.missing.push(cid)
               missing++
               continue
             }
@@ -608,7 +745,14 @@ export class PageExchange implements Startable {
                 throw misbehaved(`page ${cid} does not decompress against its reference: ${err.message}`, err)
               }
             }
-            if (!verifyPage(cid, bytes)) {
+            if (req.prefixes != null) {
+              const digest = sha256Digest(bytes)
+              const at = req.pos * PREFIX_BYTES
+              if (bytes.byteLength > PAGE_SIZE || Buffer.compare(digest.subarray(0, PREFIX_BYTES), req.prefixes.subarray(at, at + PREFIX_BYTES)) !== 0) {
+                throw misbehaved(`page for prefix ${Buffer.from(req.prefixes.subarray(at, at + PREFIX_BYTES)).toString('hex')} has another digest`)
+              }
+              cid = digestToCid(digest)
+            } else if (!verifyPage(cid, bytes)) {
               throw misbehaved(`page ${cid} fails verification`)
             }
             req.pos++
@@ -626,7 +770,7 @@ export class PageExchange implements Startable {
           this.count(remote, 'bytesFetched', bytesFetched)
           this.count(remote, 'missingFetched', missing)
         }
-        if (res.last !== (req.pos === req.cids.length)) {
+        if (res.last !== (req.pos === size)) {
           throw misbehaved(`request ${res.id} ${res.last ? 'ended early' : 'not ended after its last page'}`)
         }
         if (res.last) {

@@ -1,0 +1,84 @@
+/**
+ * The distinct pages of a thin manifest, by digest prefix: sorted prefixes, the slots each
+ * fills and whether it has been found. Typed arrays, 13 bytes a distinct page (an image of
+ * 10^6 pages must not cost an object per page).
+ */
+import { PREFIX_BYTES, THIN_ENTRY_BYTES, THIN_PAGE, zeroRunLength } from '../../protocols/pages/index.ts'
+import type { ThinManifest } from '../../protocols/pages/index.ts'
+
+export class PrefixIndex {
+  /** Distinct prefixes, ascending (big-endian, so in byte order). */
+  readonly keys: BigUint64Array
+  /** Slots of the image each distinct page fills. */
+  readonly slots: Uint32Array
+  /** 1 once the page is held. */
+  readonly found: Uint8Array
+  /** Slots of the image, zero pages included. */
+  readonly totalSlots: number
+
+  constructor (thin: ThinManifest) {
+    const view = new DataView(thin.entries.buffer, thin.entries.byteOffset, thin.entries.byteLength)
+    const all = new BigUint64Array(thin.count)
+    let pages = 0
+    let total = 0
+    for (let i = 0; i < thin.count; i++) {
+      if (thin.entries[i * THIN_ENTRY_BYTES] === THIN_PAGE) {
+        all[pages++] = view.getBigUint64(i * THIN_ENTRY_BYTES + 1)
+        total++
+      } else {
+        total += zeroRunLength(thin, i)
+      }
+    }
+    this.totalSlots = total
+    const sorted = all.subarray(0, pages).sort()
+    let distinct = 0
+    const slots = new Uint32Array(pages)
+    for (let i = 0; i < pages; i++) {
+      if (distinct === 0 || sorted[distinct - 1] !== sorted[i]) sorted[distinct++] = sorted[i]
+      slots[distinct - 1]++
+    }
+    this.keys = sorted.slice(0, distinct)
+    this.slots = slots.slice(0, distinct)
+    this.found = new Uint8Array(distinct)
+  }
+
+  get size (): number {
+    return this.keys.length
+  }
+
+  /** Index of the distinct page whose prefix starts `bytes` at `at`, or -1. */
+  indexOf (bytes: Uint8Array, at = 0): number {
+    const key = new DataView(bytes.buffer, bytes.byteOffset + at, PREFIX_BYTES).getBigUint64(0)
+    let lo = 0
+    let hi = this.keys.length - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1
+      const k = this.keys[mid]
+      if (k === key) return mid
+      if (k < key) lo = mid + 1
+      else hi = mid - 1
+    }
+    return -1
+  }
+
+  /** The prefixes of pages not found yet, packed, with their indexes; at most `limit` of them from `from` on. */
+  missing (from = 0, limit = Infinity): { prefixes: Uint8Array, indexes: Uint32Array, next: number } {
+    const indexes: number[] = []
+    let i = from
+    for (; i < this.keys.length && indexes.length < limit; i++) {
+      if (this.found[i] === 0) indexes.push(i)
+    }
+    const prefixes = new Uint8Array(indexes.length * PREFIX_BYTES)
+    const view = new DataView(prefixes.buffer)
+    indexes.forEach((k, j) => { view.setBigUint64(j * PREFIX_BYTES, this.keys[k]) })
+    return { prefixes, indexes: Uint32Array.from(indexes), next: i }
+  }
+
+  /** Every distinct prefix, packed, in index order. */
+  prefixes (from: number, to: number): Uint8Array {
+    const out = new Uint8Array((to - from) * PREFIX_BYTES)
+    const view = new DataView(out.buffer)
+    for (let i = from; i < to; i++) view.setBigUint64((i - from) * PREFIX_BYTES, this.keys[i])
+    return out
+  }
+}
