@@ -625,14 +625,20 @@ export class LevelPackStore extends EventTarget implements Store {
     const order = Array.from({ length: n }, (_, i) => i)
     const prefixOf = (i: number): Uint8Array => prefixes.subarray(i * length, (i + 1) * length)
     order.sort((a, b) => Buffer.compare(prefixOf(a), prefixOf(b)))
-    const it = this.pagesDb.keys()
+    const end = Buffer.from(PAGE_PREFIX)
+    end[end.byteLength - 1]++
+    const it = this.db.keys<Uint8Array>({ gt: PAGE_PREFIX, lt: end, keyEncoding: VIEW })
+    const target = Buffer.alloc(PAGE_PREFIX.byteLength + length)
+    PAGE_PREFIX.copy(target)
+    const skip = PAGE_PREFIX.byteLength
     try {
       for (const i of order) {
         options.signal?.throwIfAborted()
         const prefix = prefixOf(i)
-        it.seek(prefix)
+        target.set(prefix, skip)
+        it.seek(target)
         const key = await it.next()
-        if (key != null && Buffer.compare(key.subarray(0, length), prefix) === 0) out[i] = key.slice(0, 32)
+        if (key != null && Buffer.compare(key.subarray(skip, skip + length), prefix) === 0) out[i] = new Uint8Array(key.subarray(skip, skip + 32))
       }
     } finally {
       await it.close()

@@ -1,0 +1,148 @@
+import test from 'ava'
+import fc from 'fast-check'
+import { encode as cborEncode } from '@ipld/dag-cbor'
+import { zstdCompressSync } from 'node:zlib'
+import type { CID } from 'multiformats/cid'
+import { pageCid } from '../../store/page.ts'
+import { PeerMisbehavedError, PREFIX_BYTES } from '../../protocols/pages/index.ts'
+import { decodeAnyRequest, encodePrefixRequest, encodeThinRequest } from '../../protocols/pages/codec.ts'
+import { decodeThinFrame, encodeThinAbsent, encodeThinFrames, THIN_ENTRY_BYTES, THIN_FRAME_ENTRIES, THIN_PAGE, zeroRunLength } from '../../protocols/pages/thin.ts'
+import type { ThinManifest } from '../../protocols/pages/thin.ts'
+import { PrefixIndex } from '../../node/migration/prefix-index.ts'
+import { randomPages } from '../fixtures/memory-page-store.ts'
+import { LyingPageStore, connect, pageNode, repoNode } from '../fixtures/page-nodes.ts'
+
+async function * slotsOf (cids: Array<CID | undefined>): AsyncGenerator<{ cid?: CID }> {
+  for (const cid of cids) yield { cid }
+}
+
+async function thinOf (cids: Array<CID | undefined>): Promise<{ frames: Uint8Array[], thin: ThinManifest }> {
+  const frames: Uint8Array[] = []
+  for await (const frame of encodeThinFrames(3, slotsOf(cids), 3)) frames.push(frame)
+  const parts = frames.map(f => decodeThinFrame(f))
+  const count = parts.reduce((n, p) => n + p.count, 0)
+  const entries = new Uint8Array(count * THIN_ENTRY_BYTES)
+  let at = 0
+  for (const p of parts) { entries.set(p.entries, at); at += p.entries.byteLength }
+  return { frames, thin: { entries, count } }
+}
+
+test('prefix and thin-manifest requests round-trip; bad shapes are refused', t => {
+  const root = pageCid(new Uint8Array([1]))
+  const thin = decodeAnyRequest(encodeThinRequest({ id: 4, thin: root }))
+  t.true('thin' in thin && thin.id === 4 && thin.thin.equals(root))
+  const prefixes = new Uint8Array(3 * PREFIX_BYTES).map((_, i) => i)
+  const req = decodeAnyRequest(encodePrefixRequest({ id: 5, prefixes, compress: 'zstd' }))
+  t.true('prefixes' in req && req.compress === 'zstd')
+  t.deepEqual((req as any).prefixes, prefixes)
+  t.throws(() => decodeAnyRequest(cborEncode({ id: 1, prefixes: new Uint8Array(7) })), { code: 'ERR_INVALID_MESSAGE' })
+  t.throws(() => decodeAnyRequest(cborEncode({ id: 1, prefixes: new Uint8Array(0) })), { code: 'ERR_INVALID_MESSAGE' })
+  t.throws(() => decodeAnyRequest(cborEncode({ id: 1, prefixes: new Uint8Array(257 * PREFIX_BYTES) })), { code: 'ERR_INVALID_MESSAGE' })
+  t.throws(() => decodeAnyRequest(cborEncode({ id: 1, prefixes: new Uint8Array(8), refs: new Uint8Array(32) })), { code: 'ERR_INVALID_MESSAGE' })
+  t.throws(() => decodeAnyRequest(cborEncode({ id: 1, thin: 'x' })), { code: 'ERR_INVALID_MESSAGE' })
+})
+
+test('thin-manifest frames carry zero runs and prefixes in slot order, across frames', async t => {
+  const pages = randomPages(50).map(p => p.cid)
+  const cids: Array<CID | undefined> = []
+  // more entries than one frame holds: pages with zero runs between them
+  for (let i = 0; cids.length < THIN_FRAME_ENTRIES * 2 + 100; i++) {
+    cids.push(pages[i % pages.length])
+    for (let z = 0; z < i % 3; z++) cids.push(undefined)
+  }
+  const { frames, thin } = await thinOf(cids)
+  t.true(frames.length >= 2)
+  t.true(decodeThinFrame(frames[frames.length - 1]).last)
+  const back: Array<string | undefined> = []
+  for (let i = 0; i < thin.count; i++) {
+    const at = i * THIN_ENTRY_BYTES
+    if (thin.entries[at] === THIN_PAGE) back.push(Buffer.from(thin.entries.subarray(at + 1, at + 1 + PREFIX_BYTES)).toString('hex'))
+    else for (let n = zeroRunLength(thin, i); n > 0; n--) back.push(undefined)
+  }
+  t.deepEqual(back, cids.map(c => c == null ? undefined : Buffer.from(c.multihash.digest.subarray(0, PREFIX_BYTES)).toString('hex')))
+  const index = new PrefixIndex(thin)
+  t.is(index.totalSlots, cids.length)
+  t.is(index.size, pages.length)
+  t.is(index.slots.reduce((a, b) => a + b, 0), cids.filter(c => c != null).length)
+  t.true(index.indexOf(pages[7].multihash.digest) >= 0)
+  t.is(index.indexOf(pageCid(new Uint8Array([42])).multihash.digest), -1)
+  t.true(decodeThinFrame(encodeThinAbsent(9)).absent)
+})
+
+test('thin-manifest decoder: garbage, bombs and bad entries are typed errors', t => {
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), bytes => {
+    try { decodeThinFrame(bytes) } catch (err: any) { if (err.code !== 'ERR_INVALID_MESSAGE') throw err }
+  }), { numRuns: 2000 })
+  const header = (flags: number, count: number): Buffer => { const h = Buffer.alloc(10); h[0] = 3; h[1] = flags; h.writeUInt32BE(count, 6); return h }
+  const bomb = Buffer.concat([header(3, 2), zstdCompressSync(Buffer.alloc(1 << 20))])
+  t.throws(() => decodeThinFrame(bomb), { code: 'ERR_INVALID_MESSAGE' })
+  t.throws(() => decodeThinFrame(Buffer.concat([header(1, 1), Buffer.alloc(THIN_ENTRY_BYTES)])), { code: 'ERR_INVALID_MESSAGE', message: /zero run/ })
+  t.throws(() => decodeThinFrame(Buffer.concat([header(1, 1), Buffer.from([7]), Buffer.alloc(8)])), { code: 'ERR_INVALID_MESSAGE', message: /kind/ })
+  t.throws(() => decodeThinFrame(header(1, THIN_FRAME_ENTRIES + 1)), { code: 'ERR_INVALID_MESSAGE' })
+})
+
+test('pages fetched by prefix from a real store are hashed and named; prefixes it lacks are skipped', async t => {
+  const server = await repoNode(t)
+  const held = randomPages(600)
+  await server.repo.store.putMany(held)
+  const absent = randomPages(40)
+  const client = await pageNode(t)
+  await connect(client.node, server.addr)
+  const ask = [...held, ...absent]
+  const prefixes = new Uint8Array(ask.length * PREFIX_BYTES)
+  ask.forEach((p, i) => { prefixes.set(p.cid.multihash.digest.subarray(0, PREFIX_BYTES), i * PREFIX_BYTES) })
+  const got = new Map<string, Uint8Array>()
+  const result = await client.node.services.pages.fetchByPrefix(server.node.peerId, prefixes, {
+    compress: 'zstd',
+    onPage: (cid, bytes) => { got.set(cid.toString(), Uint8Array.prototype.slice.call(bytes)) }
+  })
+  t.is(result.received.length, held.length)
+  for (const p of held) t.true(Buffer.from(got.get(p.cid.toString())!).equals(p.bytes))
+  for (const p of absent) t.false(got.has(p.cid.toString()))
+})
+
+test('a server answering a prefix with another page is caught as misbehaving', async t => {
+  const pages = randomPages(10)
+  const inner = (await repoNode(t)).repo.store
+  await inner.putMany(pages)
+  const liar = new LyingPageStore(inner)
+  ;(liar as any).resolvePrefixes = async (p: Uint8Array) => inner.resolvePrefixes!(p)
+  liar.lie(pages[4].cid, randomPages(1)[0].bytes)
+  const server = await pageNode(t, { store: liar })
+  const client = await pageNode(t)
+  await connect(client.node, server.addr)
+  const prefixes = new Uint8Array(pages.length * PREFIX_BYTES)
+  pages.forEach((p, i) => { prefixes.set(p.cid.multihash.digest.subarray(0, PREFIX_BYTES), i * PREFIX_BYTES) })
+  const err = await t.throwsAsync(client.node.services.pages.fetchByPrefix(server.node.peerId, prefixes))
+  t.true(err instanceof PeerMisbehavedError, String(err))
+  t.regex(err!.message, /another digest/)
+})
+
+test('manifestThin gets an image\'s slots from a real repository, or none for an image it lacks', async t => {
+  const server = await repoNode(t, { pages: {} })
+  const pages = randomPages(300)
+  const cids = pages.map(p => p.cid)
+  const slots = await (async () => { const out: Array<CID | undefined> = []; for (let i = 0; i < 1000; i++) out.push(i % 4 === 0 ? undefined : cids[i % cids.length]); return out })()
+  const serverNode = await pageNode(t, { store: server.repo.store, pages: { slots: (root) => { if (!root.equals(cids[0])) throw new Error('not held'); return slotsOf(slots) } } })
+  const client = await pageNode(t)
+  await connect(client.node, serverNode.addr)
+  const { thin, wireBytes } = await client.node.services.pages.manifestThin(serverNode.node.peerId, cids[0])
+  t.truthy(thin)
+  t.is(new PrefixIndex(thin!).totalSlots, 1000)
+  t.true(wireBytes < 1000 * 9)
+  t.is((await client.node.services.pages.manifestThin(serverNode.node.peerId, cids[1])).thin, undefined)
+  const err = await t.throwsAsync(client.node.services.pages.manifestThin(serverNode.node.peerId, cids[0], { maxEntries: 10 }))
+  t.true(err instanceof PeerMisbehavedError)
+})
+
+test('store.resolvePrefixes finds the digest of a held page by its prefix', async t => {
+  const server = await repoNode(t)
+  const held = randomPages(200)
+  await server.repo.store.putMany(held)
+  const ask = [...held.slice(0, 50), ...randomPages(5)]
+  const prefixes = new Uint8Array(ask.length * 8)
+  ask.forEach((p, i) => { prefixes.set(p.cid.multihash.digest.subarray(0, 8), i * 8) })
+  const digests = await server.repo.store.resolvePrefixes!(prefixes)
+  for (let i = 0; i < 50; i++) t.deepEqual(digests[i], new Uint8Array(ask[i].cid.multihash.digest))
+  for (let i = 50; i < 55; i++) t.is(digests[i], undefined)
+})
