@@ -35,6 +35,11 @@ export interface PutOptions extends AbortOptions {
    * verifies), so an unverified page stored this way would be lost to every reader.
    */
   verified?: boolean
+  /**
+   * false: the pages are not reported in `pages:added`, so the node does not announce them at
+   * once but at its next republish (for pages a same-site peer already announces).
+   */
+  announce?: boolean
 }
 
 /** Pages by CID. Zero pages are implicit: `has` says true, `putMany` skips them. */

@@ -405,7 +405,7 @@ export class LevelPackStore extends EventTarget implements Store {
    * Sync pack data, then commit pending pages and blocks, pack sizes and `extra` in one batch.
    * Call with the lock held.
    */
-  async commitPending (extra: any[] = [], sync = false): Promise<void> {
+  async commitPending (extra: any[] = [], sync = false, quiet?: Set<string>): Promise<void> {
     await this.packs.sync()
     const n = this.pending.size
     if (n === 0 && this.pendingBlocks.size === 0 && extra.length === 0 && !this.packs.hasWritten()) return
@@ -460,7 +460,12 @@ export class LevelPackStore extends EventTarget implements Store {
         else batch.put(op.key, op.value, op)
       }
       const added: CID[] = []
-      if (n > 0 && this.hasListeners('pages:added')) this.pending.forEach((d, at) => { added.push(digestToCid(d.slice(at, at + 32))) })
+      if (n > 0 && this.hasListeners('pages:added')) {
+        this.pending.forEach((d, at) => {
+          const digest = d.slice(at, at + 32)
+          if (quiet == null || !quiet.has(digestKey(digest))) added.push(digestToCid(digest))
+        })
+      }
       await batch.write({ sync })
       for (const [id, e] of updated) this.packs.entries.set(id, e)
       const table = this.table
@@ -611,7 +616,7 @@ export class LevelPackStore extends EventTarget implements Store {
       const digests = Buffer.allocUnsafe(add.length * 32)
       add.forEach((p, i) => { digests.set(p.cid.multihash.digest, i * 32) })
       await this.appendPages(digests, add.map((_, i) => i * 32), add.map(p => p.bytes), add.map(p => p.bytes.byteLength))
-      await this.commitPending()
+      await this.commitPending([], false, options.announce === false ? new Set(add.map(p => digestKey(p.cid.multihash.digest))) : undefined)
       return add.length
     })
   }

@@ -1,7 +1,8 @@
 /**
  * The distinct pages of a thin manifest, by digest prefix: sorted prefixes, the slots each
- * fills and whether it has been found. Typed arrays, 13 bytes a distinct page (an image of
- * 10^6 pages must not cost an object per page).
+ * fills, whether it has been found, and the order of first appearance in the image (pages
+ * are fetched in that order: neighbours in memory compress together). Typed arrays, 17 bytes
+ * a distinct page (an image of 10^6 pages must not cost an object per page).
  */
 import { PREFIX_BYTES, THIN_ENTRY_BYTES, THIN_PAGE, zeroRunLength } from '../../protocols/pages/index.ts'
 import type { ThinManifest } from '../../protocols/pages/index.ts'
@@ -13,6 +14,8 @@ export class PrefixIndex {
   readonly slots: Uint32Array
   /** 1 once the page is held. */
   readonly found: Uint8Array
+  /** Indexes of the distinct pages in the order they first appear in the image. */
+  readonly appearance: Uint32Array
   /** Slots of the image, zero pages included. */
   readonly totalSlots: number
 
@@ -40,6 +43,17 @@ export class PrefixIndex {
     this.keys = sorted.slice(0, distinct)
     this.slots = slots.slice(0, distinct)
     this.found = new Uint8Array(distinct)
+    this.appearance = new Uint32Array(distinct)
+    const seen = new Uint8Array(distinct)
+    let next = 0
+    for (let i = 0; i < thin.count; i++) {
+      if (thin.entries[i * THIN_ENTRY_BYTES] !== THIN_PAGE) continue
+      const k = this.indexOf(thin.entries, i * THIN_ENTRY_BYTES + 1)
+      if (seen[k] === 0) {
+        seen[k] = 1
+        this.appearance[next++] = k
+      }
+    }
   }
 
   get size (): number {
@@ -61,12 +75,16 @@ export class PrefixIndex {
     return -1
   }
 
-  /** The prefixes of pages not found yet, packed, with their indexes; at most `limit` of them from `from` on. */
+  /**
+   * The prefixes of pages not found yet, packed, in order of appearance: at most `limit` of
+   * them from position `from` of that order on; `next` is where to go on.
+   */
   missing (from = 0, limit = Infinity): { prefixes: Uint8Array, indexes: Uint32Array, next: number } {
     const indexes: number[] = []
     let i = from
-    for (; i < this.keys.length && indexes.length < limit; i++) {
-      if (this.found[i] === 0) indexes.push(i)
+    for (; i < this.appearance.length && indexes.length < limit; i++) {
+      const k = this.appearance[i]
+      if (this.found[k] === 0) indexes.push(k)
     }
     const prefixes = new Uint8Array(indexes.length * PREFIX_BYTES)
     const view = new DataView(prefixes.buffer)

@@ -28,11 +28,21 @@ interface Candidate {
   rtt: number
 }
 
+/**
+ * Whether pages fetched from `tier` are announced at once. A page from a same-site peer is
+ * already on record as held in this site (presence queries find this node too), so announcing
+ * it again would only send records across sites; the node's periodic republish lists it.
+ */
+function announces (tier: Tier): boolean {
+  return tier !== 'site'
+}
+
 function keyOf (cid: CID): string {
   return Buffer.from(cid.bytes.buffer, cid.bytes.byteOffset, cid.bytes.byteLength).toString('latin1')
 }
 
-type Sink = (items: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>
+/** Where verified items go; `tier` says where they came from. */
+type Sink = (items: Array<{ cid: CID, bytes: Uint8Array }>, tier: Tier) => Promise<void>
 
 /** A distinct page of a window: how many slots it fills, and the basis page of its first slot. */
 interface WindowEntry {
@@ -275,7 +285,7 @@ class Puller {
       const write = (): void => {
         const items = batch
         batch = []
-        if (items.length > 0) writing = writing.then(async () => { await this.deps.store.putMany(items, { verified: true, signal: this.options.signal }) })
+        if (items.length > 0) writing = writing.then(async () => { await this.deps.store.putMany(items, { verified: true, announce: announces(tier), signal: this.options.signal }) })
         this.progress('pages')
       }
       try {
@@ -403,9 +413,9 @@ class Puller {
   }
 
   private pageSink (): Sink {
-    return async (items) => {
+    return async (items, tier) => {
       // the page client verified every page against its CID on arrival
-      await this.deps.store.putMany(items as Page[], { verified: true, signal: this.options.signal })
+      await this.deps.store.putMany(items as Page[], { verified: true, announce: announces(tier), signal: this.options.signal })
     }
   }
 
@@ -646,7 +656,7 @@ class Puller {
         const write = (): void => {
           const items = batch
           batch = []
-          writing = writing.then(async () => opts.sink(items))
+          writing = writing.then(async () => opts.sink(items, tier))
         }
         try {
           const refs = crossSite && tier === 'source' && opts.refs != null && opts.refs.size > 0 ? await this.references(next, opts.refs) : undefined

@@ -146,3 +146,18 @@ test('store.resolvePrefixes finds the digest of a held page by its prefix', asyn
   for (let i = 0; i < 50; i++) t.deepEqual(digests[i], new Uint8Array(ask[i].cid.multihash.digest))
   for (let i = 50; i < 55; i++) t.is(digests[i], undefined)
 })
+
+test('PrefixIndex lists missing pages in the order they first appear in the image', async t => {
+  const pages = randomPages(20).map(p => p.cid)
+  const cids = [pages[5], undefined, pages[2], pages[5], pages[9], undefined, undefined, pages[2], pages[0]]
+  const { thin } = await thinOf(cids)
+  const index = new PrefixIndex(thin)
+  const hex = (c: CID): string => Buffer.from(c.multihash.digest.subarray(0, PREFIX_BYTES)).toString('hex')
+  const order = (m: Uint8Array): string[] => Array.from({ length: m.byteLength / PREFIX_BYTES }, (_, i) => Buffer.from(m.subarray(i * PREFIX_BYTES, (i + 1) * PREFIX_BYTES)).toString('hex'))
+  t.deepEqual(order(index.missing().prefixes), [pages[5], pages[2], pages[9], pages[0]].map(hex))
+  index.found[index.indexOf(pages[2].multihash.digest)] = 1
+  const first = index.missing(0, 2)
+  t.deepEqual(order(first.prefixes), [pages[5], pages[9]].map(hex))
+  t.deepEqual(order(index.missing(first.next).prefixes), [pages[0]].map(hex))
+  t.is(index.slots[index.indexOf(pages[5].multihash.digest)], 2)
+})
