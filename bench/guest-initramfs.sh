@@ -1,7 +1,8 @@
 #!/bin/sh
-# Build the benchmark guest's initramfs: static busybox (every applet linked) and an init that
-# runs a small, seeded workload in steps, for bench/guest-images.ts. A bench-local sibling of
-# test/fixtures/guest/build-initramfs.sh (whose init only counts); the fixture is not changed.
+# Build the benchmark guest's initramfs, for bench/guest-images.ts: the test guest's packaging
+# (test/fixtures/guest/build-initramfs.sh: static busybox, /dev, /proc, /sys, cpio) with this
+# script's files added — a little of a real system's /etc, /data and an init that runs a small,
+# seeded workload in steps instead of the test guest's counter.
 #
 #   guest-initramfs.sh OUT.cpio.gz
 #
@@ -16,14 +17,10 @@
 # Needs busybox-static and cpio (Debian: apt-get install busybox-static cpio).
 set -eu
 out=$1
-busybox=${BUSYBOX:-/bin/busybox}
-[ -x "$busybox" ] || { echo "no static busybox at $busybox (apt-get install busybox-static)" >&2; exit 1; }
-command -v cpio >/dev/null || { echo "no cpio (apt-get install cpio)" >&2; exit 1; }
+pack=$(dirname "$0")/../test/fixtures/guest/build-initramfs.sh
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root/bin" "$root/dev" "$root/proc" "$root/sys" "$root/etc" "$root/data"
-cp "$busybox" "$root/bin/busybox"
-ln -s busybox "$root/bin/sh"
+mkdir -p "$root/etc" "$root/data"
 # a little of a real system's configuration, the same in every guest
 printf 'root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\n' > "$root/etc/passwd"
 printf 'memfabric-guest\n' > "$root/etc/hostname"
@@ -109,6 +106,4 @@ done
 echo "memfabric all steps done"
 while true; do sleep 3600; done
 INIT
-chmod +x "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 > "$out.tmp"
-mv "$out.tmp" "$out"
+sh "$pack" "$out" "$root"
