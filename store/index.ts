@@ -58,10 +58,10 @@ export interface PageStore {
   /** Every stored page CID, in batches (for publishing provider records). */
   allPages (options?: AbortOptions & { batchSize?: number }): AsyncGenerator<CID[]>
   /**
-   * For each prefix (`prefixes` holds n of `prefixLength` bytes, default 8), the digest of a
-   * held page that starts with it, or undefined. Which page, when several match, is unspecified.
+   * For each 8-byte prefix (`prefixes` holds n of them), the digest of a held page that starts
+   * with it, or undefined. Which page, when several match, is unspecified.
    */
-  resolvePrefixes? (prefixes: Uint8Array, options?: AbortOptions & { prefixLength?: number }): Promise<Array<Uint8Array | undefined>>
+  resolvePrefixes? (prefixes: Uint8Array, options?: AbortOptions): Promise<Array<Uint8Array | undefined>>
 }
 
 /** Manifest blocks (dag-cbor), verified against their CID. */

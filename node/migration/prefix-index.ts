@@ -1,7 +1,7 @@
 /**
  * The distinct pages of a thin manifest, by digest prefix: sorted prefixes, the slots each
- * fills, whether it has been found, and the order of first appearance in the image (pages
- * are fetched in that order: neighbours in memory compress together). Typed arrays, 17 bytes
+ * fills, the full digest once found, and the order of first appearance in the image (pages
+ * are fetched in that order: neighbours in memory compress together). Typed arrays, 49 bytes
  * a distinct page (an image of 10^6 pages must not cost an object per page).
  */
 import { PREFIX_BYTES, THIN_ENTRY_BYTES, THIN_PAGE, zeroRunLength } from '../../protocols/pages/index.ts'
@@ -14,6 +14,8 @@ export class PrefixIndex {
   readonly slots: Uint32Array
   /** 1 once the page is held. */
   readonly found: Uint8Array
+  /** Full digest of each page found, 32 bytes each. */
+  readonly digests: Uint8Array
   /** Indexes of the distinct pages in the order they first appear in the image. */
   readonly appearance: Uint32Array
   /** Slots of the image, zero pages included. */
@@ -43,6 +45,7 @@ export class PrefixIndex {
     this.keys = sorted.slice(0, distinct)
     this.slots = slots.slice(0, distinct)
     this.found = new Uint8Array(distinct)
+    this.digests = new Uint8Array(distinct * 32)
     this.appearance = new Uint32Array(distinct)
     const seen = new Uint8Array(distinct)
     let next = 0
@@ -54,6 +57,12 @@ export class PrefixIndex {
         this.appearance[next++] = k
       }
     }
+  }
+
+  /** Record that page `k` is held and its digest. */
+  setFound (k: number, digest: Uint8Array): void {
+    this.found[k] = 1
+    this.digests.set(digest, k * 32)
   }
 
   get size (): number {

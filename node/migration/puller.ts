@@ -5,7 +5,7 @@ import { Chunker } from '../../store/manifest.ts'
 import type { Block } from '../../store/manifest.ts'
 import { DEFAULT_CHUNK_MAX, DEFAULT_CHUNK_MIN, DEFAULT_CHUNK_MODULUS } from '../../store/options.ts'
 import type { ManifestPatch, ThinManifest } from '../../protocols/pages/index.ts'
-import { PREFIX_BYTES, THIN_ENTRY_BYTES, THIN_PAGE, zeroRunLength } from '../../protocols/pages/index.ts'
+import { THIN_ENTRY_BYTES, THIN_PAGE, zeroRunLength } from '../../protocols/pages/index.ts'
 import {
   DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_FETCHES_PER_HOLDER, DEFAULT_RESOLVE_BATCH, DEFAULT_SLICE_PAGES, DEFAULT_STORE_BATCH,
   DEFAULT_UNKNOWN_RTT, DEFAULT_WINDOW_PAGES, DEFAULT_WINDOWS_IN_FLIGHT
@@ -257,13 +257,13 @@ class Puller {
     for (let from = 0; from < index.size; from += DEFAULT_RESOLVE_BATCH) {
       const to = Math.min(index.size, from + DEFAULT_RESOLVE_BATCH)
       const digests = await store.resolvePrefixes?.(index.prefixes(from, to), { signal }) ?? []
-      digests.forEach((digest, j) => { if (digest != null) index.found[from + j] = 1 })
+      digests.forEach((digest, j) => { if (digest != null) index.setFound(from + j, digest) })
     }
     const holders = [...this.sitePeers().filter(p => !p.peerId.equals(source)), this.deps.describe(source)]
     for (const holder of holders) {
       await this.prefetch(holder, index)
     }
-    const rebuilt = await this.cutChunks(thin, new Set(missing.map(keyOf)))
+    const rebuilt = await this.cutChunks(thin, index, new Set(missing.map(keyOf)))
     const still = await this.absentBlocks(missing)
     this.manifestFigures.rebuilt += missing.length - still.length
     log('rebuilt %d of %d manifest chunks of %c from its thin manifest (%s)', missing.length - still.length, missing.length, root, rebuilt ? 'all slots' : 'up to a page not found')
@@ -295,7 +295,7 @@ class Puller {
           onPage: (cid, bytes) => {
             const i = index.indexOf(cid.multihash.digest)
             if (i < 0 || index.found[i] === 1) return
-            index.found[i] = 1
+            index.setFound(i, cid.multihash.digest)
             const slots = index.slots[i]
             this.tiers[tier].pages++
             this.tiers[tier].bytes += bytes.byteLength
@@ -320,35 +320,25 @@ class Puller {
   }
 
   /**
-   * Cut the manifest's chunks from a thin manifest, each page's digest read from the own store,
-   * and store those in `wanted`. Stops at the first page not held (boundaries after it are
-   * unknown); returns whether every slot was cut.
+   * Cut the manifest's chunks from a thin manifest and the digests found for it, and store those
+   * in `wanted`. Stops at the first page not found (boundaries after it are unknown); returns
+   * whether every slot was cut.
    */
-  private async cutChunks (thin: ThinManifest, wanted: Set<string>): Promise<boolean> {
-    const { store } = this.deps
+  private async cutChunks (thin: ThinManifest, index: PrefixIndex, wanted: Set<string>): Promise<boolean> {
     const signal = this.options.signal
     const chunker = new Chunker({ modulus: DEFAULT_CHUNK_MODULUS, min: DEFAULT_CHUNK_MIN, max: DEFAULT_CHUNK_MAX })
+    const digests = Buffer.from(index.digests.buffer, index.digests.byteOffset, index.digests.byteLength)
     const keep = async (block: Block | undefined): Promise<void> => {
-      if (block != null && wanted.has(keyOf(block.cid))) await store.putBlock(block.cid, block.bytes, { signal })
+      if (block != null && wanted.has(keyOf(block.cid))) await this.deps.store.putBlock(block.cid, block.bytes, { signal })
     }
-    const entries = thin.entries
-    for (let first = 0; first < thin.count; first += DEFAULT_RESOLVE_BATCH) {
-      const last = Math.min(thin.count, first + DEFAULT_RESOLVE_BATCH)
-      const pages: number[] = []
-      for (let i = first; i < last; i++) if (entries[i * THIN_ENTRY_BYTES] === THIN_PAGE) pages.push(i)
-      const prefixes = new Uint8Array(pages.length * PREFIX_BYTES)
-      pages.forEach((i, j) => { prefixes.set(entries.subarray(i * THIN_ENTRY_BYTES + 1, (i + 1) * THIN_ENTRY_BYTES), j * PREFIX_BYTES) })
-      const digests = await store.resolvePrefixes?.(prefixes, { signal }) ?? []
-      let p = 0
-      for (let i = first; i < last; i++) {
-        if (entries[i * THIN_ENTRY_BYTES] !== THIN_PAGE) {
-          for (let n = zeroRunLength(thin, i); n > 0; n--) await keep(chunker.pushZero())
-          continue
-        }
-        const digest = digests[p++]
-        if (digest == null) return false
-        await keep(chunker.pushDigest(Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength), 0))
+    for (let i = 0; i < thin.count; i++) {
+      if (thin.entries[i * THIN_ENTRY_BYTES] !== THIN_PAGE) {
+        for (let n = zeroRunLength(thin, i); n > 0; n--) await keep(chunker.pushZero())
+        continue
       }
+      const k = index.indexOf(thin.entries, i * THIN_ENTRY_BYTES + 1)
+      if (index.found[k] !== 1) return false
+      await keep(chunker.pushDigest(digests, k * 32))
     }
     await keep(chunker.flush())
     return true

@@ -161,3 +161,25 @@ test('PrefixIndex lists missing pages in the order they first appear in the imag
   t.deepEqual(order(index.missing(first.next).prefixes), [pages[0]].map(hex))
   t.is(index.slots[index.indexOf(pages[5].multihash.digest)], 2)
 })
+
+test('store.resolvePrefixes gives the same answers seeking a few prefixes as scanning for many', async t => {
+  const server = await repoNode(t)
+  const held = randomPages(400)
+  await server.repo.store.putMany(held)
+  const pack = (pages: typeof held): Uint8Array => {
+    const out = new Uint8Array(pages.length * 8)
+    pages.forEach((p, i) => { out.set(p.cid.multihash.digest.subarray(0, 8), i * 8) })
+    return out
+  }
+  // sorted by digest so the first and last span most of the key space: few prefixes there are seeks
+  const byDigest = [...held].sort((a, b) => Buffer.compare(a.cid.multihash.digest, b.cid.multihash.digest))
+  const few = [byDigest[0], byDigest[200], byDigest[399], randomPages(1)[0]]
+  const many = [...held, ...randomPages(30)]
+  for (const ask of [few, many]) {
+    const digests = await server.repo.store.resolvePrefixes!(pack(ask))
+    ask.forEach((p, i) => {
+      if (held.includes(p)) t.deepEqual(digests[i], new Uint8Array(p.cid.multihash.digest))
+      else t.is(digests[i], undefined)
+    })
+  }
+})
