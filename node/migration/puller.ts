@@ -270,53 +270,59 @@ class Puller {
     return still
   }
 
-  /** Fetch by prefix from `holder` what `index` has not found yet; a holder that fails is dropped. */
+  /**
+   * Fetch by prefix from `holder` what `index` has not found yet, a window at a time in order of
+   * appearance, DEFAULT_FETCHES_PER_HOLDER windows at once; a holder that fails is dropped.
+   */
   private async prefetch (holder: Holder, index: PrefixIndex): Promise<void> {
     const id = holder.peerId.toString()
     const tier = this.tierOf(holder)
     const crossSite = holder.site !== this.deps.site
     let from = 0
-    while (!this.dropped.has(id)) {
-      const { prefixes, next } = index.missing(from, this.options.windowPages ?? DEFAULT_WINDOW_PAGES)
-      from = next
-      if (prefixes.byteLength === 0) return
-      let batch: Page[] = []
-      let writing = Promise.resolve()
-      const write = (): void => {
-        const items = batch
-        batch = []
-        if (items.length > 0) writing = writing.then(async () => { await this.deps.store.putMany(items, { verified: true, announce: announces(tier), signal: this.options.signal }) })
-        this.progress('pages')
-      }
-      try {
-        const result = await this.deps.fetchByPrefix(holder.peerId, prefixes, {
-          compress: crossSite,
-          signal: this.options.signal,
-          onPage: (cid, bytes) => {
-            const i = index.indexOf(cid.multihash.digest)
-            if (i < 0 || index.found[i] === 1) return
-            index.setFound(i, cid.multihash.digest)
-            const slots = index.slots[i]
-            this.tiers[tier].pages++
-            this.tiers[tier].bytes += bytes.byteLength
-            this.tiers.local.pages += slots - 1
-            this.tiers.local.bytes += (slots - 1) * bytes.byteLength
-            this.prefetched.slots += slots
-            this.prefetched.bytes += slots * bytes.byteLength
-            batch.push({ cid, bytes })
-            if (batch.length >= DEFAULT_STORE_BATCH) write()
-          }
-        })
-        this.accountWire(tier, 'pages', result.wireBytes, crossSite)
-      } catch (err: any) {
-        if (this.options.signal?.aborted === true) throw err
-        log('dropping holder %s (%s) - %e', id, tier, err)
-        this.dropped.set(id, err.message ?? String(err))
-      } finally {
-        write()
-        await writing
+    const worker = async (): Promise<void> => {
+      while (!this.dropped.has(id)) {
+        const { prefixes, next } = index.missing(from, this.options.windowPages ?? DEFAULT_WINDOW_PAGES)
+        from = next
+        if (prefixes.byteLength === 0) return
+        let batch: Page[] = []
+        let writing = Promise.resolve()
+        const write = (): void => {
+          const items = batch
+          batch = []
+          if (items.length > 0) writing = writing.then(async () => { await this.deps.store.putMany(items, { verified: true, announce: announces(tier), signal: this.options.signal }) })
+          this.progress('pages')
+        }
+        try {
+          const result = await this.deps.fetchByPrefix(holder.peerId, prefixes, {
+            compress: crossSite,
+            signal: this.options.signal,
+            onPage: (cid, bytes) => {
+              const i = index.indexOf(cid.multihash.digest)
+              if (i < 0 || index.found[i] === 1) return
+              index.setFound(i, cid.multihash.digest)
+              const slots = index.slots[i]
+              this.tiers[tier].pages++
+              this.tiers[tier].bytes += bytes.byteLength
+              this.tiers.local.pages += slots - 1
+              this.tiers.local.bytes += (slots - 1) * bytes.byteLength
+              this.prefetched.slots += slots
+              this.prefetched.bytes += slots * bytes.byteLength
+              batch.push({ cid, bytes })
+              if (batch.length >= DEFAULT_STORE_BATCH) write()
+            }
+          })
+          this.accountWire(tier, 'pages', result.wireBytes, crossSite)
+        } catch (err: any) {
+          if (this.options.signal?.aborted === true) throw err
+          log('dropping holder %s (%s) - %e', id, tier, err)
+          this.dropped.set(id, err.message ?? String(err))
+        } finally {
+          write()
+          await writing
+        }
       }
     }
+    await Promise.all(Array.from({ length: DEFAULT_FETCHES_PER_HOLDER }, worker))
   }
 
   /**
