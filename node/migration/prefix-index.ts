@@ -85,20 +85,25 @@ export class PrefixIndex {
   }
 
   /**
-   * The prefixes of pages not found yet, packed, in order of appearance: at most `limit` of
-   * them from position `from` of that order on; `next` is where to go on.
+   * Pages not found yet, in order of appearance: at most `limit` of them from position `from`
+   * of that order on; `next` is where to go on.
    */
-  missing (from = 0, limit = Infinity): { prefixes: Uint8Array, indexes: Uint32Array, next: number } {
+  missing (from = 0, limit = Infinity): { indexes: Uint32Array, next: number } {
     const indexes: number[] = []
     let i = from
     for (; i < this.appearance.length && indexes.length < limit; i++) {
       const k = this.appearance[i]
       if (this.found[k] === 0) indexes.push(k)
     }
-    const prefixes = new Uint8Array(indexes.length * PREFIX_BYTES)
-    const view = new DataView(prefixes.buffer)
-    indexes.forEach((k, j) => { view.setBigUint64(j * PREFIX_BYTES, this.keys[k]) })
-    return { prefixes, indexes: Uint32Array.from(indexes), next: i }
+    return { indexes: Uint32Array.from(indexes), next: i }
+  }
+
+  /** The prefixes of pages `ks`, packed. */
+  pack (ks: ArrayLike<number>): Uint8Array {
+    const out = new Uint8Array(ks.length * PREFIX_BYTES)
+    const view = new DataView(out.buffer)
+    for (let j = 0; j < ks.length; j++) view.setBigUint64(j * PREFIX_BYTES, this.keys[ks[j]])
+    return out
   }
 
   /** Every distinct prefix, packed, in index order. */

@@ -259,10 +259,7 @@ class Puller {
       const digests = await store.resolvePrefixes?.(index.prefixes(from, to), { signal }) ?? []
       digests.forEach((digest, j) => { if (digest != null) index.setFound(from + j, digest) })
     }
-    const holders = [...this.sitePeers().filter(p => !p.peerId.equals(source)), this.deps.describe(source)]
-    for (const holder of holders) {
-      await this.prefetch(holder, index)
-    }
+    await this.prefetch(index, [...this.sitePeers().filter(p => !p.peerId.equals(source)), this.deps.describe(source)])
     const rebuilt = await this.cutChunks(thin, index, new Set(missing.map(keyOf)))
     const still = await this.absentBlocks(missing)
     this.manifestFigures.rebuilt += missing.length - still.length
@@ -271,58 +268,69 @@ class Puller {
   }
 
   /**
-   * Fetch by prefix from `holder` what `index` has not found yet, a window at a time in order of
-   * appearance, DEFAULT_FETCHES_PER_HOLDER windows at once; a holder that fails is dropped.
+   * Fetch by prefix what `index` has not found yet, in windows in order of appearance: each
+   * window asks `holders` in turn (same-site peers, then the source) for what the ones before
+   * did not send; DEFAULT_WINDOWS_IN_FLIGHT windows at once, so the tiers overlap. A holder
+   * that fails is dropped.
    */
-  private async prefetch (holder: Holder, index: PrefixIndex): Promise<void> {
-    const id = holder.peerId.toString()
-    const tier = this.tierOf(holder)
-    const crossSite = holder.site !== this.deps.site
+  private async prefetch (index: PrefixIndex, holders: Holder[]): Promise<void> {
     let from = 0
     const worker = async (): Promise<void> => {
-      while (!this.dropped.has(id)) {
-        const { prefixes, next } = index.missing(from, this.options.windowPages ?? DEFAULT_WINDOW_PAGES)
-        from = next
-        if (prefixes.byteLength === 0) return
-        let batch: Page[] = []
-        let writing = Promise.resolve()
-        const write = (): void => {
-          const items = batch
-          batch = []
-          if (items.length > 0) writing = writing.then(async () => { await this.deps.store.putMany(items, { verified: true, announce: announces(tier), signal: this.options.signal }) })
-          this.progress('pages')
-        }
-        try {
-          const result = await this.deps.fetchByPrefix(holder.peerId, prefixes, {
-            compress: crossSite,
-            signal: this.options.signal,
-            onPage: (cid, bytes) => {
-              const i = index.indexOf(cid.multihash.digest)
-              if (i < 0 || index.found[i] === 1) return
-              index.setFound(i, cid.multihash.digest)
-              const slots = index.slots[i]
-              this.tiers[tier].pages++
-              this.tiers[tier].bytes += bytes.byteLength
-              this.tiers.local.pages += slots - 1
-              this.tiers.local.bytes += (slots - 1) * bytes.byteLength
-              this.prefetched.slots += slots
-              this.prefetched.bytes += slots * bytes.byteLength
-              batch.push({ cid, bytes })
-              if (batch.length >= DEFAULT_STORE_BATCH) write()
-            }
-          })
-          this.accountWire(tier, 'pages', result.wireBytes, crossSite)
-        } catch (err: any) {
-          if (this.options.signal?.aborted === true) throw err
-          log('dropping holder %s (%s) - %e', id, tier, err)
-          this.dropped.set(id, err.message ?? String(err))
-        } finally {
-          write()
-          await writing
+      while (true) {
+        const window = index.missing(from, this.options.windowPages ?? DEFAULT_WINDOW_PAGES)
+        from = window.next
+        if (window.indexes.length === 0) return
+        for (const holder of holders) {
+          const left = window.indexes.filter(k => index.found[k] === 0)
+          if (left.length === 0) break
+          if (!this.dropped.has(holder.peerId.toString())) await this.prefetchFrom(holder, index, left)
         }
       }
     }
-    await Promise.all(Array.from({ length: DEFAULT_FETCHES_PER_HOLDER }, worker))
+    await Promise.all(Array.from({ length: DEFAULT_WINDOWS_IN_FLIGHT }, worker))
+  }
+
+  /** Fetch pages `ks` of `index` by prefix from `holder`; a holder that fails is dropped. */
+  private async prefetchFrom (holder: Holder, index: PrefixIndex, ks: Uint32Array): Promise<void> {
+    const tier = this.tierOf(holder)
+    const crossSite = holder.site !== this.deps.site
+    let batch: Page[] = []
+    let writing = Promise.resolve()
+    const write = (): void => {
+      const items = batch
+      batch = []
+      if (items.length > 0) writing = writing.then(async () => { await this.deps.store.putMany(items, { verified: true, announce: announces(tier), signal: this.options.signal }) })
+      this.progress('pages')
+    }
+    try {
+      const result = await this.deps.fetchByPrefix(holder.peerId, index.pack(ks), {
+        compress: crossSite,
+        signal: this.options.signal,
+        onPage: (cid, bytes) => {
+          const i = index.indexOf(cid.multihash.digest)
+          if (i < 0 || index.found[i] === 1) return
+          index.setFound(i, cid.multihash.digest)
+          const slots = index.slots[i]
+          this.tiers[tier].pages++
+          this.tiers[tier].bytes += bytes.byteLength
+          this.tiers.local.pages += slots - 1
+          this.tiers.local.bytes += (slots - 1) * bytes.byteLength
+          this.prefetched.slots += slots
+          this.prefetched.bytes += slots * bytes.byteLength
+          batch.push({ cid, bytes })
+          if (batch.length >= DEFAULT_STORE_BATCH) write()
+        }
+      })
+      this.accountWire(tier, 'pages', result.wireBytes, crossSite)
+    } catch (err: any) {
+      if (this.options.signal?.aborted === true) throw err
+      const id = holder.peerId.toString()
+      log('dropping holder %s (%s) - %e', id, tier, err)
+      this.dropped.set(id, err.message ?? String(err))
+    } finally {
+      write()
+      await writing
+    }
   }
 
   /**

@@ -154,11 +154,11 @@ test('PrefixIndex lists missing pages in the order they first appear in the imag
   const index = new PrefixIndex(thin)
   const hex = (c: CID): string => Buffer.from(c.multihash.digest.subarray(0, PREFIX_BYTES)).toString('hex')
   const order = (m: Uint8Array): string[] => Array.from({ length: m.byteLength / PREFIX_BYTES }, (_, i) => Buffer.from(m.subarray(i * PREFIX_BYTES, (i + 1) * PREFIX_BYTES)).toString('hex'))
-  t.deepEqual(order(index.missing().prefixes), [pages[5], pages[2], pages[9], pages[0]].map(hex))
+  t.deepEqual(order(index.pack(index.missing().indexes)), [pages[5], pages[2], pages[9], pages[0]].map(hex))
   index.found[index.indexOf(pages[2].multihash.digest)] = 1
   const first = index.missing(0, 2)
-  t.deepEqual(order(first.prefixes), [pages[5], pages[9]].map(hex))
-  t.deepEqual(order(index.missing(first.next).prefixes), [pages[0]].map(hex))
+  t.deepEqual(order(index.pack(first.indexes)), [pages[5], pages[9]].map(hex))
+  t.deepEqual(order(index.pack(index.missing(first.next).indexes)), [pages[0]].map(hex))
   t.is(index.slots[index.indexOf(pages[5].multihash.digest)], 2)
 })
 
