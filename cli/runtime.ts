@@ -9,7 +9,7 @@
  */
 import { splitCommand } from './argv.ts'
 
-export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=8']
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=8', '--heap-growing-percent=50']
 export const DAEMON_ENV: Record<string, string> = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' }
 
 /** Re-execute a `daemon` command line with DAEMON_NODE_FLAGS and DAEMON_ENV (no-op otherwise). */
