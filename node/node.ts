@@ -9,7 +9,6 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { loadPrivateKey } from '../store/repo.ts'
-import { LEVEL_BOUNDED_TABLES } from '../store/constants.ts'
 import type { Repo } from '../store/repo.ts'
 import type { PageStore, Store } from '../store/index.ts'
 import { MemfabricError, InvalidRefError } from '../store/errors.ts'
@@ -35,6 +34,13 @@ import { BasisIndex } from './migration/basis.ts'
 import { MigrationRegistry } from './migrations.ts'
 import { readRepoFabricKey } from './fabric-key.ts'
 import { DEFAULT_DIAL_TIMEOUT, DEFAULT_MIGRATION_OUT_DIR } from './constants.ts'
+
+/**
+ * LevelDB maps every table it keeps open (~2 MiB each), and those pages count in the daemon's
+ * RSS: bound the open tables of the provider records (the Bloom filter in front spares most reads).
+ * LevelDB raises any value below 74 to 74, so this keeps at most 64 tables (~128 MiB) mapped.
+ */
+const RECORDS_MAX_OPEN_FILES = 32
 
 const log = logger('memfabric:node')
 
@@ -120,8 +126,7 @@ export class MemfabricNode {
     const { repo } = init
     const site = init.site ?? repo.config.site
     const allowPeer = allowList(init.allowPeers)
-    // LevelDB's mapped tables count in RSS: bounded (the Bloom filter in front spares most reads)
-    const records = new ClassicLevel<Uint8Array, Uint8Array>(join(repo.path, 'providers'), { keyEncoding: 'view', valueEncoding: 'view', ...LEVEL_BOUNDED_TABLES })
+    const records = new ClassicLevel<Uint8Array, Uint8Array>(join(repo.path, 'providers'), { keyEncoding: 'view', valueEncoding: 'view', maxOpenFiles: RECORDS_MAX_OPEN_FILES })
     await records.open()
     let node: MemfabricNode | undefined
     const bases = new BasisIndex(repo.store)

@@ -22,7 +22,7 @@ import {
   BlockNotFoundError, ImageFormatError, InvalidRefError, PageNotFoundError, PageVerificationError,
   RefNotFoundError, RepoCorruptError, RepoLockedError, StoreClosedError
 } from './errors.ts'
-import { LEVEL_BOUNDED_TABLES, PAGE_SIZE } from './constants.ts'
+import { PAGE_SIZE } from './constants.ts'
 import { digestToCid, isPageCid, isZeroPage, sha256Digest, verifyPage } from './page.ts'
 import { LOCATION_BYTES, Packs, decodeLocation, encodeLocation, packKey, writeLocation } from './pack.ts'
 import type { PackEntry, PageLocation } from './pack.ts'
@@ -214,8 +214,7 @@ export class LevelPackStore extends EventTarget implements Store {
       keyEncoding: 'utf8',
       valueEncoding: 'utf8',
       // keys are digests and values pack offsets or hashed blocks: snappy only costs CPU
-      compression: false,
-      ...LEVEL_BOUNDED_TABLES
+      compression: false
     })
     this.pagesDb = this.db.sublevel<Uint8Array, Uint8Array>('pages', { keyEncoding: 'view', valueEncoding: 'view' })
     this.blocksDb = this.db.sublevel<string, Uint8Array>('blocks', { keyEncoding: 'utf8', valueEncoding: 'view' })
