@@ -19,7 +19,7 @@ import type { LevelPackStore } from './store.ts'
 import type { ExportOptions } from './index.ts'
 import { digestToCid, sha256Digest } from './page.ts'
 import type { FileHandle } from 'node:fs/promises'
-import type { ExportPlan } from './export-batch.ts'
+import type { ExportPlan } from './page-jobs.js'
 
 const log = logger('memfabric:store:export')
 
