@@ -2,7 +2,10 @@
  * Runtime settings of a long-running daemon. Measured (docs/bench-migrate-memory.md): with
  * V8's defaults the young generation grows to two 64 MiB halves under a migration's allocation
  * rate, and glibc keeps one arena per allocating thread plus every freed chunk below its
- * mmap threshold, which together hold ~200 MB of a destination's RSS without holding data.
+ * mmap threshold, which together hold ~200 MB of a destination's RSS without holding data;
+ * and on a host with much RAM V8 lets the old generation grow to up to 4x its live size before
+ * a mark-compact (`--heap-growing-percent=50`: 1.5x; the heap limit itself stays V8's, so a
+ * daemon that needs more heap still gets it, after more frequent collections).
  * V8 flags must be given at start, so `memfabric daemon` replaces its own process (same
  * PID, same stdio) once with them. An environment that already sets them wins; setting
  * MEMFABRIC_RUNTIME_TUNED skips this.
