@@ -9,6 +9,7 @@
  * writeback overlaps the export instead of all happening at the end), renamed into place, and
  * the directory fsync'd so the name is durable too.
  */
+import { randomBytes } from 'node:crypto'
 import { open, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { logger } from '@libp2p/logger'
@@ -52,6 +53,8 @@ interface Distinct {
   pos: Int32Array
 }
 
+const SEED = randomBytes(4).readUInt32LE(0)
+
 /** Distinct pages of a batch, found with a small open-addressing table over the digests. */
 function dedupe (b: Batch): Distinct {
   let size = 16
@@ -64,8 +67,8 @@ function dedupe (b: Batch): Distinct {
   let count = 0
   for (let i = 0; i < b.count; i++) {
     const a = i * 32
-    // digests are sha-256: any 4 of their bytes hash well enough
-    let h = bytes.readUInt32LE(a) & mask
+    // seeded, so a manifest cannot line its pages up on one run of slots
+    let h = (Math.imul(bytes.readUInt32LE(a) ^ SEED, 0x9e3779b1) ^ bytes.readUInt32LE(a + 4)) & mask
     while (true) {
       const k = head[h]
       if (k < 0) {
