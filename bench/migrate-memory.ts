@@ -103,7 +103,8 @@ async function memory (pid: number): Promise<{ rss: number, hwm: number, anon: n
 }
 
 /**
- * Resident bytes of a process by kind of mapping: file-backed (the node binary and libraries),
+ * Resident bytes of a process by kind of mapping: file-backed (the node binary, LevelDB's
+ * mmapped tables of the page index and of the provider records, libraries),
  * [heap] (the main malloc arena), anonymous mappings by size: 64 MiB-reserved ones are glibc
  * thread arenas, 256 KiB..1 MiB ones V8 heap pages (a page is 256 KiB), larger ones large
  * mallocs (Buffers, SharedArrayBuffers) and V8 large objects.
@@ -121,7 +122,9 @@ async function mappings (pid: number): Promise<Record<string, number>> {
       const end = BigInt('0x' + head[2])
       const bytes = Number(end - start)
       const path = head[4]
-      if (path.startsWith('/')) kind = path.includes('/node') ? 'file: node binary' : 'file: other'
+      if (path.endsWith('.ldb') && path.includes('/index/')) kind = 'file: page index tables (.ldb)'
+      else if (path.endsWith('.ldb') && path.includes('/providers/')) kind = 'file: provider record tables (.ldb)'
+      else if (path.startsWith('/')) kind = path.includes('/node') ? 'file: node binary' : 'file: other'
       else if (path === '[heap]') kind = 'malloc: main arena ([heap])'
       else if (path.startsWith('[stack')) kind = 'stacks'
       else if (path !== '') kind = 'other ' + path

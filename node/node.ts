@@ -38,6 +38,7 @@ import { DEFAULT_DIAL_TIMEOUT, DEFAULT_MIGRATION_OUT_DIR } from './constants.ts'
 /**
  * LevelDB maps every table it keeps open (~2 MiB each), and those pages count in the daemon's
  * RSS: bound the open tables of the provider records (the Bloom filter in front spares most reads).
+ * LevelDB raises any value below 74 to 74, so this keeps at most 64 tables (~128 MiB) mapped.
  */
 const RECORDS_MAX_OPEN_FILES = 32
 

@@ -9,34 +9,83 @@
  * writeback overlaps the export instead of all happening at the end), renamed into place, and
  * the directory fsync'd so the name is durable too.
  */
+import { randomBytes } from 'node:crypto'
 import { open, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
 import { InputFileError, PageNotFoundError, PageVerificationError } from './errors.ts'
 import { packName } from './pack.ts'
-import type { PageLocation } from './pack.ts'
-import { digestKey } from './store.ts'
-import type { LevelPackStore, Slot } from './store.ts'
+import type { LevelPackStore } from './store.ts'
 import type { ExportOptions } from './index.ts'
 import { digestToCid, sha256Digest } from './page.ts'
 import type { FileHandle } from 'node:fs/promises'
-import type { ExportPlan } from './export-batch.ts'
+import type { ExportPlan } from './page-jobs.js'
 
 const log = logger('memfabric:store:export')
 
 /** Most buffers handed to one writev (IOV_MAX on Linux). */
 const MAX_IOV = 1024
 
+/** Up to `exportBatch` non-zero slots of the image, in image order. */
+interface Batch {
+  count: number
+  /** Digest of slot i at i * 32. */
+  digests: Uint8Array
+  offsets: Float64Array
+  lengths: Uint32Array
+}
+
+function newBatch (size: number): Batch {
+  return { count: 0, digests: new Uint8Array(size * 32), offsets: new Float64Array(size), lengths: new Uint32Array(size) }
+}
+
+/** The distinct pages of a batch (a page may fill several slots), each by its first slot. */
 interface Distinct {
-  digest: Uint8Array
-  /** The digest as a latin1 string (the store's key). */
-  key: string
-  offset: number
-  length: number
-  loc?: PageLocation
-  /** Slot in the batch buffer. */
-  pos: number
+  count: number
+  /** Distinct page of each slot. */
+  of: Uint32Array
+  /** First slot of each distinct page. */
+  first: Uint32Array
+  /** Where each distinct page was read from (set by the plan) and its slot in the batch buffer. */
+  packs: Uint32Array
+  packOffsets: Float64Array
+  pos: Int32Array
+}
+
+const SEED = randomBytes(4).readUInt32LE(0)
+
+/** Distinct pages of a batch, found with a small open-addressing table over the digests. */
+function dedupe (b: Batch): Distinct {
+  let size = 16
+  while (size < 2 * b.count) size *= 2
+  const mask = size - 1
+  const head = new Int32Array(size).fill(-1)
+  const of = new Uint32Array(b.count)
+  const first = new Uint32Array(b.count)
+  const bytes = Buffer.from(b.digests.buffer, b.digests.byteOffset, b.digests.byteLength)
+  let count = 0
+  for (let i = 0; i < b.count; i++) {
+    const a = i * 32
+    // seeded, so a manifest cannot line its pages up on one run of slots
+    let h = (Math.imul(bytes.readUInt32LE(a) ^ SEED, 0x9e3779b1) ^ bytes.readUInt32LE(a + 4)) & mask
+    while (true) {
+      const k = head[h]
+      if (k < 0) {
+        head[h] = count
+        first[count] = i
+        of[i] = count++
+        break
+      }
+      const f = first[k] * 32
+      if (bytes.compare(bytes, f, f + 32, a, a + 32) === 0) {
+        of[i] = k
+        break
+      }
+      h = (h + 1) & mask
+    }
+  }
+  return { count, of, first: first.subarray(0, count), packs: new Uint32Array(count), packOffsets: new Float64Array(count), pos: new Int32Array(count) }
 }
 
 const RETRY_CODES = ['ENOENT', 'EBADF', 'ERR_SHORT_PACK']
@@ -94,55 +143,69 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
   /**
    * Look the batch's pages up and plan it: pack reads sorted by location and coalesced
    * across small gaps (gap slots are read but not used), the digest expected in every slot,
-   * and one writev per run of adjacent image pages.
+   * and one writev per run of adjacent image pages. Everything per page is in typed arrays:
+   * a batch stays in flight while a worker runs it, and objects per page would live long
+   * enough to be promoted to the old generation (that was most of a daemon's heap growth
+   * during an export).
    */
-  const plan = async (slots: Slot[], slotOf: Distinct[], distinct: Distinct[], cap: number): Promise<ExportPlan> => {
-    const locs = await store.lookup(distinct.map(d => d.digest))
-    for (let i = 0; i < distinct.length; i++) {
-      const loc = locs[i]
-      const d = distinct[i]
-      if (loc == null) throw new PageNotFoundError(`page ${digestToCid(d.digest).toString()} (image offset ${d.offset}) of image ${root.toString()} is not in the store`)
-      d.loc = loc
+  const plan = async (b: Batch, d: Distinct, cap: number): Promise<ExportPlan> => {
+    const nd = d.count
+    const at = new Array<number>(nd)
+    for (let k = 0; k < nd; k++) at[k] = d.first[k] * 32
+    const locs = await store.locate(b.digests, at)
+    const packs = d.packs
+    const offsets = d.packOffsets
+    for (let k = 0; k < nd; k++) {
+      const loc = locs[k]
+      if (loc == null) {
+        const i = d.first[k]
+        throw new PageNotFoundError(`page ${digestToCid(b.digests.slice(i * 32, i * 32 + 32)).toString()} (image offset ${b.offsets[i]}) of image ${root.toString()} is not in the store`)
+      }
+      packs[k] = loc.pack
+      offsets[k] = loc.offset
     }
-    const order = distinct.slice().sort((a, b) => (a.loc as PageLocation).pack - (b.loc as PageLocation).pack || (a.loc as PageLocation).offset - (b.loc as PageLocation).offset)
+    const order = new Uint32Array(nd)
+    for (let k = 0; k < nd; k++) order[k] = k
+    order.sort((x, y) => packs[x] - packs[y] || offsets[x] - offsets[y])
     const reads: number[] = []
     let pos = 0
-    let spare = cap - order.length
-    for (let j = 0; j < order.length; j++) {
-      const d = order[j]
-      const loc = d.loc as PageLocation
+    let spare = cap - nd
+    for (let j = 0; j < nd; j++) {
+      const k = order[j]
+      const len = b.lengths[d.first[k]]
       if (j > 0) {
-        const prev = order[j - 1].loc as PageLocation
-        const gap = loc.offset - prev.offset - ps
-        if (loc.pack === prev.pack && prev.length === ps && gap >= 0 && gap % ps === 0 && gap <= MAX_GAP_PAGES * ps && gap / ps <= spare) {
+        const p = order[j - 1]
+        const gap = offsets[k] - offsets[p] - ps
+        if (packs[k] === packs[p] && b.lengths[d.first[p]] === ps && gap >= 0 && gap % ps === 0 && gap <= MAX_GAP_PAGES * ps && gap / ps <= spare) {
           spare -= gap / ps
           pos += gap / ps
           const r = reads.length - 4
-          reads[r + 2] = loc.offset + loc.length - reads[r + 1]
-          d.pos = pos++
+          reads[r + 2] = offsets[k] + len - reads[r + 1]
+          d.pos[k] = pos++
           continue
         }
       }
-      reads.push(await packFd(loc.pack), loc.offset, loc.length, pos * ps)
-      d.pos = pos++
+      reads.push(await packFd(packs[k]), offsets[k], len, pos * ps)
+      d.pos[k] = pos++
     }
     const lengths = new Uint32Array(pos)
     const want = new Uint8Array(pos * 32)
     for (let i = 0; i < pos; i++) want.set(EMPTY_DIGEST, i * 32)
-    for (const d of distinct) {
-      lengths[d.pos] = d.length
-      want.set(d.digest, d.pos * 32)
+    for (let k = 0; k < nd; k++) {
+      const i = d.first[k]
+      lengths[d.pos[k]] = b.lengths[i]
+      want.set(b.digests.subarray(i * 32, i * 32 + 32), d.pos[k] * 32)
     }
     const writes: number[] = []
-    for (let i = 0; i < slots.length;) {
-      const start = slots[i].offset
+    for (let i = 0; i < b.count;) {
+      const start = b.offsets[i]
       const head = writes.length
       writes.push(start, 0)
       let end = start
       let j = i
-      while (j < slots.length && slots[j].offset === end && j - i < MAX_IOV) {
-        writes.push(slotOf[j].pos * ps, slots[j].length)
-        end += slots[j].length
+      while (j < b.count && b.offsets[j] === end && j - i < MAX_IOV) {
+        writes.push(d.pos[d.of[j]] * ps, b.lengths[j])
+        end += b.lengths[j]
         j++
       }
       writes[head + 1] = j - i
@@ -151,27 +214,15 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     return { reads: Float64Array.from(reads), lengths, want, fd: fh.fd, writes: Float64Array.from(writes) }
   }
 
-  const runBatch = async (slots: Slot[]): Promise<void> => {
-    const byKey = new Map<string, Distinct>()
-    const distinct: Distinct[] = []
-    const slotOf: Distinct[] = []
-    for (const s of slots) {
-      const digest = s.digest as Uint8Array
-      const k = digestKey(digest)
-      let d = byKey.get(k)
-      if (d == null) {
-        d = { digest, key: k, offset: s.offset, length: s.length, pos: 0 }
-        byKey.set(k, d)
-        distinct.push(d)
-      }
-      slotOf.push(d)
-    }
-    // room for the gap slots of coalesced reads; one size per export so buffers are reused
-    const cap = 2 * Math.max(distinct.length, store.options.exportBatch)
+  const runBatch = async (b: Batch): Promise<void> => {
+    const d = dedupe(b)
+    // room for the gap slots of coalesced reads (they rarely need many); one size per export
+    // so buffers are reused
+    const cap = Math.max(d.count, store.options.exportBatch) + Math.ceil(store.options.exportBatch / 4)
     const shared = store.hasher.acquire(cap * ps, ps)
     try {
       for (let attempt = 0; ; attempt++) {
-        const res = await store.hasher.exportBatch(shared, ps, await plan(slots, slotOf, distinct, cap))
+        const res = await store.hasher.exportBatch(shared, ps, await plan(b, d, cap))
         if (res.error != null) {
           const err = Object.assign(new Error(res.error.message), { code: res.error.code })
           // gc may have moved pages to a new pack meanwhile: look them up again
@@ -180,15 +231,16 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
           continue
         }
         if (res.mismatch != null) {
-          const d = distinct.find(x => x.pos === res.mismatch) as Distinct
-          const loc = d.loc as PageLocation
+          const k = d.pos.indexOf(res.mismatch)
+          const i = d.first[k]
+          const digest = b.digests.slice(i * 32, i * 32 + 32)
           // a page gc moved (its old pack's descriptor since reused) reads wrong: retry if it moved
-          const [now] = await store.lookupKeys([d.key])
-          if (attempt < 2 && now != null && (now.pack !== loc.pack || now.offset !== loc.offset)) {
+          const [now] = await store.lookup([digest])
+          if (attempt < 2 && now != null && (now.pack !== d.packs[k] || now.offset !== d.packOffsets[k])) {
             fds.clear()
             continue
           }
-          throw new PageVerificationError(`page ${digestToCid(d.digest).toString()} at image offset ${d.offset} failed verification (read from ${packName(loc.pack)} at ${loc.offset})`)
+          throw new PageVerificationError(`page ${digestToCid(digest).toString()} at image offset ${b.offsets[i]} failed verification (read from ${packName(d.packs[k])} at ${d.packOffsets[k]})`)
         }
         break
       }
@@ -196,7 +248,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
       store.hasher.release(shared)
     }
     let bytes = 0
-    for (const s of slots) bytes += s.length
+    for (let i = 0; i < b.count; i++) bytes += b.lengths[i]
     progress(bytes)
     unsynced += bytes
     if (unsynced >= EARLY_SYNC_BYTES && early == null) {
@@ -210,10 +262,10 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
 
   const pool = new Set<Promise<void>>()
   let failure: unknown
-  const launch = async (slots: Slot[]): Promise<void> => {
+  const launch = async (b: Batch): Promise<void> => {
     while (pool.size >= store.options.exportConcurrency) await Promise.race(pool)
     if (failure != null) throw failure
-    const p: Promise<void> = runBatch(slots).catch(err => { failure ??= err }).finally(() => { pool.delete(p) })
+    const p: Promise<void> = runBatch(b).catch(err => { failure ??= err }).finally(() => { pool.delete(p) })
     pool.add(p)
   }
 
@@ -222,22 +274,26 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     usingTable = true
     await store.useTable(manifest.pages)
     await fh.truncate(total)
-    let batch: Slot[] = []
-    for await (const slots of store.slotChunks(root, options)) {
-      for (const s of slots) {
-        if (s.digest == null) {
-          progress(s.length)
+    const size = store.options.exportBatch
+    let batch = newBatch(size)
+    for await (const c of store.slotArrays(root, options)) {
+      for (let i = 0; i < c.count; i++) {
+        if (c.zero[i] === 1) {
+          progress(c.lengths[i])
           continue
         }
-        batch.push(s)
-        if (batch.length >= store.options.exportBatch) {
+        const n = batch.count++
+        batch.digests.set(c.digests.subarray(i * 32, i * 32 + 32), n * 32)
+        batch.offsets[n] = c.offsets[i]
+        batch.lengths[n] = c.lengths[i]
+        if (batch.count >= size) {
           options.signal?.throwIfAborted()
           await launch(batch)
-          batch = []
+          batch = newBatch(size)
         }
       }
     }
-    if (batch.length > 0) await launch(batch)
+    if (batch.count > 0) await launch(batch)
     await Promise.all(pool)
     if (failure != null) throw failure
     await early

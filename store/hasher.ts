@@ -6,10 +6,8 @@
  */
 import { Worker } from 'node:worker_threads'
 import { logger } from '@libp2p/logger'
-import { hashPagesInto } from './hash-pages.ts'
-import type { WorkerRequest, WorkerResponse } from './hash-pages.ts'
-import { runExportBatch } from './export-batch.ts'
-import type { ExportBatchResult, ExportPlan } from './export-batch.ts'
+import { hashPagesInto, runExportBatch } from './page-jobs.js'
+import type { ExportBatchResult, ExportPlan, WorkerRequest, WorkerResponse } from './page-jobs.js'
 
 const log = logger('memfabric:store:hasher')
 
@@ -121,7 +119,7 @@ export class Hasher {
     return { digests: buf.digests.slice(0, slots * 32), zero: buf.zero.slice(0, slots) }
   }
 
-  /** Run a planned export batch on `buf` (see {@link runExportBatch}) on a worker, or inline. */
+  /** Run a planned export batch on `buf` (see `runExportBatch` in page-jobs.js) on a worker, or inline. */
   async exportBatch (buf: SharedPages, pageSize: number, plan: ExportPlan): Promise<ExportBatchResult> {
     if (this.size === 0 || this.closed) return runExportBatch(buf.bytes, buf, pageSize, plan)
     this.start()
@@ -139,7 +137,7 @@ export class Hasher {
   private start (): void {
     if (this.workers.length > 0) return
     for (let i = 0; i < this.size; i++) {
-      const w = new Worker(new URL('./hash-worker.ts', import.meta.url))
+      const w = new Worker(new URL('./hash-worker.js', import.meta.url))
       w.unref()
       w.on('message', (res: WorkerResponse) => {
         const job = this.running.get(w)

@@ -21,7 +21,7 @@ export const DEFAULT_HASH_WORKERS = 2
 export const DEFAULT_EXPORT_BATCH = 2048
 
 /** Export batches in flight at once. */
-export const DEFAULT_EXPORT_CONCURRENCY = 3
+export const DEFAULT_EXPORT_CONCURRENCY = 2
 
 /** gc rewrites a pack whose live bytes fall below this fraction of its size. */
 export const DEFAULT_COMPACT_THRESHOLD = 0.6

@@ -209,3 +209,67 @@ export class PageTable {
     this.probe.set(saved)
   }
 }
+
+/** Words of a digest a {@link DigestSet} keeps: a 16-byte sha-256 prefix does not collide in practice. */
+const SET_WORDS = 4
+
+/**
+ * A set of page digests that only counts and dedupes (no locations, no delete): 16 bytes per
+ * slot, half a {@link PageTable} without locations, and sized once from the most entries the
+ * caller expects (it still grows past that), so counting an image's distinct pages makes one
+ * allocation instead of a series of doublings that each leave the previous table as garbage.
+ */
+export class DigestSet {
+  private mask!: number
+  private keys!: Uint32Array
+  /** Whether the all-zero prefix (the empty-slot marker) is in the set. */
+  private zeroKey = false
+  size = 0
+  private readonly probe = new Uint32Array(SET_WORDS)
+  private readonly probeBytes = new Uint8Array(this.probe.buffer)
+
+  constructor (expected = 0) {
+    let cap = MIN_CAPACITY
+    while (cap * MAX_LOAD < expected) cap *= 2
+    this.mask = cap - 1
+    this.keys = new Uint32Array(cap * SET_WORDS)
+  }
+
+  /** Add the digest `b[at, at + 32)`; true when it was not in the set. */
+  add (b: Uint8Array, at = 0): boolean {
+    const pb = this.probeBytes
+    for (let k = 0; k < SET_WORDS * 4; k++) pb[k] = b[at + k]
+    const p = this.probe
+    if ((p[0] | p[1] | p[2] | p[3]) === 0) {
+      if (this.zeroKey) return false
+      this.zeroKey = true
+      this.size++
+      return true
+    }
+    if ((this.size + 1) > (this.mask + 1) * MAX_LOAD) this.grow()
+    const keys = this.keys
+    let i = (Math.imul(p[0] ^ SEED, 0x9e3779b1) ^ p[1]) & this.mask
+    for (;;) {
+      const o = i * SET_WORDS
+      if ((keys[o] | keys[o + 1] | keys[o + 2] | keys[o + 3]) === 0) {
+        keys.set(p, o)
+        this.size++
+        return true
+      }
+      if (keys[o] === p[0] && keys[o + 1] === p[1] && keys[o + 2] === p[2] && keys[o + 3] === p[3]) return false
+      i = (i + 1) & this.mask
+    }
+  }
+
+  private grow (): void {
+    const old = this.keys
+    this.mask = this.mask * 2 + 1
+    this.keys = new Uint32Array((this.mask + 1) * SET_WORDS)
+    for (let o = 0; o < old.length; o += SET_WORDS) {
+      if ((old[o] | old[o + 1] | old[o + 2] | old[o + 3]) === 0) continue
+      let i = (Math.imul(old[o] ^ SEED, 0x9e3779b1) ^ old[o + 1]) & this.mask
+      while ((this.keys[i * SET_WORDS] | this.keys[i * SET_WORDS + 1] | this.keys[i * SET_WORDS + 2] | this.keys[i * SET_WORDS + 3]) !== 0) i = (i + 1) & this.mask
+      this.keys.set(old.subarray(o, o + SET_WORDS), i * SET_WORDS)
+    }
+  }
+}

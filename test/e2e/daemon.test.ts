@@ -5,6 +5,7 @@ import { writeImage } from '../../testnet/synthetic.ts'
 import { cli, ok, tempDir } from './cli-helpers.ts'
 import { startDaemon } from '../fixtures/daemon.ts'
 import { waitFor } from '../fixtures/wait.ts'
+import { DAEMON_NODE_FLAGS } from '../../cli/runtime.ts'
 
 const MiB = 1024 * 1024
 
@@ -20,7 +21,7 @@ test('two daemons in two sites: import through the daemon, migrate, stop cleanly
   // the daemon replaced its own process once with its memory settings: same PID
   const cmdline = (await readFile(`/proc/${da.child.pid}/cmdline`, 'utf8')).split('\0')
   const environ = (await readFile(`/proc/${da.child.pid}/environ`, 'utf8')).split('\0')
-  t.true(cmdline.includes('--max-semi-space-size=8'), cmdline.join(' '))
+  for (const flag of DAEMON_NODE_FLAGS) t.true(cmdline.includes(flag), cmdline.join(' '))
   t.true(environ.includes('MALLOC_ARENA_MAX=2'))
 
   const id = await ok(t, ['id', '--repo', a, '--json'])
