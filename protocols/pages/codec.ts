@@ -279,31 +279,36 @@ export function decodeAnyRequest (data: Uint8Array | Uint8ArrayList, maxCids = D
     throw new InvalidMessageError('request is not a map')
   }
   const m = msg as Record<string, unknown>
-  if ('thin' in m || 'prefixes' in m) {
-    return decodeKeyedRequest(m, maxCids)
-  }
-  const patch = 'patch' in m
+  // the field that names the kind of request: `pages` unless one of the others is present
+  const kind = (['patch', 'thin', 'prefixes'] as const).find(k => k in m) ?? 'pages'
   for (const key of Object.keys(m)) {
-    if (!(patch ? PATCH_FIELDS : PAGE_FIELDS).includes(key)) {
+    if (!REQUEST_FIELDS[kind].includes(key)) {
       throw new InvalidMessageError(`request has unknown field ${JSON.stringify(key.slice(0, 32))}`)
     }
   }
   if (!isU32(m.id)) {
     throw new InvalidMessageError('request id is not a uint32')
   }
-  if (patch) {
-    const root = CID.asCID(m.patch)
+  if (m.compress !== undefined && m.compress !== 'zstd') {
+    throw new InvalidMessageError('request compress must be "zstd" or absent')
+  }
+  if (kind === 'patch' || kind === 'thin') {
+    const root = CID.asCID(m[kind])
     if (root == null) {
-      throw new InvalidMessageError('request patch is not a CID')
+      throw new InvalidMessageError(`request ${kind} is not a CID`)
     }
-    return { id: m.id, patch: root }
+    return kind === 'patch' ? { id: m.id, patch: root } : { id: m.id, thin: root }
+  }
+  if (kind === 'prefixes') {
+    const prefixes = m.prefixes
+    if (!(prefixes instanceof Uint8Array) || prefixes.byteLength === 0 || prefixes.byteLength % PREFIX_BYTES !== 0 || prefixes.byteLength / PREFIX_BYTES > maxCids) {
+      throw new InvalidMessageError(`request prefixes must be 1…${maxCids} prefixes of ${PREFIX_BYTES} bytes`)
+    }
+    return m.compress === 'zstd' ? { id: m.id, prefixes, compress: 'zstd' } : { id: m.id, prefixes }
   }
   const cids = unpackDigests(m.pages, 'pages')
   if (cids.length === 0 || cids.length > maxCids) {
     throw new InvalidMessageError(`request pages must hold 1…${maxCids} digests`)
-  }
-  if (m.compress !== undefined && m.compress !== 'zstd') {
-    throw new InvalidMessageError('request compress must be "zstd" or absent')
   }
   const req: PageRequest = m.compress === 'zstd' ? { id: m.id, cids, compress: 'zstd' } : { id: m.id, cids }
   if (m.refs !== undefined || m.refMask !== undefined) {
@@ -321,37 +326,11 @@ export function decodeAnyRequest (data: Uint8Array | Uint8ArrayList, maxCids = D
   return req
 }
 
-const PAGE_FIELDS = ['id', 'pages', 'compress', 'refMask', 'refs']
-const PATCH_FIELDS = ['id', 'patch']
-const PREFIX_FIELDS = ['id', 'prefixes', 'compress']
-const THIN_FIELDS = ['id', 'thin']
-
-/** A prefix or thin-manifest request. */
-function decodeKeyedRequest (m: Record<string, unknown>, maxCids: number): PrefixRequest | ThinRequest {
-  const thin = 'thin' in m
-  for (const key of Object.keys(m)) {
-    if (!(thin ? THIN_FIELDS : PREFIX_FIELDS).includes(key)) {
-      throw new InvalidMessageError(`request has unknown field ${JSON.stringify(key.slice(0, 32))}`)
-    }
-  }
-  if (!isU32(m.id)) {
-    throw new InvalidMessageError('request id is not a uint32')
-  }
-  if (thin) {
-    const root = CID.asCID(m.thin)
-    if (root == null) {
-      throw new InvalidMessageError('request thin is not a CID')
-    }
-    return { id: m.id, thin: root }
-  }
-  const prefixes = m.prefixes
-  if (!(prefixes instanceof Uint8Array) || prefixes.byteLength === 0 || prefixes.byteLength % PREFIX_BYTES !== 0 || prefixes.byteLength / PREFIX_BYTES > maxCids) {
-    throw new InvalidMessageError(`request prefixes must be 1…${maxCids} prefixes of ${PREFIX_BYTES} bytes`)
-  }
-  if (m.compress !== undefined && m.compress !== 'zstd') {
-    throw new InvalidMessageError('request compress must be "zstd" or absent')
-  }
-  return m.compress === 'zstd' ? { id: m.id, prefixes, compress: 'zstd' } : { id: m.id, prefixes }
+const REQUEST_FIELDS = {
+  pages: ['id', 'pages', 'compress', 'refMask', 'refs'],
+  patch: ['id', 'patch'],
+  thin: ['id', 'thin'],
+  prefixes: ['id', 'prefixes', 'compress']
 }
 
 export function isPatchRequest (req: AnyRequest): req is PatchRequest {

@@ -422,10 +422,11 @@ export class PageExchange implements Startable {
   // ---------------------------------------------------------------- client
 
   /**
-   * Send one request on a new stream and hand each response frame to `onFrame` until it
-   * returns true (the last frame). Returns the bytes read off the stream.
+   * Send one request on a new stream, decode each response frame (`what` names it in errors)
+   * and hand it to `onPart` until that returns true (the last frame). Returns the bytes read
+   * off the stream.
    */
-  private async exchange (peer: PeerId | Multiaddr, request: Uint8Array, options: AbortOptions, onFrame: (frame: Uint8ArrayList, misbehaved: (reason: string, cause?: unknown) => PeerMisbehavedError) => boolean): Promise<number> {
+  private async exchange<T> (peer: PeerId | Multiaddr, request: Uint8Array, options: AbortOptions, what: string, decode: (frame: Uint8ArrayList) => T, onPart: (part: T, misbehaved: (reason: string, cause?: unknown) => PeerMisbehavedError) => boolean): Promise<number> {
     if (!this.started) {
       throw new NotStartedError()
     }
@@ -450,7 +451,13 @@ export class PageExchange implements Startable {
           throw misbehaved(`answer ended early: ${err.message}`, err)
         }
         wireBytes += frame.byteLength + varintLength(frame.byteLength)
-        if (onFrame(frame, misbehaved)) break
+        let part: T
+        try {
+          part = decode(frame)
+        } catch (err: any) {
+          throw misbehaved(`bad ${what} frame: ${err.message}`, err)
+        }
+        if (onPart(part, misbehaved)) break
       }
       await stream.close({ signal: AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeout)]) })
       return wireBytes
@@ -478,13 +485,7 @@ export class PageExchange implements Startable {
     const parts: Uint8Array[] = []
     let count = 0
     let absent = false
-    const wireBytes = await this.exchange(peer, encodeThinRequest({ id, thin: root }), options, (frame, misbehaved) => {
-      let part
-      try {
-        part = decodeThinFrame(frame)
-      } catch (err: any) {
-        throw misbehaved(`bad thin-manifest frame: ${err.message}`, err)
-      }
+    const wireBytes = await this.exchange(peer, encodeThinRequest({ id, thin: root }), options, 'thin-manifest', decodeThinFrame, (part, misbehaved) => {
       if (part.id !== id || (part.absent && parts.length > 0)) {
         throw misbehaved('thin-manifest frames disagree')
       }
@@ -518,13 +519,7 @@ export class PageExchange implements Startable {
     const slots: number[] = []
     const kinds: number[] = []
     const digests: Uint8Array[] = []
-    const wireBytes = await this.exchange(peer, encodePatchRequest({ id, patch: root }), options, (frame, misbehaved) => {
-      let part
-      try {
-        part = decodePatchFrame(frame)
-      } catch (err: any) {
-        throw misbehaved(`bad manifest-patch frame: ${err.message}`, err)
-      }
+    const wireBytes = await this.exchange(peer, encodePatchRequest({ id, patch: root }), options, 'manifest-patch', decodePatchFrame, (part, misbehaved) => {
       if (part.id !== id || (slots.length > 0 && (part.basis == null || !part.basis.equals(basis)))) {
         throw misbehaved('manifest-patch frames disagree')
       }
