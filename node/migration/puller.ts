@@ -287,7 +287,10 @@ class Puller {
         }
       }
     }
-    await Promise.all(Array.from({ length: DEFAULT_WINDOWS_IN_FLIGHT }, worker))
+    // never return while a window still writes behind our back
+    const results = await Promise.allSettled(Array.from({ length: DEFAULT_WINDOWS_IN_FLIGHT }, worker))
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed != null) throw failed.reason
   }
 
   /** Fetch pages `ks` of `index` by prefix from `holder`; a holder that fails is dropped. */
@@ -299,8 +302,12 @@ class Puller {
     const write = (): void => {
       const items = batch
       batch = []
-      if (items.length > 0) writing = writing.then(async () => { await this.deps.store.putMany(items, { verified: true, announce: announces(tier), signal: this.options.signal }) })
-      this.progress('pages')
+      if (items.length === 0) return
+      writing = writing.then(async () => {
+        await this.deps.store.putMany(items, { verified: true, announce: announces(tier), signal: this.options.signal })
+        // reported once stored: a caller that stops the pull on progress keeps what it saw
+        this.progress('pages')
+      })
     }
     try {
       const result = await this.deps.fetchByPrefix(holder.peerId, index.pack(ks), {
