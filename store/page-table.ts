@@ -137,6 +137,26 @@ export class PageTable {
     return this.location(this.find())
   }
 
+  /**
+   * Copy into `out` (at `outAt`) a held digest whose first 8 bytes are `b[at, at + 8)`; false
+   * when none is. The slot hash reads only those 8 bytes, so every such digest lies on one
+   * probe path.
+   */
+  findPrefix (b: Uint8Array, at: number, out: Uint8Array, outAt = 0): boolean {
+    const p = this.probeBytes
+    for (let k = 0; k < 8; k++) p[k] = b[at + k]
+    const w = this.probe
+    const keys = this.keys
+    const state = this.state
+    for (let i = (Math.imul(w[0] ^ SEED, 0x9e3779b1) ^ w[1]) & this.mask; state[i] !== EMPTY; i = (i + 1) & this.mask) {
+      if (state[i] === FULL && keys[i * WORDS] === w[0] && keys[i * WORDS + 1] === w[1]) {
+        out.set(this.keyBytes.subarray(i * 32, i * 32 + 32), outAt)
+        return true
+      }
+    }
+    return false
+  }
+
   /** Whether the digest `b[at, at + 32)` is held. */
   has (b: Uint8Array, at = 0): boolean {
     this.load(b, at)

@@ -97,8 +97,13 @@ export interface SlotArrays {
  * classic-level's getMany through a sublevel is ~10x slower than on the root (measured here).
  */
 const PAGE_PREFIX = Buffer.from('!pages!')
-/** resolvePrefixes seeks when it has fewer prefixes than 1/SEEK_TO_SCAN of the pages held in their range, else scans that range. */
-const SEEK_TO_SCAN = 32
+/**
+ * A seek in the page index costs about this many keys of a scan (~40 µs, a round trip to the
+ * thread pool, against ~4 µs a key read in batches): resolvePrefixes seeks only when that is
+ * cheaper than scanning the key range asked, and loads the page table once the seeks asked in
+ * a row would cost more than loading it.
+ */
+const SEEK_TO_SCAN_STEPS = 10
 /** Index keys read per call while scanning. */
 const SCAN_BATCH = 4096
 const VIEW = 'view'
@@ -205,6 +210,8 @@ export class LevelPackStore extends EventTarget implements Store {
   table?: PageTable
   /** Operations between useTable and releaseTable. */
   private tableUsers = 0
+  /** Digest prefixes resolved since the last pause of PAGE_TABLE_IDLE_MS (see resolvePrefixes). */
+  private readonly prefixesAsked = { count: 0, last: 0 }
   private tableTimer?: ReturnType<typeof setTimeout>
   private closed = false
   /** Listeners per event type: building CIDs for an event nobody hears costs more than hashing. */
@@ -694,6 +701,31 @@ export class LevelPackStore extends EventTarget implements Store {
   async resolvePrefixes (prefixes: Uint8Array, options: AbortOptions = {}): Promise<Array<Uint8Array | undefined>> {
     this.checkOpen()
     const n = Math.floor(prefixes.byteLength / 8)
+    // a peer pulling an image by prefix asks for much of the store, a request at a time: once
+    // the seeks asked since the last pause would cost more than a scan, load the page table
+    const now = Date.now()
+    if (now - this.prefixesAsked.last > PAGE_TABLE_IDLE_MS) this.prefixesAsked.count = 0
+    this.prefixesAsked.last = now
+    this.prefixesAsked.count += n
+    await this.useTable(this.prefixesAsked.count * SEEK_TO_SCAN_STEPS)
+    try {
+      const table = this.table
+      if (table != null) {
+        const out = new Array<Uint8Array | undefined>(n)
+        for (let i = 0; i < n; i++) {
+          const digest = new Uint8Array(32)
+          out[i] = table.findPrefix(prefixes, i * 8, digest) ? digest : undefined
+        }
+        return out
+      }
+    } finally {
+      this.releaseTable()
+    }
+    return this.resolvePrefixesInIndex(prefixes, n, options)
+  }
+
+  /** {@link resolvePrefixes} from level: a seek per prefix when they are few, else one scan of their key range. */
+  private async resolvePrefixesInIndex (prefixes: Uint8Array, n: number, options: AbortOptions): Promise<Array<Uint8Array | undefined>> {
     const view = new DataView(prefixes.buffer, prefixes.byteOffset, n * 8)
     const asked = new BigUint64Array(n)
     for (let i = 0; i < n; i++) asked[i] = view.getBigUint64(i * 8)
@@ -708,7 +740,7 @@ export class LevelPackStore extends EventTarget implements Store {
     try {
       // pages held between the first and the last prefix asked, if digests are uniform
       const span = n === 0 ? 0 : Number(sorted[n - 1] - sorted[0]) / 2 ** 64
-      if (n * SEEK_TO_SCAN < this.livePages() * span) {
+      if (n * SEEK_TO_SCAN_STEPS < this.livePages() * span) {
         // few prefixes: a seek each (~40 µs: a round trip to the thread pool)
         const target = Buffer.alloc(skip + 8)
         PAGE_PREFIX.copy(target)

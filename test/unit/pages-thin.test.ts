@@ -1,4 +1,8 @@
 import test from 'ava'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Repo } from '../../store/repo.ts'
 import fc from 'fast-check'
 import { encode as cborEncode } from '@ipld/dag-cbor'
 import { zstdCompressSync } from 'node:zlib'
@@ -162,8 +166,13 @@ test('PrefixIndex lists missing pages in the order they first appear in the imag
   t.is(index.slots[index.indexOf(pages[5].multihash.digest)], 2)
 })
 
-test('store.resolvePrefixes gives the same answers seeking a few prefixes as scanning for many', async t => {
-  const server = await repoNode(t)
+for (const [mode, tableMax] of [['seeking a few prefixes, then the page table for many', undefined], ['seeking a few prefixes, then scanning for many (no page table)', 0]] as const) {
+test(`store.resolvePrefixes gives the same answers ${mode}`, async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'memfabric-prefixes-'))
+  await (await Repo.init(dir)).close()
+  const repo = await Repo.open(dir, { pageTableMaxPages: tableMax })
+  t.teardown(async () => { await repo.close(); await rm(dir, { recursive: true, force: true }) })
+  const server = { repo }
   const held = randomPages(400)
   await server.repo.store.putMany(held)
   const pack = (pages: typeof held): Uint8Array => {
@@ -183,3 +192,4 @@ test('store.resolvePrefixes gives the same answers seeking a few prefixes as sca
     })
   }
 })
+}

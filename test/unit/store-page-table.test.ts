@@ -1,5 +1,5 @@
 import test from 'ava'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { DigestSet, PageTable } from '../../store/page-table.ts'
 
 test('page table agrees with a Map through inserts, updates, deletes, growth and clear', t => {
@@ -65,4 +65,17 @@ test('DigestSet counts distinct digests at any offset, past its expected size an
   t.true(set.add(zero))
   t.false(set.add(zero))
   t.is(set.size, model.size + 1)
+})
+
+test('findPrefix finds a held digest by its first 8 bytes, and nothing for a prefix not held', t => {
+  const table = new PageTable()
+  const digests = Array.from({ length: 3000 }, (_, i) => createHash('sha256').update(`page ${i}`).digest())
+  digests.forEach((d, i) => { table.set(d, 0, { pack: 1, offset: i * 4096, length: 4096 }) })
+  const out = new Uint8Array(32)
+  for (const d of digests.slice(0, 500)) {
+    t.true(table.findPrefix(d, 0, out))
+    t.deepEqual(Buffer.from(out), d)
+  }
+  const absent = createHash('sha256').update('not held').digest()
+  t.false(table.findPrefix(absent, 0, out))
 })
