@@ -97,12 +97,7 @@ export interface SlotArrays {
  * classic-level's getMany through a sublevel is ~10x slower than on the root (measured here).
  */
 const PAGE_PREFIX = Buffer.from('!pages!')
-/**
- * A seek in the page index costs about this many keys of a scan (~40 µs, a round trip to the
- * thread pool, against ~4 µs a key read in batches): resolvePrefixes seeks only when that is
- * cheaper than scanning the key range asked, and loads the page table once the seeks asked in
- * a row would cost more than loading it.
- */
+/** A seek in the page index costs about this many keys of a scan (~40 µs against ~4 µs a key read in batches). */
 const SEEK_TO_SCAN_STEPS = 10
 /** Index keys read per call while scanning. */
 const SCAN_BATCH = 4096
@@ -210,8 +205,8 @@ export class LevelPackStore extends EventTarget implements Store {
   table?: PageTable
   /** Operations between useTable and releaseTable. */
   private tableUsers = 0
-  /** Digest prefixes resolved since the last pause of PAGE_TABLE_IDLE_MS (see resolvePrefixes). */
-  private readonly prefixesAsked = { count: 0, last: 0 }
+  /** A background load of the page table for resolvePrefixes is running. */
+  private tableLoading = false
   private tableTimer?: ReturnType<typeof setTimeout>
   private closed = false
   /** Listeners per event type: building CIDs for an event nobody hears costs more than hashing. */
@@ -701,25 +696,32 @@ export class LevelPackStore extends EventTarget implements Store {
   async resolvePrefixes (prefixes: Uint8Array, options: AbortOptions = {}): Promise<Array<Uint8Array | undefined>> {
     this.checkOpen()
     const n = Math.floor(prefixes.byteLength / 8)
-    // a peer pulling an image by prefix asks for much of the store, a request at a time: once
-    // the seeks asked since the last pause would cost more than a scan, load the page table
-    const now = Date.now()
-    if (now - this.prefixesAsked.last > PAGE_TABLE_IDLE_MS) this.prefixesAsked.count = 0
-    this.prefixesAsked.last = now
-    this.prefixesAsked.count += n
-    await this.useTable(this.prefixesAsked.count * SEEK_TO_SCAN_STEPS)
-    try {
-      const table = this.table
-      if (table != null) {
+    // a peer pulling an image by prefix asks for much of the store, a request at a time: the
+    // page table answers each prefix with one probe; it is loaded in the background (never
+    // waited for here: its load takes the store lock) and released after PAGE_TABLE_IDLE_MS
+    const table = this.table
+    if (table != null) {
+      this.tableUsers++
+      clearTimeout(this.tableTimer)
+      try {
         const out = new Array<Uint8Array | undefined>(n)
         for (let i = 0; i < n; i++) {
           const digest = new Uint8Array(32)
           out[i] = table.findPrefix(prefixes, i * 8, digest) ? digest : undefined
         }
         return out
+      } finally {
+        this.releaseTable()
       }
-    } finally {
-      this.releaseTable()
+    }
+    if (!this.tableLoading) {
+      this.tableLoading = true
+      this.useTable(this.livePages())
+        .catch(err => { log.error('page table for prefixes not loaded - %e', err) })
+        .finally(() => {
+          this.tableLoading = false
+          this.releaseTable()
+        })
     }
     return this.resolvePrefixesInIndex(prefixes, n, options)
   }
@@ -740,8 +742,11 @@ export class LevelPackStore extends EventTarget implements Store {
     try {
       // pages held between the first and the last prefix asked, if digests are uniform
       const span = n === 0 ? 0 : Number(sorted[n - 1] - sorted[0]) / 2 ** 64
-      if (n * SEEK_TO_SCAN_STEPS < this.livePages() * span) {
-        // few prefixes: a seek each (~40 µs: a round trip to the thread pool)
+      // a seek is a round trip to the thread pool, a scan one per SCAN_BATCH keys: on a busy
+      // pool (fdatasyncs of other work) round trips, not CPU, are what a request waits for
+      const keys = this.livePages() * span
+      if (n * SEEK_TO_SCAN_STEPS < keys && n * SCAN_BATCH < keys) {
+        // few prefixes in a large index: a seek each
         const target = Buffer.alloc(skip + 8)
         PAGE_PREFIX.copy(target)
         for (let j = 0; j < n; j++) {
