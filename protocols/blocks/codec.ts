@@ -7,8 +7,7 @@
  * prefixed by its length (u32, big-endian); blocks of one manifest share most of their bytes (CID prefixes,
  * repeated pages), so a group compresses far better than blocks one by one.
  */
-import { promisify } from 'node:util'
-import { zstdCompress, zstdDecompressSync, constants as zlibConstants } from 'node:zlib'
+import { zstdCompressSync, zstdDecompressSync, constants as zlibConstants } from 'node:zlib'
 import * as cbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { Uint8ArrayList } from 'uint8arraylist'
@@ -25,8 +24,6 @@ export interface BlockRequest {
 export interface BlockResponse {
   bytes?: Uint8Array
 }
-
-const zstdCompressAsync = promisify(zstdCompress)
 
 function decode (data: Uint8Array | Uint8ArrayList): unknown {
   try {
@@ -68,7 +65,7 @@ export async function groupResponses (answers: Uint8Array[], level: number): Pro
       length.writeUInt32BE(answer.byteLength)
       plain.append(length, answer)
     }
-    const z = await zstdCompressAsync(plain.subarray(), { params: { [zlibConstants.ZSTD_c_compressionLevel]: level } })
+    const z = zstdCompressSync(plain.subarray(), { params: { [zlibConstants.ZSTD_c_compressionLevel]: level } })
     const frame = cbor.encode({ z })
     if (frame.byteLength < plain.byteLength && frame.byteLength <= MAX_FRAME_SIZE) frames.push(frame)
     else frames.push(...group)

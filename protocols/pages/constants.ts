@@ -49,8 +49,7 @@ export const DEFAULT_SINK_BATCH = 256
 /**
  * zstd level of compressed response frames (asked for across sites only). Level 8 takes real
  * guest RAM 6 % below level 3 and still compresses ~57 MB/s per core here (4.5× a 100 Mbit/s
- * link; frames are compressed in libuv's thread pool). On WAN links faster than ~500 Mbit/s a
- * lower level keeps up better.
+ * link). On WAN links faster than ~500 Mbit/s a lower level keeps up better.
  */
 export const DEFAULT_ZSTD_LEVEL = 8
 /** A compressed frame is only sent when it is at most this fraction of the plain one. */

@@ -18,8 +18,7 @@
  *          kind 1: a page, the first 8 bytes of its sha2-256 digest
  * ```
  */
-import { promisify } from 'node:util'
-import { zstdCompress, zstdDecompressSync, constants as zlibConstants } from 'node:zlib'
+import { zstdCompressSync, zstdDecompressSync, constants as zlibConstants } from 'node:zlib'
 import type { CID } from 'multiformats/cid'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { PREFIX_BYTES } from './constants.ts'
@@ -36,8 +35,6 @@ export const THIN_PAGE = 1
 export const THIN_ENTRY_BYTES = 1 + PREFIX_BYTES
 /** Entries per frame (576 KiB before compression). */
 export const THIN_FRAME_ENTRIES = 65_536
-
-const zstdCompressAsync = promisify(zstdCompress)
 
 /** An image's slots as thin-manifest entries (THIN_ENTRY_BYTES each). */
 export interface ThinManifest {
@@ -73,7 +70,7 @@ export async function * encodeThinFrames (id: number, slots: AsyncIterable<{ cid
   let run = 0
   const frame = async (last: boolean): Promise<Uint8Array> => {
     const plain = body.subarray(0, count * THIN_ENTRY_BYTES)
-    const z = await zstdCompressAsync(plain, { params: { [zlibConstants.ZSTD_c_compressionLevel]: level } })
+    const z = zstdCompressSync(plain, { params: { [zlibConstants.ZSTD_c_compressionLevel]: level } })
     const zstd = z.byteLength < plain.byteLength
     const out = Buffer.concat([header(id, (last ? FLAG_LAST : 0) | (zstd ? FLAG_ZSTD : 0), count), zstd ? z : plain])
     body = Buffer.alloc(THIN_FRAME_ENTRIES * THIN_ENTRY_BYTES)

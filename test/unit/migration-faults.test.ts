@@ -50,7 +50,7 @@ test('a lying holder in the destination\'s site is detected and routed around', 
   const dropped = report.droppedHolders.find(d => d.peerId === liarId)
   t.truthy(dropped, 'the liar was dropped')
   t.regex(dropped!.reason, /verif|match|misbehav/i)
-  t.true(report.tiers.site.pages > 0, 'honest site peers still served pages')
+  t.true(report.tiers.site.pages > 0, `honest site peers still served pages (tiers ${JSON.stringify(report.tiers)}, dropped ${JSON.stringify(report.droppedHolders)})`)
   liar.kill('SIGTERM')
   await once(liar, 'exit')
 })
