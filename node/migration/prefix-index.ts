@@ -106,11 +106,8 @@ export class PrefixIndex {
     return out
   }
 
-  /** Every distinct prefix, packed, in index order. */
+  /** The prefixes of pages `from` … `to` - 1, packed. */
   prefixes (from: number, to: number): Uint8Array {
-    const out = new Uint8Array((to - from) * PREFIX_BYTES)
-    const view = new DataView(out.buffer)
-    for (let i = from; i < to; i++) view.setBigUint64((i - from) * PREFIX_BYTES, this.keys[i])
-    return out
+    return this.pack(Uint32Array.from({ length: to - from }, (_, j) => from + j))
   }
 }

@@ -297,19 +297,10 @@ class Puller {
   private async prefetchFrom (holder: Holder, index: PrefixIndex, ks: Uint32Array): Promise<void> {
     const tier = this.tierOf(holder)
     const crossSite = holder.site !== this.deps.site
-    let batch: Page[] = []
-    let writing = Promise.resolve()
-    const write = (): void => {
-      const items = batch
-      batch = []
-      if (items.length === 0) return
-      writing = writing.then(async () => {
-        await this.deps.store.putMany(items, { verified: true, announce: announces(tier), signal: this.options.signal })
-        // reported once stored: a caller that stops the pull on progress keeps what it saw
-        this.progress('pages')
-      })
-    }
-    try {
+    const sink = this.pageSink()
+    // reported once stored: a caller that stops the pull on progress keeps what it saw
+    const store: Sink = async (items, from) => { await sink(items, from); this.progress('pages') }
+    await this.drain(holder, store, async (take) => {
       const result = await this.deps.fetchByPrefix(holder.peerId, index.pack(ks), {
         compress: crossSite,
         signal: this.options.signal,
@@ -324,11 +315,31 @@ class Puller {
           this.tiers.local.bytes += (slots - 1) * bytes.byteLength
           this.prefetched.slots += slots
           this.prefetched.bytes += slots * bytes.byteLength
-          batch.push({ cid, bytes })
-          if (batch.length >= DEFAULT_STORE_BATCH) write()
+          take(cid, bytes)
         }
       })
       this.accountWire(tier, 'pages', result.wireBytes, crossSite)
+    })
+  }
+
+  /**
+   * Run `fetch` against `holder`, writing what it hands to `take` through `sink` in store
+   * batches while it runs; a holder whose fetch fails is dropped (what it sent is kept).
+   */
+  private async drain (holder: Holder, sink: Sink, fetch: (take: (cid: CID, bytes: Uint8Array) => void) => Promise<void>): Promise<void> {
+    const tier = this.tierOf(holder)
+    let batch: Array<{ cid: CID, bytes: Uint8Array }> = []
+    let writing = Promise.resolve()
+    const write = (): void => {
+      const items = batch
+      batch = []
+      if (items.length > 0) writing = writing.then(async () => sink(items, tier))
+    }
+    try {
+      await fetch((cid, bytes) => {
+        batch.push({ cid, bytes })
+        if (batch.length >= DEFAULT_STORE_BATCH) write()
+      })
     } catch (err: any) {
       if (this.options.signal?.aborted === true) throw err
       const id = holder.peerId.toString()
@@ -662,36 +673,21 @@ class Puller {
     const worker = async (): Promise<void> => {
       while (slices.length > 0 && !this.dropped.has(id)) {
         const next = slices.shift()!
-        let batch: Array<{ cid: CID, bytes: Uint8Array }> = []
-        let writing = Promise.resolve()
-        const write = (): void => {
-          const items = batch
-          batch = []
-          writing = writing.then(async () => opts.sink(items, tier))
-        }
-        try {
+        await this.drain(holder, opts.sink, async (take) => {
           const refs = crossSite && tier === 'source' && opts.refs != null && opts.refs.size > 0 ? await this.references(next, opts.refs) : undefined
           const result = await this.deps.fetch(holder.peerId, next, {
             compress: crossSite,
             refs,
             signal: this.options.signal,
             onBlock: (cid, bytes) => {
-              batch.push({ cid, bytes })
+              take(cid, bytes)
               received.add(keyOf(cid))
               this.account(tier, opts.kind, bytes.byteLength)
-              if (batch.length >= DEFAULT_STORE_BATCH) write()
             }
           })
           this.accountWire(tier, opts.kind, result.wireBytes, crossSite)
           this.delta.pages += result.deltaPages ?? 0
-        } catch (err: any) {
-          if (this.options.signal?.aborted === true) throw err
-          log('dropping holder %s (%s) - %e', id, tier, err)
-          this.dropped.set(id, err.message ?? String(err))
-        } finally {
-          write()
-          await writing
-        }
+        })
         this.progress('pages')
       }
     }

@@ -188,8 +188,8 @@ test(`store.resolvePrefixes gives the same answers ${mode}`, async t => {
   const tableLoaded = async (): Promise<void> => {
     for (let i = 0; i < 100 && tableMax == null && (repo.store as any).table == null; i++) await new Promise(resolve => setTimeout(resolve, 20))
   }
-  for (const ask of [few, many, many]) {
-    if (ask === many) await tableLoaded()
+  for (const [round, ask] of [few, many, many].entries()) {
+    if (round === 2) await tableLoaded()
     const digests = await server.repo.store.resolvePrefixes!(pack(ask))
     ask.forEach((p, i) => {
       if (held.includes(p)) t.deepEqual(digests[i], new Uint8Array(p.cid.multihash.digest))
