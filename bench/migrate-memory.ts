@@ -16,6 +16,7 @@
  *     [--env MALLOC_ARENA_MAX=2]                    extra environment of the daemons (repeat)
  *     [--snapshot-at 400]                           heap snapshot of the destination once its RSS passes N MB
  *     [--tag NAME]                                  results go to results/migrate-memory-NAME.json, docs untouched
+ *     [--keep]                                      keep the testnet directory (daemon logs: <node>.log)
  */
 import { readFile, writeFile, mkdir, mkdtemp, readdir } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
@@ -31,7 +32,8 @@ const { values } = parseArgs({
     'node-options': { type: 'string', default: '' },
     env: { type: 'string', multiple: true, default: [] },
     'snapshot-at': { type: 'string' },
-    tag: { type: 'string' }
+    tag: { type: 'string' },
+    keep: { type: 'boolean', default: false }
   }
 })
 const units: Record<string, number> = { KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }
@@ -168,7 +170,7 @@ const nodeOptions = [`--import=${preload}`, values['node-options']!, snapshotAt 
 // both daemons log to one file; each line carries its pid
 const env = { ...childEnv(), ...extraEnv, NODE_OPTIONS: nodeOptions, MF_MEM_LOG: join(dir, 'mem.jsonl') }
 
-const net = await Testnet.create({ sites: 2, hosts: 1, wanMbit: Number(values['wan-mbit']), wanRttMs: 40, dir, removeDir: snapshotAt == null, env })
+const net = await Testnet.create({ sites: 2, hosts: 1, wanMbit: Number(values['wan-mbit']), wanRttMs: 40, dir, removeDir: snapshotAt == null && values.keep !== true, env })
 try {
   const [source] = net.site(1)
   const [destination] = net.site(2)

@@ -8,6 +8,7 @@
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
@@ -181,7 +182,12 @@ export class Testnet {
     const exited = new Promise<void>(resolve => { child.once('exit', () => { resolve() }) })
     const daemon: Daemon = { child, exited, stderr: [] }
     this.daemons.push(daemon)
+    // each daemon's stderr (its DEBUG log) is kept whole in the testnet directory
+    const logFile = createWriteStream(join(this.dir, `${p.name}.log`), { flags: 'a' })
+    logFile.on('error', () => {})
+    child.once('exit', () => { logFile.end() })
     child.stderr?.setEncoding('utf8').on('data', (s: string) => {
+      logFile.write(s)
       daemon.stderr.push(s)
       if (daemon.stderr.length > 50) daemon.stderr.shift()
     })

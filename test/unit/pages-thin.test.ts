@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Repo } from '../../store/repo.ts'
+import { prefixLookup } from '../../store/store.ts'
 import fc from 'fast-check'
 import { encode as cborEncode } from '@ipld/dag-cbor'
 import { zstdCompressSync } from 'node:zlib'
@@ -166,6 +167,13 @@ test('PrefixIndex lists missing pages in the order they first appear in the imag
   t.is(index.slots[index.indexOf(pages[5].multihash.digest)], 2)
 })
 
+test('prefixLookup seeks a large index for a request of prefixes and scans a small one', t => {
+  // a 4 GiB image's index scanned per 256-prefix request stalled its source past the idle timeout
+  t.is(prefixLookup(256, 734_336), 'seek')
+  t.is(prefixLookup(256, 4096), 'scan')
+  t.is(prefixLookup(1, 0), 'scan')
+})
+
 for (const [mode, tableMax] of [['for a few prefixes and for many, from the index, then from the page table', undefined], ['for a few prefixes and for many, from the index only (no page table)', 0]] as const) {
 test(`store.resolvePrefixes gives the same answers ${mode}`, async t => {
   const dir = await mkdtemp(join(tmpdir(), 'memfabric-prefixes-'))
@@ -173,7 +181,7 @@ test(`store.resolvePrefixes gives the same answers ${mode}`, async t => {
   const repo = await Repo.open(dir, { pageTableMaxPages: tableMax })
   t.teardown(async () => { await repo.close(); await rm(dir, { recursive: true, force: true }) })
   const server = { repo }
-  const held = randomPages(400)
+  const held = randomPages(2000)
   await server.repo.store.putMany(held)
   const pack = (pages: typeof held): Uint8Array => {
     const out = new Uint8Array(pages.length * 8)
@@ -182,8 +190,10 @@ test(`store.resolvePrefixes gives the same answers ${mode}`, async t => {
   }
   // sorted by digest so the first and last span most of the key space
   const byDigest = [...held].sort((a, b) => Buffer.compare(a.cid.multihash.digest, b.cid.multihash.digest))
-  const few = [byDigest[0], byDigest[200], byDigest[399], randomPages(1)[0]]
+  const few = [byDigest[0], byDigest[1000], byDigest[1999], randomPages(1)[0]]
   const many = [...held, ...randomPages(30)]
+  t.is(prefixLookup(few.length, held.length), 'seek')
+  t.is(prefixLookup(many.length, held.length), 'scan')
   // the second `many` is answered from the page table once its background load is done
   const tableLoaded = async (): Promise<void> => {
     for (let i = 0; i < 100 && tableMax == null && (repo.store as any).table == null; i++) await new Promise(resolve => setTimeout(resolve, 20))
