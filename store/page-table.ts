@@ -281,6 +281,15 @@ export class DigestSet {
     }
   }
 
+  /** Free the set's memory now instead of at the next full collection; the set is empty after. */
+  dispose (): void {
+    release(this.keys)
+    this.keys = new Uint32Array(MIN_CAPACITY * SET_WORDS)
+    this.mask = MIN_CAPACITY - 1
+    this.zeroKey = false
+    this.size = 0
+  }
+
   private grow (): void {
     const old = this.keys
     this.mask = this.mask * 2 + 1
@@ -291,5 +300,16 @@ export class DigestSet {
       while ((this.keys[i * SET_WORDS] | this.keys[i * SET_WORDS + 1] | this.keys[i * SET_WORDS + 2] | this.keys[i * SET_WORDS + 3]) !== 0) i = (i + 1) & this.mask
       this.keys.set(old.subarray(o, o + SET_WORDS), i * SET_WORDS)
     }
+    release(old)
   }
+}
+
+/**
+ * Free the memory behind a typed array at once: a large table dropped at the end of a bulk
+ * operation would otherwise stay resident until V8's next full collection, often into the
+ * next operation's peak. The array (and any view of its buffer) is empty afterwards.
+ */
+export function release (array: ArrayBufferView): void {
+  const buffer = array.buffer
+  if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0)
 }

@@ -894,32 +894,40 @@ export class LevelPackStore extends EventTarget implements Store {
   /** Count zero and distinct pages of an image; with `require`, throw on the first missing page. */
   async countPages (root: CID, require: boolean, options: AbortOptions = {}): Promise<{ zeroPages: number, distinctPages: number, missing: number }> {
     // 16-byte digest prefixes in one typed array sized for the whole image (~23 B per page
-    // at 4 GiB) instead of a string in a Set, or a 33 B/slot table doubling as it fills
+    // at 4 GiB), freed on return; the manifest's digests are read as views, no object per slot
     const m = await this.readManifest(root, options)
     const distinct = new DigestSet(m.pages)
     let zeroPages = 0
     let missing = 0
-    for await (const slots of this.slotChunks(root, options)) {
-      const fresh: Slot[] = []
-      for (const s of slots) {
-        if (s.digest == null) {
-          zeroPages++
-          continue
+    try {
+      for await (const { walk, entries } of this.manifestChunks(root, options)) {
+        const fresh: Uint8Array[] = []
+        const offsets: number[] = []
+        for (const e of entries) {
+          if (typeof e === 'number') {
+            zeroPages += e
+            for (let k = 0; k < e; k++) walk.next()
+            continue
+          }
+          const offset = walk.next()
+          if (distinct.add(e)) {
+            fresh.push(e)
+            offsets.push(offset)
+          }
         }
-        if (!distinct.add(s.digest)) continue
-        fresh.push(s)
+        const locs = await this.lookup(fresh)
+        for (let i = 0; i < locs.length; i++) {
+          if (locs[i] != null) continue
+          missing++
+          if (require) {
+            throw new PageNotFoundError(`page ${digestToCid(fresh[i]).toString()} (image offset ${offsets[i]}) of image ${root.toString()} is not in the store`)
+          }
+        }
       }
-      const locs = await this.lookup(fresh.map(s => s.digest as Uint8Array))
-      locs.forEach((l, i) => {
-        if (l != null) return
-        missing++
-        if (require) {
-          const s = fresh[i]
-          throw new PageNotFoundError(`page ${digestToCid(s.digest as Uint8Array).toString()} (image offset ${s.offset}) of image ${root.toString()} is not in the store`)
-        }
-      })
+      return { zeroPages, distinctPages: distinct.size, missing }
+    } finally {
+      distinct.dispose()
     }
-    return { zeroPages, distinctPages: distinct.size, missing }
   }
 
   async pin (root: CID, options: PinOptions = {}): Promise<void> {

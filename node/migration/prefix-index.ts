@@ -6,6 +6,7 @@
  */
 import { PREFIX_BYTES, THIN_ENTRY_BYTES, THIN_PAGE, zeroRunLength } from '../../protocols/pages/index.ts'
 import type { ThinManifest } from '../../protocols/pages/index.ts'
+import { release } from '../../store/page-table.ts'
 
 export class PrefixIndex {
   /** Distinct prefixes, ascending (big-endian, so in byte order). */
@@ -44,6 +45,8 @@ export class PrefixIndex {
     }
     this.keys = sorted.slice(0, distinct)
     this.slots = slots.slice(0, distinct)
+    release(all)
+    release(slots)
     this.found = new Uint8Array(distinct)
     this.digests = new Uint8Array(distinct * 32)
     this.appearance = new Uint32Array(distinct)
@@ -57,6 +60,12 @@ export class PrefixIndex {
         this.appearance[next++] = k
       }
     }
+    release(seen)
+  }
+
+  /** Free the index's memory now (~49 bytes a page) rather than at the next full collection. */
+  dispose (): void {
+    for (const array of [this.keys, this.slots, this.found, this.digests, this.appearance]) release(array)
   }
 
   /** Record that page `k` is held and its digest. */

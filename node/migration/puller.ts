@@ -2,6 +2,7 @@ import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
 import type { Manifest, Page } from '../../store/index.ts'
 import { Chunker } from '../../store/manifest.ts'
+import { release } from '../../store/page-table.ts'
 import type { Block } from '../../store/manifest.ts'
 import { DEFAULT_CHUNK_MAX, DEFAULT_CHUNK_MIN, DEFAULT_CHUNK_MODULUS } from '../../store/options.ts'
 import type { ManifestPatch, ThinManifest } from '../../protocols/pages/index.ts'
@@ -250,17 +251,24 @@ class Puller {
     }
     if (thin == null) return missing
     const index = new PrefixIndex(thin)
-    if (index.totalSlots !== manifest.pages) {
-      log.error('thin manifest of %c has %d slots, the image %d', root, index.totalSlots, manifest.pages)
-      return missing
+    let rebuilt: boolean
+    try {
+      if (index.totalSlots !== manifest.pages) {
+        log.error('thin manifest of %c has %d slots, the image %d', root, index.totalSlots, manifest.pages)
+        return missing
+      }
+      for (let from = 0; from < index.size; from += DEFAULT_RESOLVE_BATCH) {
+        const to = Math.min(index.size, from + DEFAULT_RESOLVE_BATCH)
+        const digests = await store.resolvePrefixes?.(index.prefixes(from, to), { signal }) ?? []
+        digests.forEach((digest, j) => { if (digest != null) index.setFound(from + j, digest) })
+      }
+      await this.prefetch(index, [...this.sitePeers().filter(p => !p.peerId.equals(source)), this.deps.describe(source)])
+      rebuilt = await this.cutChunks(thin, index, new Set(missing.map(keyOf)))
+    } finally {
+      // tens of MB for a large image: free them before the pages and the export
+      index.dispose()
+      release(thin.entries)
     }
-    for (let from = 0; from < index.size; from += DEFAULT_RESOLVE_BATCH) {
-      const to = Math.min(index.size, from + DEFAULT_RESOLVE_BATCH)
-      const digests = await store.resolvePrefixes?.(index.prefixes(from, to), { signal }) ?? []
-      digests.forEach((digest, j) => { if (digest != null) index.setFound(from + j, digest) })
-    }
-    await this.prefetch(index, [...this.sitePeers().filter(p => !p.peerId.equals(source)), this.deps.describe(source)])
-    const rebuilt = await this.cutChunks(thin, index, new Set(missing.map(keyOf)))
     const still = await this.absentBlocks(missing)
     this.manifestFigures.rebuilt += missing.length - still.length
     log('rebuilt %d of %d manifest chunks of %c from its thin manifest (%s)', missing.length - still.length, missing.length, root, rebuilt ? 'all slots' : 'up to a page not found')
