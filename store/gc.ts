@@ -125,7 +125,7 @@ async function mark (store: LevelPackStore, options: AbortOptions): Promise<{ pa
     const complete = rec.state === 'complete'
     blocks.add(key)
     const root = CID.parse(key)
-    const bytes = await store.blocksDb.get(key)
+    const bytes = await store.getBlock(root)
     if (bytes == null) {
       if (complete) throw new RepoCorruptError(`gc stopped: manifest ${key} of a pinned image is missing`)
       continue
@@ -134,7 +134,7 @@ async function mark (store: LevelPackStore, options: AbortOptions): Promise<{ pa
     for (const c of m.chunks) {
       const ck = c.toString()
       blocks.add(ck)
-      const cb = await store.blocksDb.get(ck)
+      const cb = await store.getBlock(c)
       if (cb == null) {
         if (complete) throw new RepoCorruptError(`gc stopped: manifest chunk ${ck} of image ${key} is missing`)
         continue
@@ -183,11 +183,11 @@ async function sweepPages (store: LevelPackStore, live: PageMarks, options: Abor
 }
 
 async function sweepBlocks (store: LevelPackStore, live: Set<string>): Promise<void> {
-  const ops: any[] = []
-  for await (const key of store.blocksDb.keys()) {
-    if (!live.has(key)) ops.push({ type: 'del', sublevel: store.blocksDb, key })
+  const dead: string[] = []
+  for await (const key of store.blocks.keys()) {
+    if (!live.has(key) && !store.pendingBlocks.has(key)) dead.push(key)
   }
-  if (ops.length > 0) await store.db.batch(ops)
+  await store.blocks.delete(dead)
 }
 
 async function compact (store: LevelPackStore, options: AbortOptions): Promise<number> {

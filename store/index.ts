@@ -184,6 +184,15 @@ export interface StoreEvents {
  * repointed to each new snapshot does not leave the old ones pinned and unnamed for ever. A
  * partial pin (an image still arriving) is not explicit until completed without a name.
  */
+/** Slots of one manifest chunk: digest of slot i at i * 32 (zeroes where `zero[i]` is 1), image offset and length. */
+export interface SlotArrays {
+  count: number
+  digests: Uint8Array
+  zero: Uint8Array
+  offsets: Float64Array
+  lengths: Uint32Array
+}
+
 export interface Store extends PageStore, BlockStore, EventTarget {
   importImage (path: string, options?: ImportOptions): Promise<ImportResult>
   exportImage (ref: string | CID, outPath: string, options?: ExportOptions): Promise<void>
@@ -192,6 +201,8 @@ export interface Store extends PageStore, BlockStore, EventTarget {
   readManifest (root: CID, options?: AbortOptions): Promise<Manifest>
   /** Every page slot of an image in order; reads manifest blocks from this store. */
   pageSlots (root: CID, options?: AbortOptions): AsyncGenerator<PageSlot>
+  /** {@link pageSlots} a manifest chunk at a time, in typed arrays (no object per slot). */
+  slotArrays (root: CID, options?: AbortOptions): AsyncGenerator<SlotArrays>
   /**
    * Pin an image, complete (every page must be here) or `partial`. With `name`, the name points
    * here (see {@link Store} on names and pins); without one (and not partial) the pin is explicit.

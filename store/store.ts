@@ -26,8 +26,9 @@ import { PAGE_SIZE } from './constants.ts'
 import { digestToCid, isPageCid, isZeroPage, sha256Digest, verifyPage } from './page.ts'
 import { LOCATION_BYTES, Packs, decodeLocation, encodeLocation, packKey, writeLocation } from './pack.ts'
 import type { PackEntry, PageLocation } from './pack.ts'
+import { BlockFiles } from './block-files.ts'
 import { Hasher } from './hasher.ts'
-import { DigestSet, PageTable } from './page-table.ts'
+import { PageTable, release } from './page-table.ts'
 import { Mutex } from './mutex.ts'
 import { decodeChunkDigests, decodeRoot, extentPages, verifyBlock } from './manifest.ts'
 import type { Block } from './manifest.ts'
@@ -38,7 +39,7 @@ import { exportImage } from './export.ts'
 import { collectGarbage } from './gc.ts'
 import { verifyStore } from './verify.ts'
 import type {
-  ExportOptions, GcResult, ImageInfo, ImportOptions, ImportResult, Manifest, Page, PageSlot,
+  ExportOptions, GcResult, ImageInfo, ImportOptions, ImportResult, Manifest, Page, PageSlot, SlotArrays,
   PinOptions, PutOptions, Store, StoreStats, VerifyResult
 } from './index.ts'
 
@@ -84,14 +85,6 @@ export interface Slot {
  * offset `offsets[i]`, `lengths[i]` long, and holds the page with digest
  * `digests[i * 32, i * 32 + 32)`, or a zero page when `zero[i]` is 1 (its digest bytes are 0).
  */
-export interface SlotArrays {
-  count: number
-  digests: Uint8Array
-  zero: Uint8Array
-  offsets: Float64Array
-  lengths: Uint32Array
-}
-
 /**
  * Page index keys are written on the root database with the `pages` sublevel's own prefix:
  * classic-level's getMany through a sublevel is ~10x slower than on the root (measured here).
@@ -199,7 +192,9 @@ export class LevelPackStore extends EventTarget implements Store {
   readonly options: ResolvedStoreOptions
   readonly db: ClassicLevel<string, string>
   readonly pagesDb: Sub<Uint8Array, Uint8Array>
-  readonly blocksDb: Sub<string, Uint8Array>
+  /** Where manifest blocks were kept before they moved to {@link blocks}; emptied on open. */
+  private readonly legacyBlocksDb: Sub<string, Uint8Array>
+  readonly blocks: BlockFiles
   readonly namesDb: Sub<string, string>
   readonly pinsDb: Sub<string, PinRecord>
   readonly packsDb: Sub<string, PackEntry>
@@ -238,7 +233,8 @@ export class LevelPackStore extends EventTarget implements Store {
       compression: false
     })
     this.pagesDb = this.db.sublevel<Uint8Array, Uint8Array>('pages', { keyEncoding: 'view', valueEncoding: 'view' })
-    this.blocksDb = this.db.sublevel<string, Uint8Array>('blocks', { keyEncoding: 'utf8', valueEncoding: 'view' })
+    this.legacyBlocksDb = this.db.sublevel<string, Uint8Array>('blocks', { keyEncoding: 'utf8', valueEncoding: 'view' })
+    this.blocks = new BlockFiles(join(dir, 'blocks'))
     this.namesDb = this.db.sublevel<string, string>('names', { keyEncoding: 'utf8', valueEncoding: 'utf8' })
     this.pinsDb = this.db.sublevel<string, PinRecord>('pins', { keyEncoding: 'utf8', valueEncoding: 'json' })
     this.packsDb = this.db.sublevel<string, PackEntry>('packs', { keyEncoding: 'utf8', valueEncoding: 'json' })
@@ -259,6 +255,8 @@ export class LevelPackStore extends EventTarget implements Store {
       throw new RepoCorruptError(`cannot open the index of ${dir}: ${err.message}`, { cause: err })
     }
     try {
+      await store.blocks.open()
+      await store.moveLegacyBlocks()
       const entries = new Map<number, PackEntry>()
       for await (const [k, v] of store.packsDb.iterator()) entries.set(Number(k), v)
       await store.packs.recover(entries)
@@ -274,6 +272,20 @@ export class LevelPackStore extends EventTarget implements Store {
       throw err
     }
     return store
+  }
+
+  /** Move manifest blocks of an older repository from the index to files (durably, then delete them there). */
+  private async moveLegacyBlocks (): Promise<void> {
+    let moved = 0
+    while (true) {
+      const entries = await this.legacyBlocksDb.iterator({ limit: 1024 }).all()
+      if (entries.length === 0) break
+      for (const [key, bytes] of entries) await this.blocks.put(CID.parse(key), bytes)
+      await this.blocks.sync()
+      await this.legacyBlocksDb.batch(entries.map(([key]) => ({ type: 'del' as const, key })))
+      moved += entries.length
+    }
+    if (moved > 0) log('moved %d manifest blocks from the index to %s', moved, this.blocks.dir)
   }
 
   async close (): Promise<void> {
@@ -474,6 +486,8 @@ export class LevelPackStore extends EventTarget implements Store {
    */
   async commitPending (extra: any[] = [], sync = false, quiet?: Set<string>): Promise<void> {
     await this.packs.sync()
+    for (const b of this.pendingBlocks.values()) await this.blocks.put(b.cid, b.bytes)
+    await this.blocks.sync()
     const n = this.pending.size
     if (n === 0 && this.pendingBlocks.size === 0 && extra.length === 0 && !this.packs.hasWritten()) return
     // a chained batch: one native call per entry, where an array batch copies and checks
@@ -507,9 +521,6 @@ export class LevelPackStore extends EventTarget implements Store {
         last.d.pages++
         last.d.bytes += length
       })
-      for (const b of this.pendingBlocks.values()) {
-        batch.put(b.cid.toString(), b.bytes as any, { sublevel: this.blocksDb as any })
-      }
       const updated = new Map<number, PackEntry>()
       for (const [id, size] of this.packs.takeWritten()) {
         const old = this.packs.entries.get(id) ?? { size: 0, livePages: 0, liveBytes: 0 }
@@ -827,24 +838,22 @@ export class LevelPackStore extends EventTarget implements Store {
     this.checkOpen()
     options.signal?.throwIfAborted()
     const key = cid.toString()
-    const bytes = this.pendingBlocks.get(key)?.bytes ?? await this.blocksDb.get(key)
-    if (bytes == null) return undefined
-    if (!verifyBlock(cid, bytes)) throw new PageVerificationError(`block ${key} does not match its CID`)
-    return bytes
+    const pending = this.pendingBlocks.get(key)
+    return pending != null ? pending.bytes : await this.blocks.get(cid)
   }
 
   async putBlock (cid: CID, bytes: Uint8Array, options: AbortOptions = {}): Promise<void> {
     this.checkOpen()
     options.signal?.throwIfAborted()
     if (!verifyBlock(cid, bytes)) throw new PageVerificationError(`block ${cid.toString()} does not match its bytes`)
-    await this.blocksDb.put(cid.toString(), bytes)
+    await this.blocks.put(cid, bytes)
   }
 
   async hasBlock (cid: CID, options: AbortOptions = {}): Promise<boolean> {
     this.checkOpen()
     options.signal?.throwIfAborted()
     const key = cid.toString()
-    return this.pendingBlocks.has(key) || (await this.blocksDb.has(key))
+    return this.pendingBlocks.has(key) || (await this.blocks.has(cid))
   }
 
   // ---- images ----
@@ -891,17 +900,18 @@ export class LevelPackStore extends EventTarget implements Store {
     }
   }
 
-  /** Count zero and distinct pages of an image; with `require`, throw on the first missing page. */
-  async countPages (root: CID, require: boolean, options: AbortOptions = {}): Promise<{ zeroPages: number, distinctPages: number, missing: number }> {
-    // 16-byte digest prefixes in one typed array sized for the whole image (~23 B per page
-    // at 4 GiB), freed on return; the manifest's digests are read as views, no object per slot
+  /** Count zero and distinct pages of an image; throws on the first page not in the store. */
+  async countPages (root: CID, options: AbortOptions = {}): Promise<{ zeroPages: number, distinctPages: number }> {
+    // distinct pages are distinct locations: every non-zero slot's location as a 64-bit key
+    // (pack << 40 | offset; a pack is far below 1 TiB), sorted and counted — 8 bytes a slot,
+    // freed on return, where a set of digests took 32 MiB at 4 GiB
     const m = await this.readManifest(root, options)
-    const distinct = new DigestSet(m.pages)
+    const keys = new BigUint64Array(m.pages)
+    let n = 0
     let zeroPages = 0
-    let missing = 0
     try {
       for await (const { walk, entries } of this.manifestChunks(root, options)) {
-        const fresh: Uint8Array[] = []
+        const digests: Uint8Array[] = []
         const offsets: number[] = []
         for (const e of entries) {
           if (typeof e === 'number') {
@@ -909,24 +919,26 @@ export class LevelPackStore extends EventTarget implements Store {
             for (let k = 0; k < e; k++) walk.next()
             continue
           }
-          const offset = walk.next()
-          if (distinct.add(e)) {
-            fresh.push(e)
-            offsets.push(offset)
-          }
+          offsets.push(walk.next())
+          digests.push(e)
         }
-        const locs = await this.lookup(fresh)
+        const locs = await this.lookup(digests)
         for (let i = 0; i < locs.length; i++) {
-          if (locs[i] != null) continue
-          missing++
-          if (require) {
-            throw new PageNotFoundError(`page ${digestToCid(fresh[i]).toString()} (image offset ${offsets[i]}) of image ${root.toString()} is not in the store`)
+          const loc = locs[i]
+          if (loc == null) {
+            throw new PageNotFoundError(`page ${digestToCid(digests[i]).toString()} (image offset ${offsets[i]}) of image ${root.toString()} is not in the store`)
           }
+          keys[n++] = (BigInt(loc.pack) << 40n) | BigInt(loc.offset)
         }
       }
-      return { zeroPages, distinctPages: distinct.size, missing }
+      const held = keys.subarray(0, n).sort()
+      let distinctPages = 0
+      for (let i = 0; i < n; i++) {
+        if (i === 0 || held[i] !== held[i - 1]) distinctPages++
+      }
+      return { zeroPages, distinctPages }
     } finally {
-      distinct.dispose()
+      release(keys)
     }
   }
 
@@ -951,13 +963,15 @@ export class LevelPackStore extends EventTarget implements Store {
         }
       } else {
         const m = await this.readManifest(root, options)
-        const counts = await this.countPages(root, true, options)
+        const counts = await this.countPages(root, options)
         record = { state: 'complete', createdAt: existing?.createdAt ?? Date.now(), size: m.size, pages: m.pages, zeroPages: counts.zeroPages, distinctPages: counts.distinctPages, format: m.format }
       }
       // a partial pin only guards pages in flight; completing it without a name pins explicitly
       record.explicit = existing?.explicit === true || (options.name == null && options.partial !== true)
       const ops: any[] = [{ type: 'put', sublevel: this.pinsDb, key, value: record }]
       if (options.name != null) ops.push(...await this.nameOps(options.name, key))
+      // the blocks the pin refers to are durable before it is
+      await this.blocks.sync()
       await this.db.batch(ops, { sync: true })
     })
   }

@@ -80,6 +80,8 @@ class Puller {
   private readonly fetching = new Map<string, Promise<void>>()
   /** An older image of the VM whose manifest this node holds (from the manifest patch). */
   private basis?: CID
+  /** The thin manifest's pass found and stored every page of the image. */
+  private thinComplete = false
   /** Slots (and their bytes) of pages fetched while rebuilding the manifest: the page walk finds them held and must not count them local. */
   private readonly prefetched = { slots: 0, bytes: 0 }
   private wanBytes = 0
@@ -105,7 +107,9 @@ class Puller {
     // protects what has arrived from gc, and lets a re-run resume
     await store.pin(root, { partial: true, signal })
 
-    await this.pullPages()
+    // the thin manifest's pass stored every page: count the slots, no second pass of lookups
+    if (this.thinComplete) await this.countSlots()
+    else await this.pullPages()
     this.tiers.local.pages -= this.prefetched.slots
     this.tiers.local.bytes -= this.prefetched.bytes
 
@@ -264,6 +268,7 @@ class Puller {
       }
       await this.prefetch(index, [...this.sitePeers().filter(p => !p.peerId.equals(source)), this.deps.describe(source)])
       rebuilt = await this.cutChunks(thin, index, new Set(missing.map(keyOf)))
+      this.thinComplete = rebuilt && index.found.every(f => f === 1)
     } finally {
       // tens of MB for a large image: free them before the pages and the export
       index.dispose()
@@ -447,6 +452,22 @@ class Puller {
       // the page client verified every page against its CID on arrival
       await this.deps.store.putMany(items as Page[], { verified: true, announce: announces(tier), signal: this.options.signal })
     }
+  }
+
+  /** Count the image's zero slots and, as local, every other slot (what was fetched is subtracted after). */
+  private async countSlots (): Promise<void> {
+    for await (const chunk of this.deps.store.slotArrays(this.options.root, { signal: this.options.signal })) {
+      for (let i = 0; i < chunk.count; i++) {
+        if (chunk.zero[i] === 1) {
+          this.zeroPages++
+        } else {
+          this.tiers.local.pages++
+          this.tiers.local.bytes += chunk.lengths[i]
+        }
+      }
+      this.slotsDone += chunk.count
+    }
+    this.progress('pages')
   }
 
   /** Walk the image's slots in windows of distinct pages and fetch what the store lacks. */

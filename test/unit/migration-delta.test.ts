@@ -53,4 +53,11 @@ test('without an older image at the source, a pull sends no deltas and still com
   // no site but the two: the chunks are cut from the thin manifest, only the root travels whole
   t.is(report.manifest.fetched, 1)
   t.is(report.manifest.rebuilt, report.manifest.blocks - 1)
+  // the thin pass stored every page: the slots are counted without a second pass, and add up
+  const info = await a1.repo.store.inspect(root)
+  t.is(report.zeroPages, info.zeroPages)
+  t.is(report.distinctPages, info.distinctPages)
+  const { local, site, remote, source } = report.tiers
+  t.is(local.pages + site.pages + remote.pages + source.pages + report.zeroPages, report.pages)
+  t.is(source.pages, info.distinctPages)
 })
