@@ -1,8 +1,10 @@
 /**
  * The distinct pages of a thin manifest, by digest prefix: sorted prefixes, the slots each
  * fills, the full digest once found, and the order of first appearance in the image (pages
- * are fetched in that order: neighbours in memory compress together). Typed arrays, 49 bytes
- * a distinct page (an image of 10^6 pages must not cost an object per page).
+ * are fetched in that order: neighbours in memory compress together). Typed arrays, 17 bytes
+ * a distinct page (an image of 10^6 pages must not cost an object per page); full digests are
+ * not kept here (32 bytes a page for the whole pull): once the pages are stored, the store's
+ * index gives them (see the puller).
  */
 import { PREFIX_BYTES, THIN_ENTRY_BYTES, THIN_PAGE, zeroRunLength } from '../../protocols/pages/index.ts'
 import type { ThinManifest } from '../../protocols/pages/index.ts'
@@ -15,8 +17,6 @@ export class PrefixIndex {
   readonly slots: Uint32Array
   /** 1 once the page is held. */
   readonly found: Uint8Array
-  /** Full digest of each page found, 32 bytes each. */
-  readonly digests: Uint8Array
   /** Indexes of the distinct pages in the order they first appear in the image. */
   readonly appearance: Uint32Array
   /** Slots of the image, zero pages included. */
@@ -48,7 +48,6 @@ export class PrefixIndex {
     release(all)
     release(slots)
     this.found = new Uint8Array(distinct)
-    this.digests = new Uint8Array(distinct * 32)
     this.appearance = new Uint32Array(distinct)
     const seen = new Uint8Array(distinct)
     let next = 0
@@ -63,15 +62,14 @@ export class PrefixIndex {
     release(seen)
   }
 
-  /** Free the index's memory now (~49 bytes a page) rather than at the next full collection. */
+  /** Free the index's memory now (~17 bytes a page) rather than at the next full collection. */
   dispose (): void {
-    for (const array of [this.keys, this.slots, this.found, this.digests, this.appearance]) release(array)
+    for (const array of [this.keys, this.slots, this.found, this.appearance]) release(array)
   }
 
-  /** Record that page `k` is held and its digest. */
-  setFound (k: number, digest: Uint8Array): void {
+  /** Record that page `k` is held. */
+  setFound (k: number): void {
     this.found[k] = 1
-    this.digests.set(digest, k * 32)
   }
 
   get size (): number {

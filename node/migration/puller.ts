@@ -239,7 +239,6 @@ class Puller {
    * still missing.
    */
   private async thinManifest (manifest: Manifest, missing: CID[]): Promise<CID[]> {
-    const { store } = this.deps
     const { root, source, signal } = this.options
     const sourceSite = this.deps.describe(source).site
     if (this.deps.peers().some(p => p.site !== this.deps.site && p.site !== sourceSite)) return missing
@@ -255,26 +254,34 @@ class Puller {
     }
     if (thin == null) return missing
     const index = new PrefixIndex(thin)
-    let rebuilt: boolean
+    let rebuilt = false
+    let digests: Uint8Array | undefined
     try {
       if (index.totalSlots !== manifest.pages) {
         log.error('thin manifest of %c has %d slots, the image %d', root, index.totalSlots, manifest.pages)
         return missing
       }
-      for (let from = 0; from < index.size; from += DEFAULT_RESOLVE_BATCH) {
-        const to = Math.min(index.size, from + DEFAULT_RESOLVE_BATCH)
-        const digests = await store.resolvePrefixes?.(index.prefixes(from, to), { signal }) ?? []
-        digests.forEach((digest, j) => { if (digest != null) index.setFound(from + j, digest) })
-      }
+      await this.resolveHeld(index, k => { index.setFound(k) })
       await this.prefetch(index, [...this.sitePeers().filter(p => !p.peerId.equals(source)), this.deps.describe(source)])
-      rebuilt = await this.cutChunks(thin, index, new Set(missing.map(keyOf)))
-      this.thinComplete = rebuilt && index.found.every(f => f === 1)
+      // what was found is stored now: the store's index gives the digests, in sorted runs
+      // (one short scan each), so the pull never holds 32 bytes a page
+      const resolved = digests = new Uint8Array(index.size * 32)
+      const known = new Uint8Array(index.size)
+      await this.resolveHeld(index, (k, digest) => {
+        resolved.set(digest, k * 32)
+        known[k] = 1
+      })
+      rebuilt = await this.cutChunks(thin, index, resolved, known, new Set(missing.map(keyOf)))
+      release(known)
     } finally {
       // tens of MB for a large image: free them before the pages and the export
       index.dispose()
       release(thin.entries)
+      if (digests != null) release(digests)
     }
     const still = await this.absentBlocks(missing)
+    // every chunk cut from digests of stored pages and matched by the root: every page is here
+    this.thinComplete = rebuilt && still.length === 0
     this.manifestFigures.rebuilt += missing.length - still.length
     log('rebuilt %d of %d manifest chunks of %c from its thin manifest (%s)', missing.length - still.length, missing.length, root, rebuilt ? 'all slots' : 'up to a page not found')
     return still
@@ -320,7 +327,7 @@ class Puller {
         onPage: (cid, bytes) => {
           const i = index.indexOf(cid.multihash.digest)
           if (i < 0 || index.found[i] === 1) return
-          index.setFound(i, cid.multihash.digest)
+          index.setFound(i)
           const slots = index.slots[i]
           this.tiers[tier].pages++
           this.tiers[tier].bytes += bytes.byteLength
@@ -364,15 +371,24 @@ class Puller {
     }
   }
 
+  /** Call `each` with every page of `index` the store holds (a digest starting with its prefix). */
+  private async resolveHeld (index: PrefixIndex, each: (k: number, digest: Uint8Array) => void): Promise<void> {
+    for (let from = 0; from < index.size; from += DEFAULT_RESOLVE_BATCH) {
+      const to = Math.min(index.size, from + DEFAULT_RESOLVE_BATCH)
+      const digests = await this.deps.store.resolvePrefixes?.(index.prefixes(from, to), { signal: this.options.signal }) ?? []
+      digests.forEach((digest, j) => { if (digest != null) each(from + j, digest) })
+    }
+  }
+
   /**
-   * Cut the manifest's chunks from a thin manifest and the digests found for it, and store those
-   * in `wanted`. Stops at the first page not found (boundaries after it are unknown); returns
-   * whether every slot was cut.
+   * Cut the manifest's chunks from a thin manifest and the digests resolved for it (`known`),
+   * and store those in `wanted`. Stops at the first page not resolved (boundaries after it are
+   * unknown); returns whether every slot was cut.
    */
-  private async cutChunks (thin: ThinManifest, index: PrefixIndex, wanted: Set<string>): Promise<boolean> {
+  private async cutChunks (thin: ThinManifest, index: PrefixIndex, resolved: Uint8Array, known: Uint8Array, wanted: Set<string>): Promise<boolean> {
     const signal = this.options.signal
     const chunker = new Chunker({ modulus: DEFAULT_CHUNK_MODULUS, min: DEFAULT_CHUNK_MIN, max: DEFAULT_CHUNK_MAX })
-    const digests = Buffer.from(index.digests.buffer, index.digests.byteOffset, index.digests.byteLength)
+    const digests = Buffer.from(resolved.buffer, resolved.byteOffset, resolved.byteLength)
     const keep = async (block: Block | undefined): Promise<void> => {
       if (block != null && wanted.has(keyOf(block.cid))) await this.deps.store.putBlock(block.cid, block.bytes, { signal })
     }
@@ -382,7 +398,7 @@ class Puller {
         continue
       }
       const k = index.indexOf(thin.entries, i * THIN_ENTRY_BYTES + 1)
-      if (index.found[k] !== 1) return false
+      if (known[k] !== 1) return false
       await keep(chunker.pushDigest(digests, k * 32))
     }
     await keep(chunker.flush())
