@@ -55,7 +55,9 @@ export class Daemon {
   }
 
   static async create (init: DaemonInit): Promise<Daemon> {
-    const repo = await Repo.open(init.repo)
+    // a daemon exports pulled images on its own thread, in short batches: worker isolates
+    // would add ~28 MB to it for the length of an export
+    const repo = await Repo.open(init.repo, { exportWorkers: false })
     let node: MemfabricNode | undefined
     let api: ApiServer | undefined
     let status: StatusPage | undefined

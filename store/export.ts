@@ -15,6 +15,7 @@ import { dirname } from 'node:path'
 import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
 import { InputFileError, PageNotFoundError, PageVerificationError } from './errors.ts'
+import { INLINE_EXPORT_BATCH } from './options.ts'
 import { packName } from './pack.ts'
 import type { LevelPackStore } from './store.ts'
 import type { ExportOptions } from './index.ts'
@@ -218,11 +219,11 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     const d = dedupe(b)
     // room for the gap slots of coalesced reads (they rarely need many); one size per export
     // so buffers are reused
-    const cap = Math.max(d.count, store.options.exportBatch) + Math.ceil(store.options.exportBatch / 4)
+    const cap = Math.max(d.count, size) + Math.ceil(size / 4)
     const shared = store.hasher.acquire(cap * ps, ps)
     try {
       for (let attempt = 0; ; attempt++) {
-        const res = await store.hasher.exportBatch(shared, ps, await plan(b, d, cap))
+        const res = await store.hasher.exportBatch(shared, ps, await plan(b, d, cap), inline)
         if (res.error != null) {
           const err = Object.assign(new Error(res.error.message), { code: res.error.code })
           // gc may have moved pages to a new pack meanwhile: look them up again
@@ -259,11 +260,13 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
 
   let unsynced = 0
   let early: Promise<void> | undefined
+  const inline = !store.options.exportWorkers
+  const size = inline ? INLINE_EXPORT_BATCH : store.options.exportBatch
 
   const pool = new Set<Promise<void>>()
   let failure: unknown
   const launch = async (b: Batch): Promise<void> => {
-    while (pool.size >= store.options.exportConcurrency) await Promise.race(pool)
+    while (pool.size >= (inline ? 1 : store.options.exportConcurrency)) await Promise.race(pool)
     if (failure != null) throw failure
     const p: Promise<void> = runBatch(b).catch(err => { failure ??= err }).finally(() => { pool.delete(p) })
     pool.add(p)
@@ -274,7 +277,6 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     usingTable = true
     await store.useTable(manifest.pages)
     await fh.truncate(total)
-    const size = store.options.exportBatch
     let batch = newBatch(size)
     for await (const c of store.slotArrays(root, options)) {
       for (let i = 0; i < c.count; i++) {

@@ -119,9 +119,9 @@ export class Hasher {
     return { digests: buf.digests.slice(0, slots * 32), zero: buf.zero.slice(0, slots) }
   }
 
-  /** Run a planned export batch on `buf` (see `runExportBatch` in page-jobs.js) on a worker, or inline. */
-  async exportBatch (buf: SharedPages, pageSize: number, plan: ExportPlan): Promise<ExportBatchResult> {
-    if (this.size === 0 || this.closed) return runExportBatch(buf.bytes, buf, pageSize, plan)
+  /** Run a planned export batch on `buf` (see `runExportBatch` in page-jobs.js) on a worker, or on this thread. */
+  async exportBatch (buf: SharedPages, pageSize: number, plan: ExportPlan, inline = false): Promise<ExportBatchResult> {
+    if (inline || this.size === 0 || this.closed) return runExportBatch(buf.bytes, buf, pageSize, plan)
     this.start()
     const res = await this.submit({ type: 'export' as const, req: this.nextReq++, id: buf.id, pageSize, plan })
     return res.result ?? {}

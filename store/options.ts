@@ -23,6 +23,9 @@ export const DEFAULT_EXPORT_BATCH = 2048
 /** Export batches in flight at once. */
 export const DEFAULT_EXPORT_CONCURRENCY = 2
 
+/** Page slots per export batch run on the calling thread (`exportWorkers: false`): a few ms each. */
+export const INLINE_EXPORT_BATCH = 512
+
 /** gc rewrites a pack whose live bytes fall below this fraction of its size. */
 export const DEFAULT_COMPACT_THRESHOLD = 0.6
 
@@ -58,6 +61,12 @@ export interface StoreOptions {
   exportBatch?: number
   /** Default {@link DEFAULT_EXPORT_CONCURRENCY}. */
   exportConcurrency?: number
+  /**
+   * Run export batches on the hash workers (default), or on the calling thread one at a time,
+   * {@link INLINE_EXPORT_BATCH} slots each: slower, but no worker isolates (~28 MB) for an
+   * export, which a daemon writing a pulled image can do without.
+   */
+  exportWorkers?: boolean
   /** Default {@link DEFAULT_COMPACT_THRESHOLD}. */
   compactThreshold?: number
   /** Default {@link DEFAULT_CHUNK_MODULUS}. */
@@ -81,6 +90,7 @@ export function resolveStoreOptions (options: StoreOptions = {}): ResolvedStoreO
     hashWorkers: options.hashWorkers ?? DEFAULT_HASH_WORKERS,
     exportBatch: options.exportBatch ?? DEFAULT_EXPORT_BATCH,
     exportConcurrency: options.exportConcurrency ?? DEFAULT_EXPORT_CONCURRENCY,
+    exportWorkers: options.exportWorkers ?? true,
     compactThreshold: options.compactThreshold ?? DEFAULT_COMPACT_THRESHOLD,
     chunkModulus: options.chunkModulus ?? DEFAULT_CHUNK_MODULUS,
     chunkMin: options.chunkMin ?? DEFAULT_CHUNK_MIN,

@@ -212,3 +212,29 @@ test('putMany with verified: true stores pages without hashing them again; reads
   t.true(err?.message.includes(claimed.toString()))
   await t.throwsAsync(s.putMany([{ cid: pageCid(page('other')), bytes: liar }]), { code: 'ERR_PAGE_VERIFICATION' })
 })
+
+for (const exportWorkers of [false, true]) {
+test(`export with exportWorkers: ${exportWorkers} is byte-identical and runs its batches ${exportWorkers ? 'on the hash workers' : 'on the calling thread'}`, async t => {
+  const { repo, tmp } = await tempRepo(t, { exportWorkers, hashWorkers: 2 })
+  // more than one inline batch, with zero runs, repeats and an odd tail
+  const parts: Buffer[] = []
+  for (let i = 0; i < 1500; i++) parts.push(i % 7 === 0 ? Buffer.alloc(PAGE) : page(`p${i % 1100}`))
+  parts.push(seeded('tail', 777))
+  const img = Buffer.concat(parts)
+  const file = join(tmp, 'vm.ram')
+  await writeFile(file, img)
+  const { root } = await repo.store.importImage(file, { name: 'vm' })
+  const hasher = (repo.store as any).hasher
+  const submit = hasher.submit.bind(hasher)
+  let jobs = 0
+  hasher.submit = async (msg: { type: string }) => {
+    if (msg.type === 'export') jobs++
+    return submit(msg)
+  }
+  const out = join(tmp, 'out.ram')
+  await repo.store.exportImage(root, out)
+  t.true((await readFile(out)).equals(img))
+  if (exportWorkers) t.true(jobs > 0)
+  else t.is(jobs, 0)
+})
+}
