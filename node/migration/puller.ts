@@ -12,6 +12,7 @@ import {
   DEFAULT_UNKNOWN_RTT, DEFAULT_WINDOW_PAGES, DEFAULT_WINDOWS_IN_FLIGHT
 } from './constants.ts'
 import { ManifestUnavailableError, PagesUnavailableError } from './errors.ts'
+import { DigestLog } from './digest-log.ts'
 import { PrefixIndex } from './prefix-index.ts'
 import { TIERS } from './index.ts'
 import type { Holder, MigrationReport, PullDeps, PullOptions, Tier, TierFigures } from './index.ts'
@@ -254,6 +255,8 @@ class Puller {
     }
     if (thin == null) return missing
     const index = new PrefixIndex(thin)
+    // the full digests of what is found go to a scratch file until the chunks are cut
+    const found = await DigestLog.create()
     let rebuilt = false
     let digests: Uint8Array | undefined
     try {
@@ -261,13 +264,20 @@ class Puller {
         log.error('thin manifest of %c has %d slots, the image %d', root, index.totalSlots, manifest.pages)
         return missing
       }
-      await this.resolveHeld(index, k => { index.setFound(k) })
-      await this.prefetch(index, [...this.sitePeers().filter(p => !p.peerId.equals(source)), this.deps.describe(source)])
-      // what was found is stored now: the store's index gives the digests, in sorted runs
-      // (one short scan each), so the pull never holds 32 bytes a page
+      const { signal } = this.options
+      for (let from = 0; from < index.size; from += DEFAULT_RESOLVE_BATCH) {
+        const to = Math.min(index.size, from + DEFAULT_RESOLVE_BATCH)
+        const held = await this.deps.store.resolvePrefixes?.(index.prefixes(from, to), { signal }) ?? []
+        held.forEach((digest, j) => {
+          if (digest == null) return
+          index.setFound(from + j)
+          found.append(from + j, digest)
+        })
+      }
+      await this.prefetch(index, [...this.sitePeers().filter(p => !p.peerId.equals(source)), this.deps.describe(source)], found)
       const resolved = digests = new Uint8Array(index.size * 32)
       const known = new Uint8Array(index.size)
-      await this.resolveHeld(index, (k, digest) => {
+      await found.replay((k, digest) => {
         resolved.set(digest, k * 32)
         known[k] = 1
       })
@@ -278,6 +288,7 @@ class Puller {
       index.dispose()
       release(thin.entries)
       if (digests != null) release(digests)
+      await found.close()
     }
     const still = await this.absentBlocks(missing)
     // every chunk cut from digests of stored pages and matched by the root: every page is here
@@ -293,7 +304,7 @@ class Puller {
    * did not send; DEFAULT_WINDOWS_IN_FLIGHT windows at once, so the tiers overlap. A holder
    * that fails is dropped.
    */
-  private async prefetch (index: PrefixIndex, holders: Holder[]): Promise<void> {
+  private async prefetch (index: PrefixIndex, holders: Holder[], found: DigestLog): Promise<void> {
     let from = 0
     const worker = async (): Promise<void> => {
       while (true) {
@@ -303,7 +314,7 @@ class Puller {
         for (const holder of holders) {
           const left = window.indexes.filter(k => index.found[k] === 0)
           if (left.length === 0) break
-          if (!this.dropped.has(holder.peerId.toString())) await this.prefetchFrom(holder, index, left)
+          if (!this.dropped.has(holder.peerId.toString())) await this.prefetchFrom(holder, index, left, found)
         }
       }
     }
@@ -314,7 +325,7 @@ class Puller {
   }
 
   /** Fetch pages `ks` of `index` by prefix from `holder`; a holder that fails is dropped. */
-  private async prefetchFrom (holder: Holder, index: PrefixIndex, ks: Uint32Array): Promise<void> {
+  private async prefetchFrom (holder: Holder, index: PrefixIndex, ks: Uint32Array, found: DigestLog): Promise<void> {
     const tier = this.tierOf(holder)
     const crossSite = holder.site !== this.deps.site
     const sink = this.pageSink()
@@ -328,6 +339,7 @@ class Puller {
           const i = index.indexOf(cid.multihash.digest)
           if (i < 0 || index.found[i] === 1) return
           index.setFound(i)
+          found.append(i, cid.multihash.digest)
           const slots = index.slots[i]
           this.tiers[tier].pages++
           this.tiers[tier].bytes += bytes.byteLength
@@ -368,15 +380,6 @@ class Puller {
     } finally {
       write()
       await writing
-    }
-  }
-
-  /** Call `each` with every page of `index` the store holds (a digest starting with its prefix). */
-  private async resolveHeld (index: PrefixIndex, each: (k: number, digest: Uint8Array) => void): Promise<void> {
-    for (let from = 0; from < index.size; from += DEFAULT_RESOLVE_BATCH) {
-      const to = Math.min(index.size, from + DEFAULT_RESOLVE_BATCH)
-      const digests = await this.deps.store.resolvePrefixes?.(index.prefixes(from, to), { signal: this.options.signal }) ?? []
-      digests.forEach((digest, j) => { if (digest != null) each(from + j, digest) })
     }
   }
 
