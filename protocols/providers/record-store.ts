@@ -1,11 +1,15 @@
 /**
- * Provider records held by a replica, in two level sublevels:
+ * Provider records held by a replica, in three level sublevels:
  *
- * - `r` (records): `<16-byte record key>` (the first 16 bytes of the page's sha2-256 digest,
- *   `recordKey` in keyspace.ts) → packed list of `[u8 len][peer id bytes][f64 expiry ms]`
+ * - `q` (records): `<16-byte record key>` (the first 16 bytes of the page's sha2-256 digest,
+ *   `recordKey` in keyspace.ts) → packed list of `[u32 peer number][f64 expiry ms]`
  *   (at most `maxProvidersPerKey` entries, expired ones dropped whenever the key is written).
  *   One key per page makes a GET of a whole frame ONE `getMany`, and an ADD of a frame
- *   ONE `getMany` + ONE `batch`, instead of a range scan per key.
+ *   ONE `getMany` + ONE `batch`, instead of a range scan per key. A replica holds a record
+ *   per page of every image its providers hold: 12 bytes an entry, where the peer id itself
+ *   took 39 (LevelDB maps the tables it reads, so their size is the daemon's memory too).
+ * - `n` (peer numbers): `<u32 number>` → peer id bytes, every provider ever recorded (a few
+ *   bytes each; numbers are never reused), all in memory once read.
  * - `p` (peers): `<peer id bytes>` → dag-cbor `{ addrs, expires }`, one entry per provider peer.
  *
  * Keys are written to the root database already prefixed (one buffer per frame, one chained
@@ -14,9 +18,9 @@
  * it an ADD of keys nobody provides yet is a blind write, and only keys that may already
  * hold providers are read first. Without it (before `load()`) every key is read.
  *
- * Records of `/memfabric/providers/1.0.0` were keyed by the whole 32-byte digest; no 16-byte
- * key ever reads them, so `load()` deletes them (their providers re-announce everything at
- * start, under the new keys).
+ * Records of earlier versions (sublevel `r`: peer ids in the values, and in 1.0.0 keys of
+ * whole 32-byte digests) are never read; `load()` deletes them (their providers re-announce
+ * everything at start).
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { AbstractLevel, AbstractSublevel } from 'abstract-level'
@@ -28,7 +32,8 @@ import { DEFAULT_MAX_PROVIDERS_PER_KEY, KEY_LENGTH, MAX_ADDRS_PER_PEER, MAX_PROV
 
 const log = logger('memfabric:providers:store')
 
-const EXPIRY_LENGTH = 8
+const PEER_NUMBER_LENGTH = 4
+const ENTRY_LENGTH = PEER_NUMBER_LENGTH + 8
 const SWEEP_CHUNK = 1000
 /** Keys per read while loading the filter. */
 const LOAD_CHUNK = 4096
@@ -48,40 +53,28 @@ export interface RecordStoreInit {
 }
 
 interface Entry {
-  peer: Uint8Array
+  /** The provider's number (sublevel `n`). */
+  peer: number
   expires: number
 }
 
 function decodeEntries (value: Uint8Array): Entry[] {
   const out: Entry[] = []
   const view = new DataView(value.buffer, value.byteOffset, value.byteLength)
-  let pos = 0
-  while (pos < value.byteLength) {
-    const len = value[pos]
-    const end = pos + 1 + len + EXPIRY_LENGTH
-    if (len === 0 || end > value.byteLength) break // corrupt tail: keep what parsed
-    out.push({ peer: value.subarray(pos + 1, pos + 1 + len), expires: view.getFloat64(pos + 1 + len) })
-    pos = end
+  // a corrupt tail (not a whole entry) is ignored: keep what parsed
+  for (let pos = 0; pos + ENTRY_LENGTH <= value.byteLength; pos += ENTRY_LENGTH) {
+    out.push({ peer: view.getUint32(pos), expires: view.getFloat64(pos + PEER_NUMBER_LENGTH) })
   }
   return out
 }
 
 function encodeEntries (entries: Entry[]): Buffer {
-  let size = 0
-  for (const e of entries) size += 1 + e.peer.byteLength + EXPIRY_LENGTH
-  const out = Buffer.allocUnsafe(size)
-  let pos = 0
-  for (const e of entries) {
-    out[pos] = e.peer.byteLength
-    out.set(e.peer, pos + 1)
-    out.writeDoubleBE(e.expires, pos + 1 + e.peer.byteLength)
-    pos += 1 + e.peer.byteLength + EXPIRY_LENGTH
-  }
+  const out = Buffer.allocUnsafe(entries.length * ENTRY_LENGTH)
+  entries.forEach((e, i) => {
+    out.writeUInt32BE(e.peer, i * ENTRY_LENGTH)
+    out.writeDoubleBE(e.expires, i * ENTRY_LENGTH + PEER_NUMBER_LENGTH)
+  })
   return out
-}
-
-function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
-  return a.byteLength === b.byteLength && Buffer.compare(a, b) === 0
 }
 
 /** Keys of another width are a caller's bug (the codec checks what comes off the wire). */
@@ -99,6 +92,13 @@ export class RecordStore {
   private readonly db: Db
   private readonly records: Sub
   private readonly peers: Sub
+  private readonly numbers: Sub
+  /** Records of earlier versions, deleted by load. */
+  private readonly legacy: Sub
+  /** Peer id bytes by number, and numbers by peer id (latin1); read once from `numbers`. */
+  private readonly peerIds: Uint8Array[] = []
+  private readonly peerNumbers = new Map<string, number>()
+  private numbersRead?: Promise<void>
   /** The root database and the records sublevel's full prefix on it. */
   private readonly root: Db
   private readonly recordPrefix: Buffer
@@ -114,8 +114,10 @@ export class RecordStore {
 
   constructor (init: RecordStoreInit) {
     this.db = init.db
-    this.records = init.db.sublevel('r', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
+    this.records = init.db.sublevel('q', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
     this.peers = init.db.sublevel('p', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
+    this.numbers = init.db.sublevel('n', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
+    this.legacy = init.db.sublevel('r', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
     this.root = (this.records as any).db as Db
     this.recordPrefix = Buffer.from((this.records as any).prefix as string, 'utf8')
     this.maxProvidersPerKey = init.maxProvidersPerKey ?? DEFAULT_MAX_PROVIDERS_PER_KEY
@@ -133,6 +135,7 @@ export class RecordStore {
   }
 
   private async scan (capacity: number, options?: AbortOptions): Promise<void> {
+    await this.dropLegacy(options)
     while (true) {
       // set before the iterator takes its snapshot: a key committed later is added by its ADD
       const filter = new KeyFilter(capacity)
@@ -168,6 +171,35 @@ export class RecordStore {
     }
   }
 
+  /** Delete records of earlier versions (sublevel `r`), a chunk at a time. */
+  private async dropLegacy (options?: AbortOptions): Promise<void> {
+    let dropped = 0
+    while (true) {
+      options?.signal?.throwIfAborted()
+      const keys = await this.legacy.keys({ limit: LOAD_CHUNK }).all()
+      if (keys.length === 0) break
+      await this.legacy.batch(keys.map(key => ({ type: 'del' as const, key })))
+      dropped += keys.length
+    }
+    if (dropped > 0) log('deleted %d provider records of an earlier version', dropped)
+  }
+
+  /** Read the peer numbers once. */
+  private async readNumbers (): Promise<void> {
+    this.numbersRead ??= (async () => {
+      for await (const [key, id] of this.numbers.iterator()) {
+        if (key.byteLength !== PEER_NUMBER_LENGTH) continue
+        const n = key.readUInt32BE(0)
+        this.peerIds[n] = id
+        this.peerNumbers.set(id.toString('latin1'), n)
+      }
+    })().catch(err => {
+      this.numbersRead = undefined
+      throw new RecordStoreError(`reading provider numbers failed: ${err.message}`, { cause: err })
+    })
+    await this.numbersRead
+  }
+
   /** Prefixed level keys of record `keys`, all in one buffer. */
   private recordKeys (keys: Uint8Array[]): Buffer[] {
     const p = this.recordPrefix
@@ -198,6 +230,7 @@ export class RecordStore {
     checkWidth(keys)
     return this.locked(async () => {
       options?.signal?.throwIfAborted()
+      await this.readNumbers()
       const dbKeys = this.recordKeys(keys)
       const filter = this.filter
       // only keys that may already hold providers are read
@@ -214,16 +247,24 @@ export class RecordStore {
         }
       }
       const now = this.now()
-      const peer = asBuffer(provider)
+      const peerId = asBuffer(provider)
+      const batch = this.root.batch()
+      let peer = this.peerNumbers.get(peerId.toString('latin1'))
+      const numbered = peer == null
+      if (peer == null) {
+        peer = this.peerIds.length
+        const key = Buffer.allocUnsafe(PEER_NUMBER_LENGTH)
+        key.writeUInt32BE(peer, 0)
+        batch.put(key, Buffer.from(peerId), { sublevel: this.numbers })
+      }
       // every brand-new key gets the same value: build it once
       const fresh = encodeEntries([{ peer, expires }])
-      const batch = this.root.batch()
       let k = 0
       for (let i = 0; i < dbKeys.length; i++) {
         let value = fresh
         const old = known[k] === i ? existing[k++] : undefined
         if (old != null) {
-          const entries = decodeEntries(old).filter(e => e.expires > now && !equalBytes(e.peer, peer))
+          const entries = decodeEntries(old).filter(e => e.expires > now && e.peer !== peer)
           entries.push({ peer, expires })
           if (entries.length > this.maxProvidersPerKey) {
             entries.sort((a, b) => b.expires - a.expires)
@@ -235,13 +276,17 @@ export class RecordStore {
       }
       if (addrs != null) {
         const peerValue = Buffer.from(dagCbor.encode({ addrs: addrs.slice(0, MAX_ADDRS_PER_PEER), expires }))
-        batch.put(peer, peerValue, { sublevel: this.peers })
+        batch.put(peerId, peerValue, { sublevel: this.peers })
       }
       try {
         // one atomic batch across both sublevels
         await batch.write()
       } catch (err: any) {
         throw new RecordStoreError(`writing provider records failed: ${err.message}`, { cause: err })
+      }
+      if (numbered) {
+        this.peerIds[peer] = Buffer.from(peerId)
+        this.peerNumbers.set(peerId.toString('latin1'), peer)
       }
       // after the commit, into the filter a scan may be filling too (see scan)
       for (const f of [this.filter, this.building]) {
@@ -260,6 +305,7 @@ export class RecordStore {
     if (keys.length === 0) return []
     checkWidth(keys)
     options?.signal?.throwIfAborted()
+    await this.readNumbers()
     const filter = this.filter
     const known: number[] = []
     for (let i = 0; i < keys.length; i++) {
@@ -280,7 +326,8 @@ export class RecordStore {
       if (v == null) continue
       const live = out[known[k]]
       for (const e of decodeEntries(v)) {
-        if (e.expires > now && live.length < MAX_PROVIDERS_PER_KEY_RESPONSE) live.push(e.peer)
+        const id = this.peerIds[e.peer]
+        if (id != null && e.expires > now && live.length < MAX_PROVIDERS_PER_KEY_RESPONSE) live.push(id)
       }
     }
     return out

@@ -68,19 +68,28 @@ test('keys are 16 bytes: a key of another width is refused, not truncated', asyn
   t.is(await store.size(), 0)
 })
 
-test('records of 1.0.0 (keyed by whole 32-byte digests) are deleted by load; 16-byte records stay', async t => {
+test('records of earlier versions (peer ids in the values, or 32-byte keys) are deleted by load; current ones stay', async t => {
   const { store, db } = await open(t)
   await store.add(peer(1), [key(1)], 2_000_000)
-  // what a 1.0.0 replica left in the same sublevel
+  // what an earlier replica left: sublevel r, `[u8 len][peer id][f64 expiry]` values
   const old = db.sublevel<Buffer, Buffer>('r', { keyEncoding: 'buffer', valueEncoding: 'buffer' })
-  const value = await old.get(Buffer.from(key(1)))
-  t.truthy(value)
-  await old.batch([1, 2, 3].map(n => ({ type: 'put' as const, key: Buffer.alloc(DIGEST_LENGTH, n), value: value! })))
-  t.is(await store.size(), 4)
+  const value = Buffer.concat([Buffer.from([38]), Buffer.from(peer(2)), Buffer.alloc(8)])
+  value.writeDoubleBE(2_000_000, 39)
+  await old.batch([Buffer.from(key(2)), Buffer.alloc(DIGEST_LENGTH, 3)].map(k => ({ type: 'put' as const, key: k, value })))
   await store.load()
+  t.deepEqual(await old.keys().all(), [])
   t.is(await store.size(), 1)
-  const keys: Buffer[] = []
-  for await (const k of old.keys()) keys.push(k)
-  t.deepEqual(keys.map(k => k.byteLength), [KEY_LENGTH])
   t.deepEqual((await store.get([key(1), key(2)])).map(l => l.map(p => p[0])), [[1], []])
+})
+
+test('an entry is 12 bytes: a peer number and an expiry; numbers survive a reopen', async t => {
+  const { store, db } = await open(t)
+  await store.add(peer(7), [key(1)], 2_000_000)
+  await store.add(peer(8), [key(1), key(2)], 2_000_000)
+  const records = db.sublevel<Buffer, Buffer>('q', { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+  t.is((await records.get(Buffer.from(key(1))))?.byteLength, 24)
+  t.is((await records.get(Buffer.from(key(2))))?.byteLength, 12)
+  const again = new RecordStore({ db, now: () => 1_000_000 })
+  await again.add(peer(9), [key(2)], 2_000_000)
+  t.deepEqual((await again.get([key(1), key(2)])).map(l => l.map(p => p[0]).sort()), [[7, 8], [8, 9]])
 })
