@@ -10,8 +10,11 @@ export const DEFAULT_SLICE_PAGES = 2048
 export const DEFAULT_FETCHES_PER_HOLDER = 2
 /** Digest prefixes resolved against the store per call while rebuilding a manifest from its thin form. */
 export const DEFAULT_RESOLVE_BATCH = 16_384
-/** Verified pages written to the store per batch (each batch is one durable commit). */
-export const DEFAULT_STORE_BATCH = 2048
+/**
+ * Verified pages written to the store per batch (each batch is one durable commit). A fetch
+ * holds the batch it fills and the one being written: 2 x 4 MiB per holder fetched from.
+ */
+export const DEFAULT_STORE_BATCH = 1024
 /** RTT assumed for a holder whose RTT is not known yet (ms). */
 export const DEFAULT_UNKNOWN_RTT = 250
 /** Time allowed for a presence query or a provider lookup of one window (ms). */

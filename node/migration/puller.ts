@@ -256,7 +256,7 @@ class Puller {
     if (thin == null) return missing
     const index = new PrefixIndex(thin)
     // the full digests of what is found go to a scratch file until the chunks are cut
-    const found = await DigestLog.create()
+    const digestLog = await DigestLog.create()
     let rebuilt = false
     let digests: Uint8Array | undefined
     try {
@@ -264,31 +264,26 @@ class Puller {
         log.error('thin manifest of %c has %d slots, the image %d', root, index.totalSlots, manifest.pages)
         return missing
       }
-      const { signal } = this.options
       for (let from = 0; from < index.size; from += DEFAULT_RESOLVE_BATCH) {
         const to = Math.min(index.size, from + DEFAULT_RESOLVE_BATCH)
         const held = await this.deps.store.resolvePrefixes?.(index.prefixes(from, to), { signal }) ?? []
         held.forEach((digest, j) => {
           if (digest == null) return
           index.setFound(from + j)
-          found.append(from + j, digest)
+          digestLog.append(from + j, digest)
         })
       }
-      await this.prefetch(index, [...this.sitePeers().filter(p => !p.peerId.equals(source)), this.deps.describe(source)], found)
-      const resolved = digests = new Uint8Array(index.size * 32)
-      const known = new Uint8Array(index.size)
-      await found.replay((k, digest) => {
-        resolved.set(digest, k * 32)
-        known[k] = 1
-      })
-      rebuilt = await this.cutChunks(thin, index, resolved, known, new Set(missing.map(keyOf)))
-      release(known)
+      await this.prefetch(index, [...this.sitePeers().filter(p => !p.peerId.equals(source)), this.deps.describe(source)], digestLog)
+      // every page found has its record in the log
+      const all = digests = new Uint8Array(index.size * 32)
+      await digestLog.replay((k, digest) => { all.set(digest, k * 32) })
+      rebuilt = await this.cutChunks(thin, index, all, new Set(missing.map(keyOf)))
     } finally {
       // tens of MB for a large image: free them before the pages and the export
       index.dispose()
       release(thin.entries)
       if (digests != null) release(digests)
-      await found.close()
+      await digestLog.close()
     }
     const still = await this.absentBlocks(missing)
     // every chunk cut from digests of stored pages and matched by the root: every page is here
@@ -304,7 +299,7 @@ class Puller {
    * did not send; DEFAULT_WINDOWS_IN_FLIGHT windows at once, so the tiers overlap. A holder
    * that fails is dropped.
    */
-  private async prefetch (index: PrefixIndex, holders: Holder[], found: DigestLog): Promise<void> {
+  private async prefetch (index: PrefixIndex, holders: Holder[], digestLog: DigestLog): Promise<void> {
     let from = 0
     const worker = async (): Promise<void> => {
       while (true) {
@@ -314,7 +309,7 @@ class Puller {
         for (const holder of holders) {
           const left = window.indexes.filter(k => index.found[k] === 0)
           if (left.length === 0) break
-          if (!this.dropped.has(holder.peerId.toString())) await this.prefetchFrom(holder, index, left, found)
+          if (!this.dropped.has(holder.peerId.toString())) await this.prefetchFrom(holder, index, left, digestLog)
         }
       }
     }
@@ -325,7 +320,7 @@ class Puller {
   }
 
   /** Fetch pages `ks` of `index` by prefix from `holder`; a holder that fails is dropped. */
-  private async prefetchFrom (holder: Holder, index: PrefixIndex, ks: Uint32Array, found: DigestLog): Promise<void> {
+  private async prefetchFrom (holder: Holder, index: PrefixIndex, ks: Uint32Array, digestLog: DigestLog): Promise<void> {
     const tier = this.tierOf(holder)
     const crossSite = holder.site !== this.deps.site
     const sink = this.pageSink()
@@ -339,7 +334,7 @@ class Puller {
           const i = index.indexOf(cid.multihash.digest)
           if (i < 0 || index.found[i] === 1) return
           index.setFound(i)
-          found.append(i, cid.multihash.digest)
+          digestLog.append(i, cid.multihash.digest)
           const slots = index.slots[i]
           this.tiers[tier].pages++
           this.tiers[tier].bytes += bytes.byteLength
@@ -384,14 +379,14 @@ class Puller {
   }
 
   /**
-   * Cut the manifest's chunks from a thin manifest and the digests resolved for it (`known`),
-   * and store those in `wanted`. Stops at the first page not resolved (boundaries after it are
-   * unknown); returns whether every slot was cut.
+   * Cut the manifest's chunks from a thin manifest and the digests of the pages found (`all`,
+   * page k's at k * 32), and store those in `wanted`. Stops at the first page not found
+   * (boundaries after it are unknown); returns whether every slot was cut.
    */
-  private async cutChunks (thin: ThinManifest, index: PrefixIndex, resolved: Uint8Array, known: Uint8Array, wanted: Set<string>): Promise<boolean> {
+  private async cutChunks (thin: ThinManifest, index: PrefixIndex, all: Uint8Array, wanted: Set<string>): Promise<boolean> {
     const signal = this.options.signal
     const chunker = new Chunker({ modulus: DEFAULT_CHUNK_MODULUS, min: DEFAULT_CHUNK_MIN, max: DEFAULT_CHUNK_MAX })
-    const digests = Buffer.from(resolved.buffer, resolved.byteOffset, resolved.byteLength)
+    const digests = Buffer.from(all.buffer, all.byteOffset, all.byteLength)
     const keep = async (block: Block | undefined): Promise<void> => {
       if (block != null && wanted.has(keyOf(block.cid))) await this.deps.store.putBlock(block.cid, block.bytes, { signal })
     }
@@ -401,7 +396,7 @@ class Puller {
         continue
       }
       const k = index.indexOf(thin.entries, i * THIN_ENTRY_BYTES + 1)
-      if (known[k] !== 1) return false
+      if (index.found[k] !== 1) return false
       await keep(chunker.pushDigest(digests, k * 32))
     }
     await keep(chunker.flush())
