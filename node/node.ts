@@ -41,6 +41,8 @@ import { DEFAULT_DIAL_TIMEOUT, DEFAULT_MIGRATION_OUT_DIR } from './constants.ts'
  * LevelDB raises any value below 74 to 74, so this keeps at most 64 tables (~128 MiB) mapped.
  */
 const RECORDS_MAX_OPEN_FILES = 32
+/** LevelDB's block cache for provider records (default 8 MiB): blocks are read from the mapped tables. */
+const RECORDS_CACHE_BYTES = 1024 * 1024
 
 const log = logger('memfabric:node')
 
@@ -126,7 +128,11 @@ export class MemfabricNode {
     const { repo } = init
     const site = init.site ?? repo.config.site
     const allowPeer = allowList(init.allowPeers)
-    const records = new ClassicLevel<Uint8Array, Uint8Array>(join(repo.path, 'providers'), { keyEncoding: 'view', valueEncoding: 'view', maxOpenFiles: RECORDS_MAX_OPEN_FILES })
+    // random keys and small values: snappy saves nothing, and uncompressed blocks are read
+    // from the mapped tables instead of being decompressed into the block cache
+    const records = new ClassicLevel<Uint8Array, Uint8Array>(join(repo.path, 'providers'), {
+      keyEncoding: 'view', valueEncoding: 'view', maxOpenFiles: RECORDS_MAX_OPEN_FILES, compression: false, cacheSize: RECORDS_CACHE_BYTES
+    })
     await records.open()
     let node: MemfabricNode | undefined
     const bases = new BasisIndex(repo.store)

@@ -229,8 +229,10 @@ export class LevelPackStore extends EventTarget implements Store {
     this.db = new ClassicLevel<string, string>(join(dir, 'index'), {
       keyEncoding: 'utf8',
       valueEncoding: 'utf8',
-      // keys are digests and values pack offsets or hashed blocks: snappy only costs CPU
-      compression: false
+      // keys are digests and values pack offsets: snappy only costs CPU; uncompressed blocks
+      // are read from the mapped tables, so LevelDB's block cache (default 8 MiB) holds little
+      compression: false,
+      cacheSize: 1024 * 1024
     })
     this.pagesDb = this.db.sublevel<Uint8Array, Uint8Array>('pages', { keyEncoding: 'view', valueEncoding: 'view' })
     this.legacyBlocksDb = this.db.sublevel<string, Uint8Array>('blocks', { keyEncoding: 'utf8', valueEncoding: 'view' })
