@@ -1,6 +1,7 @@
 import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
 import type { Manifest, Page } from '../../store/index.ts'
+import { PAGE_SIZE } from '../../store/constants.ts'
 import { Chunker } from '../../store/manifest.ts'
 import { release } from '../../store/page-table.ts'
 import type { Block } from '../../store/manifest.ts'
@@ -355,15 +356,28 @@ class Puller {
    */
   private async drain (holder: Holder, sink: Sink, fetch: (take: (cid: CID, bytes: Uint8Array) => void) => Promise<void>): Promise<void> {
     const tier = this.tierOf(holder)
+    // pages are copied into a buffer of the batch, freed once the batch is stored: the frames
+    // they arrived in then die young, where views kept them (1 MiB each) until V8's next full
+    // collection, which external memory triggers only 64 MB later
+    let buffer: Buffer | undefined
     let batch: Array<{ cid: CID, bytes: Uint8Array }> = []
     let writing = Promise.resolve()
     const write = (): void => {
       const items = batch
+      const held = buffer
       batch = []
-      if (items.length > 0) writing = writing.then(async () => sink(items, tier))
+      buffer = undefined
+      if (items.length > 0) writing = writing.then(async () => sink(items, tier)).finally(() => { if (held != null) release(held) })
     }
     try {
       await fetch((cid, bytes) => {
+        if (bytes.byteLength <= PAGE_SIZE) {
+          buffer ??= Buffer.allocUnsafeSlow(DEFAULT_STORE_BATCH * PAGE_SIZE)
+          const at = batch.length * PAGE_SIZE
+          buffer.set(bytes, at)
+          bytes = buffer.subarray(at, at + bytes.byteLength)
+        }
+        // a manifest block (larger) is kept as it came
         batch.push({ cid, bytes })
         if (batch.length >= DEFAULT_STORE_BATCH) write()
       })
