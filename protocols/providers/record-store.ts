@@ -126,8 +126,8 @@ export class RecordStore {
 
   /**
    * Load the filter of held keys (a scan of every key; ADDs and GETs work meanwhile, reading
-   * every key), deleting records of another key width (1.0.0's 32-byte digests). Called again
-   * it rebuilds the filter, e.g. after a sweep deleted many keys.
+   * every key), after deleting records of earlier versions (sublevel `r`) and of another key
+   * width. Called again it rebuilds the filter, e.g. after a sweep deleted many keys.
    */
   async load (options?: AbortOptions): Promise<void> {
     this.loading ??= this.scan(Math.max(this.filter?.count ?? 0, 1) * 2, options).finally(() => { this.loading = undefined })
