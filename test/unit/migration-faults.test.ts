@@ -34,7 +34,11 @@ test('a lying holder in the destination\'s site is detected and routed around', 
   for await (const slot of a1.repo.store.pageSlots(root)) if (slot.cid != null) cids.push(slot.cid.toString())
   await writeFile(join(dir, 'cids'), cids.join('\n'))
   const liar = spawn(process.execPath, [LIAR, join(a1.dir, 'fabric.key'), '/ip4/127.0.2.9/tcp/0', 'b',
-    b2.node.libp2p.getMultiaddrs()[0].toString(), join(dir, 'cids')], { stdio: ['ignore', 'pipe', 'inherit'] })
+    b2.node.libp2p.getMultiaddrs()[0].toString(), join(dir, 'cids')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    // its scratch database goes in this test's directory, removed even if the liar is killed
+    env: { ...process.env, TMPDIR: dir }
+  })
   t.teardown(() => { liar.kill('SIGKILL') })
   let out = ''
   liar.stdout.setEncoding('utf8').on('data', s => { out += s })
