@@ -2,6 +2,7 @@
  * The full digests of the pages a thin pull finds, spilled to a scratch file as they arrive
  * (`[u32 index][32-byte digest]` records, appended in arrival order) instead of 32 bytes a
  * page in memory for the whole pull; read back once, at the end, to cut the manifest chunks.
+ * The file is unlinked as soon as it is open: a process killed mid-pull leaves nothing behind.
  */
 import { mkdtemp, open, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -15,7 +16,6 @@ const CHUNK_RECORDS = 2048
 const READ_BYTES = RECORD_BYTES * 32 * 1024
 
 export class DigestLog {
-  private readonly dir: string
   private readonly file: FileHandle
   private chunk = Buffer.allocUnsafe(CHUNK_RECORDS * RECORD_BYTES)
   private used = 0
@@ -23,18 +23,16 @@ export class DigestLog {
   private writing: Promise<void> = Promise.resolve()
   private failure?: unknown
 
-  private constructor (dir: string, file: FileHandle) {
-    this.dir = dir
+  private constructor (file: FileHandle) {
     this.file = file
   }
 
   static async create (): Promise<DigestLog> {
     const dir = await mkdtemp(join(tmpdir(), 'memfabric-pull-'))
     try {
-      return new DigestLog(dir, await open(join(dir, 'digests'), 'w+'))
-    } catch (err) {
+      return new DigestLog(await open(join(dir, 'digests'), 'w+'))
+    } finally {
       await rm(dir, { recursive: true, force: true })
-      throw err
     }
   }
 
@@ -81,10 +79,9 @@ export class DigestLog {
     }
   }
 
-  /** Close and delete the file. */
+  /** Close the file (its space is freed then). */
   async close (): Promise<void> {
     await this.writing
     await this.file.close().catch(() => {})
-    await rm(this.dir, { recursive: true, force: true })
   }
 }
