@@ -188,7 +188,9 @@ class Puller {
     const signal = this.options.signal
     let patch: ManifestPatch | undefined
     try {
-      const answer = await this.deps.manifestPatch(this.options.source, this.options.root, { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT) })
+      // transfers are bounded by the exchange's idle timeout (no frame for 30 s), not a deadline
+      // that cuts off one still making progress on a loaded host
+      const answer = await this.deps.manifestPatch(this.options.source, this.options.root, { signal: this.options.signal })
       this.manifestFigures.wireBytes += answer.wireBytes
       this.wanBytes += answer.wireBytes
       patch = answer.patch
@@ -246,7 +248,7 @@ class Puller {
     if (this.deps.peers().some(p => p.site !== this.deps.site && p.site !== sourceSite)) return missing
     let thin: ThinManifest | undefined
     try {
-      const answer = await this.deps.manifestThin(source, root, { signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT), maxEntries: manifest.pages })
+      const answer = await this.deps.manifestThin(source, root, { signal, maxEntries: manifest.pages })
       this.manifestFigures.wireBytes += answer.wireBytes
       this.wanBytes += answer.wireBytes
       thin = answer.thin
@@ -445,7 +447,9 @@ class Puller {
         if (pending.length === 0) break
         const items: Array<{ cid: CID, bytes: Uint8Array }> = []
         try {
-          await this.deps.fetch(peer.peerId, pending, { compress: false, signal: this.signal(DEFAULT_DISCOVERY_TIMEOUT), onBlock: (cid, bytes) => { items.push({ cid, bytes }) } })
+          // bounded by the exchange's idle timeout: a deadline cut off reference pages still
+          // arriving on a loaded host, and the pull then sent no deltas
+          await this.deps.fetch(peer.peerId, pending, { compress: false, signal: this.options.signal, onBlock: (cid, bytes) => { items.push({ cid, bytes }) } })
         } catch (err: any) {
           this.options.signal?.throwIfAborted()
           failed = true
