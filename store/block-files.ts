@@ -14,6 +14,7 @@ import { mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'n
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
+import { syncDir } from './export.ts'
 import { verifyBlock } from './manifest.ts'
 
 const log = logger('memfabric:store:blocks')
@@ -89,12 +90,7 @@ export class BlockFiles {
         }
       }))
     }
-    const dir = await open(this.dir, 'r')
-    try {
-      await dir.sync()
-    } finally {
-      await dir.close()
-    }
+    await syncDir(this.dir)
     for (const key of keys) this.unsynced.delete(key)
   }
 
@@ -112,11 +108,6 @@ export class BlockFiles {
       await unlink(join(this.dir, key)).catch((err: any) => { if (err.code !== 'ENOENT') throw err })
       this.unsynced.delete(key)
     }
-    const dir = await open(this.dir, 'r')
-    try {
-      await dir.sync()
-    } finally {
-      await dir.close()
-    }
+    await syncDir(this.dir)
   }
 }

@@ -100,7 +100,7 @@ const EMPTY_DIGEST = sha256Digest(new Uint8Array(0))
 const EARLY_SYNC_BYTES = 64 * 1024 * 1024
 
 /** fsync a directory so a rename into it is durable (not supported everywhere: best effort). */
-async function syncDir (dir: string): Promise<void> {
+export async function syncDir (dir: string): Promise<void> {
   const d = await open(dir, 'r')
   try {
     await d.sync()
