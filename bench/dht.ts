@@ -5,8 +5,8 @@
  * provider-records service on its own classic-level DB each) run in ONE process, so every
  * node's work — publisher, 7 replicas, resolver — shares one event loop and the libuv pool
  * on this 2-core machine. Node 0 publishes N random page CIDs (3 replicas each); another node
- * resolves them all; a third publishes the same CIDs again (the replicas now read and merge:
- * every key already has a provider). Median of 3 runs, plus a baseline in the same run:
+ * resolves them all; a third publishes the same CIDs again (every key already has a
+ * provider: a second entry per key on the replicas). Median of 3 runs, plus a baseline in the same run:
  * stock kad-dht `provide()` / `findProviders()` one CID at a time.
  *
  * Reports wall-clock rates, the process CPU time each phase used and the main thread's share
@@ -247,7 +247,7 @@ ${r.setup.nodes} real hosts in **one process** (${r.setup.transport}; kad-dht se
 \`/memfabric/kad/1.0.0\`; \`${r.setup.protocol ?? '/memfabric/providers/1.0.0'}\` with its own classic-level DB per node,
 write buffer: ${r.setup.levelWriteBufferMiB} MiB). Node 0 publishes ${fmt(r.setup.cids)} random page CIDs, each to the
 ${r.setup.replication} peers closest to its kad key; another node resolves all of them; a third node then
-publishes the same CIDs (every key already has a provider, so the replicas read and merge).
+publishes the same CIDs (every key already has a provider: the replicas add a second entry per key).
 Median of ${r.setup.runs}. All 8 nodes share one event loop on this ${r.cpus}-core machine (load average
 ${r.loadavg1AtStart} at start, ${r.loadavg1AtEnd ?? '?'} at the end — other work was running), so CPU costs are given too.
 
@@ -267,9 +267,10 @@ published** (3 record copies), **${(1e6 / r.resolve.cidsPerCpuSec).toFixed(0)} �
 capped by the larger of the main thread's share and half the total: here
 ${fmt(Math.round(1e6 / Math.max(r.publish.mainThreadUsPerCid, 5e5 / r.publish.cidsPerCpuSec)))} CIDs/s for publish and ${fmt(Math.round(1e6 / Math.max(r.resolve.mainThreadUsPerCid, 5e5 / r.resolve.cidsPerCpuSec)))} for resolve. The target (≥ 50,000 CIDs/s
 each way, wall clock) is ${r.publish.cidsPerSec >= 50_000 && r.resolve.cidsPerSec >= 50_000 ? 'met' : `**not shown by this run's wall-clock figures**${r.loadavg1AtStart > 2 ? ' (the machine was loaded; see the load average)' : ''}`}. What made publish cheaper:
-each replica keeps a Bloom filter of the record keys it holds (~1.25 bytes per key, loaded at start),
-so a frame of keys nobody provides yet is one blind chained batch — a level read of a missing key
-cost more CPU than its write — and only possibly-held keys are read and merged (the second row);
+a replica stores an entry per (key, provider), so every ADD frame is one blind chained batch,
+also for keys other peers provide (the second row: before, those were read and merged, and the
+reads kept the LevelDB tables of a replica's records resident); a Bloom filter of the (key,
+provider) pairs held (~1.25 bytes each, loaded at start) lets a GET read only pairs it may hold;
 keys are prefixed into one buffer per frame instead of one sublevel concat per key; 4096 keys per
 ADD frame. Since \`/memfabric/providers/2.0.0\` a record key is the first 16 bytes of the page's
 sha2-256 digest instead of all 32, on the wire (ADD and GET) and in the replicas' stores; the kad

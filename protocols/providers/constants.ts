@@ -43,7 +43,7 @@ export const DEFAULT_WINDOW = 4
 /** Largest frame either side reads (a GET answer with many providers is the biggest). */
 export const MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 
-/** Providers kept per key on a replica (the soonest to expire is dropped first). */
+/** Providers a replica returns and keeps per key (the soonest to expire is dropped first: at GET, and by the sweep). */
 export const DEFAULT_MAX_PROVIDERS_PER_KEY = 32
 /** Providers returned per key in a GET answer. */
 export const MAX_PROVIDERS_PER_KEY_RESPONSE = 20

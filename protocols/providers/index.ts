@@ -75,7 +75,7 @@ export interface ProviderRecordsInit {
   lookupRounds?: number
   /** How long a region's closest peers are reused (default DEFAULT_REGION_CACHE_TTL = 5 min). */
   regionCacheTtl?: number
-  /** Providers kept per key (default DEFAULT_MAX_PROVIDERS_PER_KEY = 32). */
+  /** Providers returned and kept per key (default DEFAULT_MAX_PROVIDERS_PER_KEY = 32). */
   maxProvidersPerKey?: number
   /** Inbound streams per connection (default DEFAULT_MAX_INBOUND_STREAMS = 32). */
   maxInboundStreams?: number

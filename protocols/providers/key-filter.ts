@@ -7,6 +7,9 @@
  * filter's hash functions are made of the key's own four 32-bit words: the words themselves,
  * then three more by double hashing (w2 + j·w3). A false positive only costs the read the
  * filter saves.
+ *
+ * A salt (the record store's peer number) makes (key, salt) pairs the members: each word is
+ * xored with salt·M, M odd per word, so the same key under two salts probes unrelated bits.
  */
 import { KEY_LENGTH } from './constants.ts'
 
@@ -15,6 +18,8 @@ export const FILTER_BITS_PER_KEY = 10
 /** Probes per key: the key's 4 little-endian 32-bit words, then 3 derived ones. */
 const PROBES = 7
 const WORDS = KEY_LENGTH / 4
+/** Odd multipliers of the salt, one per word (odd: salt·M is a bijection of 32-bit salts). */
+const SALT_MULTIPLIERS = [0x9e3779b1, 0x85ebca6b, 0xc2b2ae35, 0x27d4eb2f]
 /** Smallest filter: 2^23 bits (1 MiB), ~840k keys: a replica rarely needs to grow it. */
 const MIN_BITS_LOG2 = 23
 /** Largest filter: 2^32 bits (512 MiB) — the word index stays an unsigned 32-bit integer. */
@@ -37,16 +42,16 @@ export class KeyFilter {
     this.capacity = Math.floor(2 ** log2 / FILTER_BITS_PER_KEY)
   }
 
-  /** Add the key at `bytes[offset…offset+16)`. */
-  add (bytes: Uint8Array, offset = 0): void {
-    const bits = this.probes(bytes, offset)
+  /** Add the key at `bytes[offset…offset+16)`, under `salt`. */
+  add (bytes: Uint8Array, offset = 0, salt = 0): void {
+    const bits = this.probes(bytes, offset, salt)
     for (let i = 0; i < PROBES; i++) this.words[bits[i] >>> 5] |= 1 << (bits[i] & 31)
     this.count++
   }
 
   /** False: the key was never added. True: it may have been. */
-  has (bytes: Uint8Array, offset = 0): boolean {
-    const bits = this.probes(bytes, offset)
+  has (bytes: Uint8Array, offset = 0, salt = 0): boolean {
+    const bits = this.probes(bytes, offset, salt)
     for (let i = 0; i < PROBES; i++) {
       if ((this.words[bits[i] >>> 5] & (1 << (bits[i] & 31))) === 0) return false
     }
@@ -59,13 +64,14 @@ export class KeyFilter {
   }
 
   /** The bits of the key at `at` (in a scratch array, valid until the next call). */
-  private probes (b: Uint8Array, at: number): Uint32Array {
+  private probes (b: Uint8Array, at: number, salt: number): Uint32Array {
     const bits = this.scratch
-    for (let i = 0; i < WORDS; i++) bits[i] = word(b, at + i * 4) & this.mask
+    for (let i = 0; i < WORDS; i++) bits[i] = (word(b, at + i * 4) ^ Math.imul(salt, SALT_MULTIPLIERS[i])) >>> 0
     // double hashing from the last two words; an odd step keeps the derived probes apart from
     // each other and from w2 (the size is a power of 2); `&` takes the sum (< 2^53) mod 2^32
-    const base = word(b, at + 8)
-    const step = (word(b, at + 12) | 1) >>> 0
+    const base = bits[2]
+    const step = (bits[3] | 1) >>> 0
+    for (let i = 0; i < WORDS; i++) bits[i] = bits[i] & this.mask
     for (let i = WORDS; i < PROBES; i++) bits[i] = (base + (i - WORDS + 1) * step) & this.mask
     return bits
   }

@@ -1,26 +1,26 @@
 /**
  * Provider records held by a replica, in three level sublevels:
  *
- * - `q` (records): `<16-byte record key>` (the first 16 bytes of the page's sha2-256 digest,
- *   `recordKey` in keyspace.ts) → packed list of `[u32 peer number][f64 expiry ms]`
- *   (at most `maxProvidersPerKey` entries, expired ones dropped whenever the key is written).
- *   One key per page makes a GET of a whole frame ONE `getMany`, and an ADD of a frame
- *   ONE `getMany` + ONE `batch`, instead of a range scan per key. A replica holds a record
- *   per page of every image its providers hold: 12 bytes an entry, where the peer id itself
- *   took 39 (LevelDB maps the tables it reads, so their size is the daemon's memory too).
+ * - `e` (entries): `<16-byte record key><u32 peer number>` → `<f64 expiry ms>`, one entry per
+ *   provider of a key. An ADD is a blind write: one batch, no read. (The previous layout kept
+ *   a key's providers in one value, so an ADD of a key already provided read it first; those
+ *   reads kept LevelDB's mapped tables resident — a replica's memory — and a node re-announcing
+ *   pages another peer announced, as a migration's destination does, read every one.)
  * - `n` (peer numbers): `<u32 number>` → peer id bytes, every provider ever recorded (a few
  *   bytes each; numbers are never reused), all in memory once read.
  * - `p` (peers): `<peer id bytes>` → dag-cbor `{ addrs, expires }`, one entry per provider peer.
  *
- * Keys are written to the root database already prefixed (one buffer per frame, one chained
- * batch), which is what the sublevel would do key by key. In memory there is only a Bloom
- * filter of the keys held (~1.25 bytes per key, key-filter.ts), loaded by `load()`: with
- * it an ADD of keys nobody provides yet is a blind write, and only keys that may already
- * hold providers are read first. Without it (before `load()`) every key is read.
+ * In memory there is a Bloom filter of the (key, peer number) pairs held (~1.25 bytes per
+ * entry, key-filter.ts), loaded by `load()`, and the numbers of the peers with entries. A GET
+ * probes the filter for each key under each such peer and reads only the pairs it may hold:
+ * ONE `getMany` per call, a key's entries side by side in one block. Before `load()` every
+ * pair of a key and a known peer is read.
  *
- * Records of earlier versions (sublevel `r`: peer ids in the values, and in 1.0.0 keys of
- * whole 32-byte digests) are never read; `load()` deletes them (their providers re-announce
- * everything at start).
+ * A key holds at most one entry per provider; GET returns the `maxProvidersPerKey` that expire
+ * last, and the sweep trims keys above it.
+ *
+ * Records of earlier versions (sublevels `r` and `q`) are never read; `load()` deletes them
+ * (their providers re-announce everything at start).
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { AbstractLevel, AbstractSublevel } from 'abstract-level'
@@ -33,7 +33,9 @@ import { DEFAULT_MAX_PROVIDERS_PER_KEY, KEY_LENGTH, MAX_ADDRS_PER_PEER, MAX_PROV
 const log = logger('memfabric:providers:store')
 
 const PEER_NUMBER_LENGTH = 4
-const ENTRY_LENGTH = PEER_NUMBER_LENGTH + 8
+/** An entry's level key after the sublevel prefix: record key, then peer number. */
+const ENTRY_KEY_LENGTH = KEY_LENGTH + PEER_NUMBER_LENGTH
+const EXPIRY_LENGTH = 8
 const SWEEP_CHUNK = 1000
 /** Keys per read while loading the filter. */
 const LOAD_CHUNK = 4096
@@ -44,37 +46,12 @@ type Db = AbstractLevel<any, any, any>
 type Sub = AbstractSublevel<any, any, Buffer, Buffer>
 
 export interface RecordStoreInit {
-  /** Root or sublevel of the node's database; two sublevels are made inside it. */
+  /** Root or sublevel of the node's database; three sublevels are made inside it. */
   db: Db
-  /** Providers kept per key (default DEFAULT_MAX_PROVIDERS_PER_KEY). */
+  /** Providers returned and kept per key (default DEFAULT_MAX_PROVIDERS_PER_KEY). */
   maxProvidersPerKey?: number
   /** Clock in ms, for tests (default Date.now). */
   now?: () => number
-}
-
-interface Entry {
-  /** The provider's number (sublevel `n`). */
-  peer: number
-  expires: number
-}
-
-function decodeEntries (value: Uint8Array): Entry[] {
-  const out: Entry[] = []
-  const view = new DataView(value.buffer, value.byteOffset, value.byteLength)
-  // a corrupt tail (not a whole entry) is ignored: keep what parsed
-  for (let pos = 0; pos + ENTRY_LENGTH <= value.byteLength; pos += ENTRY_LENGTH) {
-    out.push({ peer: view.getUint32(pos), expires: view.getFloat64(pos + PEER_NUMBER_LENGTH) })
-  }
-  return out
-}
-
-function encodeEntries (entries: Entry[]): Buffer {
-  const out = Buffer.allocUnsafe(entries.length * ENTRY_LENGTH)
-  entries.forEach((e, i) => {
-    out.writeUInt32BE(e.peer, i * ENTRY_LENGTH)
-    out.writeDoubleBE(e.expires, i * ENTRY_LENGTH + PEER_NUMBER_LENGTH)
-  })
-  return out
 }
 
 /** Keys of another width are a caller's bug (the codec checks what comes off the wire). */
@@ -88,98 +65,124 @@ function asBuffer (u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
 }
 
+function readExpiry (value: Buffer | undefined): number {
+  if (value == null || value.byteLength < EXPIRY_LENGTH) return -Infinity // a corrupt entry is an expired one
+  return value.readDoubleBE(0)
+}
+
+/** A level key of the entries sublevel, without its prefix. */
+function entryPeer (key: Buffer): number {
+  return key.readUInt32BE(KEY_LENGTH)
+}
+
+/** Filters over (key, peer number) pairs and the numbers of the peers with entries. */
+interface Held {
+  filter: KeyFilter
+  peers: Set<number>
+}
+
 export class RecordStore {
   private readonly db: Db
-  private readonly records: Sub
+  private readonly entries: Sub
   private readonly peers: Sub
   private readonly numbers: Sub
   /** Records of earlier versions, deleted by load. */
-  private readonly legacy: Sub
+  private readonly legacy: Sub[]
   /** Peer id bytes by number, and numbers by peer id (latin1); read once from `numbers`. */
   private readonly peerIds: Uint8Array[] = []
   private readonly peerNumbers = new Map<string, number>()
   private numbersRead?: Promise<void>
-  /** The root database and the records sublevel's full prefix on it. */
+  /** The root database and the entries sublevel's full prefix on it. */
   private readonly root: Db
-  private readonly recordPrefix: Buffer
+  private readonly entryPrefix: Buffer
   private readonly maxProvidersPerKey: number
   private readonly now: () => number
-  /** ADDs read-modify-write keys: run them one after another so none loses an update. */
+  /** A sweep's re-read and delete must not interleave with an ADD refreshing the same entry. */
   private writeLock: Promise<unknown> = Promise.resolve()
-  /** Keys that may hold records; undefined until loaded (then every key is read). */
-  private filter?: KeyFilter
-  /** A filter being filled by a scan; ADDs go into it too, so it misses nothing. */
-  private building?: KeyFilter
+  /** Pairs that may be held; undefined until loaded (then every known peer is read). */
+  private held?: Held
+  /** What a scan is filling; ADDs go into it too, so it misses nothing. */
+  private building?: Held
   private loading?: Promise<void>
+  /** Peers a sweep in progress found with live entries. */
+  private sweeping?: Set<number>
 
   constructor (init: RecordStoreInit) {
     this.db = init.db
-    this.records = init.db.sublevel('q', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
-    this.peers = init.db.sublevel('p', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
-    this.numbers = init.db.sublevel('n', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
-    this.legacy = init.db.sublevel('r', { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
-    this.root = (this.records as any).db as Db
-    this.recordPrefix = Buffer.from((this.records as any).prefix as string, 'utf8')
+    const sub = (name: string): Sub => init.db.sublevel(name, { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
+    this.entries = sub('e')
+    this.peers = sub('p')
+    this.numbers = sub('n')
+    this.legacy = [sub('q'), sub('r')]
+    this.root = (this.entries as any).db as Db
+    this.entryPrefix = Buffer.from((this.entries as any).prefix as string, 'utf8')
     this.maxProvidersPerKey = init.maxProvidersPerKey ?? DEFAULT_MAX_PROVIDERS_PER_KEY
     this.now = init.now ?? Date.now
   }
 
   /**
-   * Load the filter of held keys (a scan of every key; ADDs and GETs work meanwhile, reading
-   * every key), after deleting records of earlier versions (sublevel `r`) and of another key
-   * width. Called again it rebuilds the filter, e.g. after a sweep deleted many keys.
+   * Load the filter of held pairs (a scan of every entry key; ADDs and GETs work meanwhile,
+   * reading every known peer's pair), after deleting records of earlier versions and entries
+   * of another width. Called again it rebuilds the filter, e.g. after a sweep deleted many.
    */
   async load (options?: AbortOptions): Promise<void> {
-    this.loading ??= this.scan(Math.max(this.filter?.count ?? 0, 1) * 2, options).finally(() => { this.loading = undefined })
+    this.loading ??= this.scan(Math.max(this.held?.filter.count ?? 0, 1) * 2, options).finally(() => { this.loading = undefined })
     await this.loading
   }
 
   private async scan (capacity: number, options?: AbortOptions): Promise<void> {
     await this.dropLegacy(options)
     while (true) {
-      // set before the iterator takes its snapshot: a key committed later is added by its ADD
-      const filter = new KeyFilter(capacity)
-      this.building = filter
-      const it = this.records.keys()
+      // set before the iterator takes its snapshot: an entry committed later is added by its ADD
+      const held: Held = { filter: new KeyFilter(capacity), peers: new Set() }
+      this.building = held
+      const it = this.entries.keys()
       try {
-        while (!filter.full) {
+        while (!held.filter.full) {
           options?.signal?.throwIfAborted()
           const keys = await it.nextv(LOAD_CHUNK)
           if (keys.length === 0) break
           let stale: Buffer[] | undefined
           for (const key of keys) {
-            if (key.byteLength === KEY_LENGTH) filter.add(key)
-            else (stale ??= []).push(key)
+            if (key.byteLength !== ENTRY_KEY_LENGTH) {
+              (stale ??= []).push(key)
+              continue
+            }
+            const peer = entryPeer(key)
+            held.filter.add(key, 0, peer)
+            held.peers.add(peer)
           }
           // no ADD writes a key of another width, so these deletes race nothing
-          if (stale != null) await this.records.batch(stale.map(key => ({ type: 'del' as const, key })))
+          if (stale != null) await this.entries.batch(stale.map(key => ({ type: 'del' as const, key })))
         }
       } catch (err: any) {
-        if (this.building === filter) this.building = undefined
+        if (this.building === held) this.building = undefined
         if (err.name === 'AbortError') throw err
         throw new RecordStoreError(`loading provider records failed: ${err.message}`, { cause: err })
       } finally {
         await it.close()
       }
-      if (!filter.full) {
-        this.filter = filter
+      if (!held.filter.full) {
+        this.held = held
         this.building = undefined
-        log('filter of %d provider keys loaded', filter.count)
+        log('filter of %d provider entries of %d peers loaded', held.filter.count, held.peers.size)
         return
       }
-      capacity = filter.count * 4 // more keys than guessed: start over, bigger
+      capacity = held.filter.count * 4 // more entries than guessed: start over, bigger
     }
   }
 
-  /** Delete records of earlier versions (sublevel `r`), a chunk at a time. */
+  /** Delete records of earlier versions, a chunk at a time. */
   private async dropLegacy (options?: AbortOptions): Promise<void> {
     let dropped = 0
-    while (true) {
-      options?.signal?.throwIfAborted()
-      const keys = await this.legacy.keys({ limit: LOAD_CHUNK }).all()
-      if (keys.length === 0) break
-      await this.legacy.batch(keys.map(key => ({ type: 'del' as const, key })))
-      dropped += keys.length
+    for (const legacy of this.legacy) {
+      while (true) {
+        options?.signal?.throwIfAborted()
+        const keys = await legacy.keys({ limit: LOAD_CHUNK }).all()
+        if (keys.length === 0) break
+        await legacy.batch(keys.map(key => ({ type: 'del' as const, key })))
+        dropped += keys.length
+      }
     }
     if (dropped > 0) log('deleted %d provider records of an earlier version', dropped)
   }
@@ -200,21 +203,6 @@ export class RecordStore {
     await this.numbersRead
   }
 
-  /** Prefixed level keys of record `keys`, all in one buffer. */
-  private recordKeys (keys: Uint8Array[]): Buffer[] {
-    const p = this.recordPrefix
-    const len = p.byteLength + KEY_LENGTH
-    const all = Buffer.allocUnsafe(len * keys.length)
-    const out: Buffer[] = new Array(keys.length)
-    for (let i = 0; i < keys.length; i++) {
-      const at = i * len
-      all.set(p, at)
-      all.set(keys[i], at + p.byteLength)
-      out[i] = all.subarray(at, at + len)
-    }
-    return out
-  }
-
   private async locked<T> (fn: () => Promise<T>): Promise<T> {
     const run = this.writeLock.then(fn, fn)
     this.writeLock = run.catch(() => {})
@@ -223,7 +211,7 @@ export class RecordStore {
 
   /**
    * Record `provider` for every 16-byte record key until `expires`, and remember its addresses.
-   * One getMany and one atomic batch for the whole call. Returns the number of keys written.
+   * One atomic batch for the whole call, no read. Returns the number of keys written.
    */
   async add (provider: Uint8Array, keys: Uint8Array[], expires: number, addrs?: Uint8Array[], options?: AbortOptions): Promise<number> {
     if (keys.length === 0) return 0
@@ -231,22 +219,6 @@ export class RecordStore {
     return this.locked(async () => {
       options?.signal?.throwIfAborted()
       await this.readNumbers()
-      const dbKeys = this.recordKeys(keys)
-      const filter = this.filter
-      // only keys that may already hold providers are read
-      const known: number[] = []
-      for (let i = 0; i < keys.length; i++) {
-        if (filter == null || filter.has(keys[i])) known.push(i)
-      }
-      let existing: Array<Buffer | undefined> = []
-      if (known.length > 0) {
-        try {
-          existing = await this.root.getMany(known.length === dbKeys.length ? dbKeys : known.map(i => dbKeys[i]), RAW)
-        } catch (err: any) {
-          throw new RecordStoreError(`reading provider records failed: ${err.message}`, { cause: err })
-        }
-      }
-      const now = this.now()
       const peerId = asBuffer(provider)
       const batch = this.root.batch()
       let peer = this.peerNumbers.get(peerId.toString('latin1'))
@@ -257,29 +229,25 @@ export class RecordStore {
         key.writeUInt32BE(peer, 0)
         batch.put(key, Buffer.from(peerId), { sublevel: this.numbers })
       }
-      // every brand-new key gets the same value: build it once
-      const fresh = encodeEntries([{ peer, expires }])
-      let k = 0
-      for (let i = 0; i < dbKeys.length; i++) {
-        let value = fresh
-        const old = known[k] === i ? existing[k++] : undefined
-        if (old != null) {
-          const entries = decodeEntries(old).filter(e => e.expires > now && e.peer !== peer)
-          entries.push({ peer, expires })
-          if (entries.length > this.maxProvidersPerKey) {
-            entries.sort((a, b) => b.expires - a.expires)
-            entries.length = this.maxProvidersPerKey
-          }
-          value = encodeEntries(entries)
-        }
-        batch.put(dbKeys[i], value, RAW)
+      // every entry of the call has the same value; the keys share one buffer
+      const value = Buffer.allocUnsafe(EXPIRY_LENGTH)
+      value.writeDoubleBE(expires, 0)
+      const p = this.entryPrefix
+      const len = p.byteLength + ENTRY_KEY_LENGTH
+      const all = Buffer.allocUnsafe(len * keys.length)
+      for (let i = 0; i < keys.length; i++) {
+        const at = i * len
+        all.set(p, at)
+        all.set(keys[i], at + p.byteLength)
+        all.writeUInt32BE(peer, at + p.byteLength + KEY_LENGTH)
+        batch.put(all.subarray(at, at + len), value, RAW)
       }
       if (addrs != null) {
         const peerValue = Buffer.from(dagCbor.encode({ addrs: addrs.slice(0, MAX_ADDRS_PER_PEER), expires }))
         batch.put(peerId, peerValue, { sublevel: this.peers })
       }
       try {
-        // one atomic batch across both sublevels
+        // one atomic batch across the sublevels
         await batch.write()
       } catch (err: any) {
         throw new RecordStoreError(`writing provider records failed: ${err.message}`, { cause: err })
@@ -289,46 +257,81 @@ export class RecordStore {
         this.peerNumbers.set(peerId.toString('latin1'), peer)
       }
       // after the commit, into the filter a scan may be filling too (see scan)
-      for (const f of [this.filter, this.building]) {
-        if (f == null) continue
-        for (const key of keys) f.add(key)
+      for (const h of [this.held, this.building]) {
+        if (h == null) continue
+        h.peers.add(peer)
+        for (const key of keys) h.filter.add(key, 0, peer)
       }
-      if (this.filter?.full === true && this.loading == null) {
+      this.sweeping?.add(peer)
+      if (this.held?.filter.full === true && this.loading == null) {
         this.load().catch(err => { log.error('reloading the provider key filter failed - %e', err) })
       }
-      return dbKeys.length
+      return keys.length
     })
   }
 
-  /** Live providers (peer id bytes) of each 16-byte record key, in order; one getMany for the call. */
+  /**
+   * Live providers (peer id bytes) of each 16-byte record key, in order, the
+   * `maxProvidersPerKey` (at most MAX_PROVIDERS_PER_KEY_RESPONSE) that expire last; one
+   * getMany for the call.
+   */
   async get (keys: Uint8Array[], options?: AbortOptions): Promise<Uint8Array[][]> {
     if (keys.length === 0) return []
     checkWidth(keys)
     options?.signal?.throwIfAborted()
     await this.readNumbers()
-    const filter = this.filter
-    const known: number[] = []
+    const held = this.held
+    const candidates = held?.peers ?? this.peerIds.keys()
+    const peers = [...candidates].filter(n => this.peerIds[n] != null)
+    // the pairs that may be held, as (key index, peer) and their level keys in one buffer
+    const askKey: number[] = []
+    const askPeer: number[] = []
     for (let i = 0; i < keys.length; i++) {
-      if (filter == null || filter.has(keys[i])) known.push(i)
+      for (const peer of peers) {
+        if (held == null || held.filter.has(keys[i], 0, peer)) {
+          askKey.push(i)
+          askPeer.push(peer)
+        }
+      }
     }
     const out: Uint8Array[][] = new Array(keys.length)
     for (let i = 0; i < out.length; i++) out[i] = []
-    if (known.length === 0) return out
+    if (askKey.length === 0) return out
+    const p = this.entryPrefix
+    const len = p.byteLength + ENTRY_KEY_LENGTH
+    const all = Buffer.allocUnsafe(len * askKey.length)
+    const dbKeys: Buffer[] = new Array(askKey.length)
+    for (let q = 0; q < askKey.length; q++) {
+      const at = q * len
+      all.set(p, at)
+      all.set(keys[askKey[q]], at + p.byteLength)
+      all.writeUInt32BE(askPeer[q], at + p.byteLength + KEY_LENGTH)
+      dbKeys[q] = all.subarray(at, at + len)
+    }
     let values: Array<Buffer | undefined>
     try {
-      values = await this.root.getMany(this.recordKeys(known.length === keys.length ? keys : known.map(i => keys[i])), RAW)
+      values = await this.root.getMany(dbKeys, RAW)
     } catch (err: any) {
       throw new RecordStoreError(`reading provider records failed: ${err.message}`, { cause: err })
     }
     const now = this.now()
-    for (let k = 0; k < known.length; k++) {
-      const v = values[k]
-      if (v == null) continue
-      const live = out[known[k]]
-      for (const e of decodeEntries(v)) {
-        const id = this.peerIds[e.peer]
-        if (id != null && e.expires > now && live.length < MAX_PROVIDERS_PER_KEY_RESPONSE) live.push(id)
+    const cap = Math.min(this.maxProvidersPerKey, MAX_PROVIDERS_PER_KEY_RESPONSE)
+    // pairs of one key are adjacent in askKey: [start, end)
+    for (let start = 0, end = 0; start < askKey.length; start = end) {
+      const i = askKey[start]
+      let live = 0
+      for (end = start; end < askKey.length && askKey[end] === i; end++) {
+        if (readExpiry(values[end]) > now) live++
       }
+      if (live <= cap) {
+        for (let q = start; q < end; q++) if (readExpiry(values[q]) > now) out[i].push(this.peerIds[askPeer[q]])
+        continue
+      }
+      // more live providers than the cap: the ones that expire last
+      const qs: number[] = []
+      for (let q = start; q < end; q++) if (readExpiry(values[q]) > now) qs.push(q)
+      qs.sort((x, y) => readExpiry(values[y]) - readExpiry(values[x]))
+      out[i] = qs.slice(0, cap).map(q => this.peerIds[askPeer[q]])
     }
     return out
   }
@@ -356,66 +359,110 @@ export class RecordStore {
   }
 
   /**
-   * Delete expired records and peers. Walks the store in chunks (bounded memory); returns
-   * how many records were deleted or trimmed.
+   * Delete expired entries, entries above `maxProvidersPerKey` for their key (the soonest to
+   * expire first) and expired peers. Walks the store in chunks (bounded memory); returns how
+   * many entries were deleted.
    */
   async sweep (options?: AbortOptions): Promise<number> {
     const now = this.now()
-    let changed = 0
-    for (const sub of [this.records, this.peers]) {
-      const isPeers = sub === this.peers
-      const expired = (value: Uint8Array): boolean => {
-        if (isPeers) {
-          try { return !(dagCbor.decode<{ expires: number }>(value).expires > now) } catch { return true }
+    let deleted = 0
+    // peers with a live entry left, plus those an ADD records meanwhile (see add)
+    const seen = new Set<number>()
+    this.sweeping = seen
+    /** Delete `doomed` (key, expiry seen) unless an ADD has refreshed it since. */
+    const drop = async (doomed: Array<[Buffer, number]>): Promise<void> => {
+      if (doomed.length === 0) return
+      deleted += await this.locked(async () => {
+        const values = await this.entries.getMany(doomed.map(([key]) => key))
+        const ops = doomed.filter(([, expires], i) => values[i] == null || readExpiry(values[i]) === expires)
+          .map(([key]) => ({ type: 'del' as const, key }))
+        if (ops.length > 0) await this.entries.batch(ops)
+        return ops.length
+      })
+    }
+    try {
+      // the entries of a key are adjacent: a key's group is judged once it is complete
+      let group: Array<[Buffer, number]> = []
+      let doomed: Array<[Buffer, number]> = []
+      const close = (): void => {
+        const live = group.filter(([, expires]) => expires > now)
+        for (const entry of group) if (!(entry[1] > now)) doomed.push(entry)
+        if (live.length > this.maxProvidersPerKey) {
+          live.sort((a, b) => b[1] - a[1])
+          doomed.push(...live.splice(this.maxProvidersPerKey))
         }
-        return decodeEntries(value).some(e => !(e.expires > now))
+        for (const [key] of live) seen.add(entryPeer(key))
+        group = []
       }
-      const it = sub.iterator()
+      const it = this.entries.iterator()
       try {
         while (true) {
           options?.signal?.throwIfAborted()
           const chunk = await it.nextv(SWEEP_CHUNK)
           if (chunk.length === 0) break
-          const keys = chunk.filter(([, value]) => expired(value)).map(([key]) => key)
-          if (keys.length === 0) continue
-          // re-read under the write lock so a concurrent ADD is never overwritten by a stale trim
-          changed += await this.locked(async () => {
-            const values = await sub.getMany(keys)
-            const ops: any[] = []
-            for (let i = 0; i < keys.length; i++) {
-              const value = values[i]
-              if (value == null || !expired(value)) continue
-              if (isPeers) {
-                ops.push({ type: 'del', key: keys[i] })
-                continue
-              }
-              const live = decodeEntries(value).filter(e => e.expires > now)
-              ops.push(live.length === 0 ? { type: 'del', key: keys[i] } : { type: 'put', key: keys[i], value: encodeEntries(live) })
-            }
-            if (ops.length > 0) await sub.batch(ops)
-            return isPeers ? 0 : ops.length
-          })
+          for (const [key, value] of chunk) {
+            if (group.length > 0 && Buffer.compare(group[0][0].subarray(0, KEY_LENGTH), key.subarray(0, KEY_LENGTH)) !== 0) close()
+            group.push([key, readExpiry(value)])
+          }
+          if (doomed.length >= SWEEP_CHUNK) {
+            await drop(doomed)
+            doomed = []
+          }
         }
-      } catch (err: any) {
-        if (err.name === 'AbortError') throw err
-        throw new RecordStoreError(`sweeping provider records failed: ${err.message}`, { cause: err })
+        close()
+        await drop(doomed)
       } finally {
         await it.close()
       }
+      await this.sweepPeers(now, options)
+    } catch (err: any) {
+      if (err.name === 'AbortError') throw err
+      throw new RecordStoreError(`sweeping provider records failed: ${err.message}`, { cause: err })
+    } finally {
+      this.sweeping = undefined
     }
-    if (changed > 0) log('swept %d expired records', changed)
-    // deleted keys stay in the filter (a read each, never a wrong answer) until it is rebuilt
-    if (this.filter != null && changed > this.filter.count / 4) await this.load(options)
-    return changed
+    if (this.held != null) this.held.peers = seen
+    if (deleted > 0) log('swept %d provider entries', deleted)
+    // deleted pairs stay in the filter (a read each, never a wrong answer) until it is rebuilt
+    if (this.held != null && deleted > this.held.filter.count / 4) await this.load(options)
+    return deleted
+  }
+
+  private async sweepPeers (now: number, options?: AbortOptions): Promise<void> {
+    const expired = (value: Uint8Array): boolean => {
+      try { return !(dagCbor.decode<{ expires: number }>(value).expires > now) } catch { return true }
+    }
+    const it = this.peers.iterator()
+    try {
+      while (true) {
+        options?.signal?.throwIfAborted()
+        const chunk = await it.nextv(SWEEP_CHUNK)
+        if (chunk.length === 0) break
+        const keys = chunk.filter(([, value]) => expired(value)).map(([key]) => key)
+        if (keys.length === 0) continue
+        // re-read under the write lock so a concurrent ADD's addresses are never deleted
+        await this.locked(async () => {
+          const values = await this.peers.getMany(keys)
+          const ops = keys.filter((_, i) => values[i] == null || expired(values[i]!)).map(key => ({ type: 'del' as const, key }))
+          if (ops.length > 0) await this.peers.batch(ops)
+        })
+      }
+    } finally {
+      await it.close()
+    }
   }
 
   /** Number of keys with at least one live provider (walks the store: tests and tools). */
   async size (options?: AbortOptions): Promise<number> {
     const now = this.now()
     let n = 0
-    for await (const value of this.records.values()) {
+    let last: Buffer | undefined
+    for await (const [key, value] of this.entries.iterator()) {
       options?.signal?.throwIfAborted()
-      if (decodeEntries(value).some(e => e.expires > now)) n++
+      if (!(readExpiry(value) > now)) continue
+      const k = key.subarray(0, KEY_LENGTH)
+      if (last == null || Buffer.compare(last, k) !== 0) n++
+      last = k
     }
     return n
   }

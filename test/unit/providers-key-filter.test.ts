@@ -27,6 +27,20 @@ test('the filter never forgets a key and rarely claims one it never saw', t => {
   t.true(filter.full)
 })
 
+test('salted: a key added under one peer number is found under it, and rarely under another', t => {
+  const filter = new KeyFilter(100_000)
+  const keys = randomBytes(KEY_LENGTH * 20_000)
+  // the same keys under 5 salts: 100,000 pairs, capacity reached
+  for (let salt = 0; salt < 5; salt++) for (let i = 0; i < 20_000; i++) filter.add(keys, i * KEY_LENGTH, salt)
+  let lost = 0
+  for (let salt = 0; salt < 5; salt++) for (let i = 0; i < 20_000; i++) if (!filter.has(keys, i * KEY_LENGTH, salt)) lost++
+  t.is(lost, 0)
+  // the same keys under other salts (peers that never provided them)
+  let positives = 0
+  for (let salt = 5; salt < 10; salt++) for (let i = 0; i < 20_000; i++) if (filter.has(keys, i * KEY_LENGTH, salt)) positives++
+  t.true(positives < 3000, `${positives} false positives in 100,000`)
+})
+
 test('filled to capacity, 16-byte keys (4 words + 3 double-hashed probes) give the ~1% false positives of 10 bits per key', t => {
   const filter = new KeyFilter(1)
   t.is(filter.capacity, Math.floor(2 ** 23 / FILTER_BITS_PER_KEY))

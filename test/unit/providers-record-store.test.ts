@@ -68,28 +68,74 @@ test('keys are 16 bytes: a key of another width is refused, not truncated', asyn
   t.is(await store.size(), 0)
 })
 
-test('records of earlier versions (peer ids in the values, or 32-byte keys) are deleted by load; current ones stay', async t => {
+test('records of earlier versions (sublevels r and q) are deleted by load; current ones stay', async t => {
   const { store, db } = await open(t)
   await store.add(peer(1), [key(1)], 2_000_000)
-  // what an earlier replica left: sublevel r, `[u8 len][peer id][f64 expiry]` values
-  const old = db.sublevel<Buffer, Buffer>('r', { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+  // what earlier replicas left: sublevel r, `[u8 len][peer id][f64 expiry]` values (also under
+  // 32-byte keys), and sublevel q, `[u32 peer number][f64 expiry]` lists under 16-byte keys
+  const r = db.sublevel<Buffer, Buffer>('r', { keyEncoding: 'buffer', valueEncoding: 'buffer' })
   const value = Buffer.concat([Buffer.from([38]), Buffer.from(peer(2)), Buffer.alloc(8)])
   value.writeDoubleBE(2_000_000, 39)
-  await old.batch([Buffer.from(key(2)), Buffer.alloc(DIGEST_LENGTH, 3)].map(k => ({ type: 'put' as const, key: k, value })))
+  await r.batch([Buffer.from(key(2)), Buffer.alloc(DIGEST_LENGTH, 3)].map(k => ({ type: 'put' as const, key: k, value })))
+  const q = db.sublevel<Buffer, Buffer>('q', { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+  const list = Buffer.alloc(12)
+  list.writeDoubleBE(2_000_000, 4)
+  await q.put(Buffer.from(key(3)), list)
   await store.load()
-  t.deepEqual(await old.keys().all(), [])
+  t.deepEqual(await r.keys().all(), [])
+  t.deepEqual(await q.keys().all(), [])
   t.is(await store.size(), 1)
-  t.deepEqual((await store.get([key(1), key(2)])).map(l => l.map(p => p[0])), [[1], []])
+  t.deepEqual((await store.get([key(1), key(2), key(3)])).map(l => l.map(p => p[0])), [[1], [], []])
 })
 
-test('an entry is 12 bytes: a peer number and an expiry; numbers survive a reopen', async t => {
+test('an entry is a (key, peer number) level key and an 8-byte expiry; numbers survive a reopen', async t => {
   const { store, db } = await open(t)
   await store.add(peer(7), [key(1)], 2_000_000)
   await store.add(peer(8), [key(1), key(2)], 2_000_000)
-  const records = db.sublevel<Buffer, Buffer>('q', { keyEncoding: 'buffer', valueEncoding: 'buffer' })
-  t.is((await records.get(Buffer.from(key(1))))?.byteLength, 24)
-  t.is((await records.get(Buffer.from(key(2))))?.byteLength, 12)
+  const entries = await db.sublevel<Buffer, Buffer>('e', { keyEncoding: 'buffer', valueEncoding: 'buffer' }).iterator().all()
+  t.deepEqual(entries.map(([k, v]) => [k.byteLength, v.byteLength]), [[20, 8], [20, 8], [20, 8]])
   const again = new RecordStore({ db, now: () => 1_000_000 })
   await again.add(peer(9), [key(2)], 2_000_000)
   t.deepEqual((await again.get([key(1), key(2)])).map(l => l.map(p => p[0]).sort()), [[7, 8], [8, 9]])
+})
+
+test('an ADD of keys another peer provides is a blind write: no read of the store', async t => {
+  const { store, db } = await open(t)
+  await store.load()
+  const keys = Array.from({ length: 200 }, (_, i) => key(i))
+  await store.add(peer(1), keys, 2_000_000)
+  const reads = { getMany: 0, get: 0 }
+  const getMany = db.getMany.bind(db)
+  const get = db.get.bind(db)
+  ;(db as any).getMany = async (...args: any[]) => { reads.getMany++; return getMany(...(args as [any])) }
+  ;(db as any).get = async (...args: any[]) => { reads.get++; return get(...(args as [any])) }
+  await store.add(peer(2), keys, 2_500_000)
+  t.deepEqual(reads, { getMany: 0, get: 0 })
+  const got = await store.get(keys)
+  t.is(reads.getMany, 1)
+  t.true(got.every(list => list.length === 2))
+})
+
+test('after load, GET finds every pair through the filter, and none that was never added', async t => {
+  const { store } = await open(t)
+  for (let p = 1; p <= 6; p++) await store.add(peer(p), Array.from({ length: 40 }, (_, i) => key((i * 7 + p) % 251)), 2_000_000)
+  const before = await store.get(Array.from({ length: 251 }, (_, i) => key(i)))
+  await store.load()
+  const again = new RecordStore({ db: (store as any).db, now: () => 1_000_000 })
+  await again.load()
+  const keys = Array.from({ length: 251 }, (_, i) => key(i))
+  const sorted = (lists: Uint8Array[][]): number[][] => lists.map(l => l.map(p => p[0]).sort((a, b) => a - b))
+  t.deepEqual(sorted(await store.get(keys)), sorted(before))
+  t.deepEqual(sorted(await again.get(keys)), sorted(before))
+  t.is(sorted(before).flat().length, 240)
+})
+
+test('the sweep trims keys above the cap, the soonest to expire first', async t => {
+  const { store, db } = await open(t, { maxProvidersPerKey: 2 })
+  for (let i = 1; i <= 4; i++) await store.add(peer(i), [key(9), key(10 + i)], 2_000_000 + i)
+  t.is(await store.sweep(), 2)
+  const entries = await db.sublevel<Buffer, Buffer>('e', { keyEncoding: 'buffer', valueEncoding: 'buffer' }).keys().all()
+  t.is(entries.length, 6)
+  t.deepEqual((await store.get([key(9)]))[0].map(p => p[0]).sort(), [3, 4])
+  t.is(await store.size(), 5)
 })
