@@ -19,8 +19,10 @@
  * A key holds at most one entry per provider; GET returns the `maxProvidersPerKey` that expire
  * last, and the sweep trims keys above it.
  *
- * Records of earlier versions (sublevels `r` and `q`) are never read; `load()` deletes them
- * (their providers re-announce everything at start).
+ * Records of earlier versions are converted or dropped by `load()`: lists of the previous
+ * layout (sublevel `q`, `[u32 peer number][f64 expiry]` per provider under the 16-byte key)
+ * become entries; records of the one before (`r`, peer ids in the values) are deleted, and
+ * their providers re-announce everything at start.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { AbstractLevel, AbstractSublevel } from 'abstract-level'
@@ -36,6 +38,8 @@ const PEER_NUMBER_LENGTH = 4
 /** An entry's level key after the sublevel prefix: record key, then peer number. */
 const ENTRY_KEY_LENGTH = KEY_LENGTH + PEER_NUMBER_LENGTH
 const EXPIRY_LENGTH = 8
+/** An entry of the previous layout's lists: `[u32 peer number][f64 expiry]`. */
+const LIST_ENTRY_LENGTH = PEER_NUMBER_LENGTH + EXPIRY_LENGTH
 const SWEEP_CHUNK = 1000
 /** Keys per read while loading the filter. */
 const LOAD_CHUNK = 4096
@@ -86,8 +90,10 @@ export class RecordStore {
   private readonly entries: Sub
   private readonly peers: Sub
   private readonly numbers: Sub
-  /** Records of earlier versions, deleted by load. */
-  private readonly legacy: Sub[]
+  /** Records of the previous layout, converted to entries by load. */
+  private readonly lists: Sub
+  /** Records of the layout before it, deleted by load. */
+  private readonly legacy: Sub
   /** Peer id bytes by number, and numbers by peer id (latin1); read once from `numbers`. */
   private readonly peerIds: Uint8Array[] = []
   private readonly peerNumbers = new Map<string, number>()
@@ -113,7 +119,8 @@ export class RecordStore {
     this.entries = sub('e')
     this.peers = sub('p')
     this.numbers = sub('n')
-    this.legacy = [sub('q'), sub('r')]
+    this.lists = sub('q')
+    this.legacy = sub('r')
     this.root = (this.entries as any).db as Db
     this.entryPrefix = Buffer.from((this.entries as any).prefix as string, 'utf8')
     this.maxProvidersPerKey = init.maxProvidersPerKey ?? DEFAULT_MAX_PROVIDERS_PER_KEY
@@ -131,6 +138,7 @@ export class RecordStore {
   }
 
   private async scan (capacity: number, options?: AbortOptions): Promise<void> {
+    await this.convertLists(options)
     await this.dropLegacy(options)
     while (true) {
       // set before the iterator takes its snapshot: an entry committed later is added by its ADD
@@ -172,17 +180,54 @@ export class RecordStore {
     }
   }
 
-  /** Delete records of earlier versions, a chunk at a time. */
+  /**
+   * Turn the previous layout's lists (`q`) into entries, a chunk at a time; each chunk's puts
+   * and deletes are one batch, so a crash midway leaves every record in one layout or the other.
+   */
+  private async convertLists (options?: AbortOptions): Promise<void> {
+    let converted = 0
+    while (true) {
+      options?.signal?.throwIfAborted()
+      // under the write lock: an ADD meanwhile may have refreshed an entry a list still has
+      const done = await this.locked(async () => {
+        const chunk = await this.lists.iterator({ limit: LOAD_CHUNK }).all()
+        if (chunk.length === 0) return true
+        const keys: Buffer[] = []
+        const expiries: Buffer[] = []
+        for (const [key, list] of chunk) {
+          if (key.byteLength !== KEY_LENGTH) continue // 1.0.0 stored whole digests: dropped
+          for (let at = 0; at + LIST_ENTRY_LENGTH <= list.byteLength; at += LIST_ENTRY_LENGTH) {
+            const entry = Buffer.allocUnsafe(ENTRY_KEY_LENGTH)
+            entry.set(key, 0)
+            entry.writeUInt32BE(list.readUInt32BE(at), KEY_LENGTH)
+            keys.push(entry)
+            expiries.push(list.subarray(at + PEER_NUMBER_LENGTH, at + LIST_ENTRY_LENGTH))
+          }
+        }
+        const current = keys.length > 0 ? await this.entries.getMany(keys) : []
+        const batch = this.root.batch()
+        for (const [key] of chunk) batch.del(key, { sublevel: this.lists })
+        keys.forEach((key, i) => {
+          if (readExpiry(current[i]) < readExpiry(expiries[i])) batch.put(key, expiries[i], { sublevel: this.entries })
+        })
+        await batch.write()
+        converted += chunk.length
+        return false
+      })
+      if (done) break
+    }
+    if (converted > 0) log('converted %d provider records of the previous layout', converted)
+  }
+
+  /** Delete records of the layout before the previous one, a chunk at a time. */
   private async dropLegacy (options?: AbortOptions): Promise<void> {
     let dropped = 0
-    for (const legacy of this.legacy) {
-      while (true) {
-        options?.signal?.throwIfAborted()
-        const keys = await legacy.keys({ limit: LOAD_CHUNK }).all()
-        if (keys.length === 0) break
-        await legacy.batch(keys.map(key => ({ type: 'del' as const, key })))
-        dropped += keys.length
-      }
+    while (true) {
+      options?.signal?.throwIfAborted()
+      const keys = await this.legacy.keys({ limit: LOAD_CHUNK }).all()
+      if (keys.length === 0) break
+      await this.legacy.batch(keys.map(key => ({ type: 'del' as const, key })))
+      dropped += keys.length
     }
     if (dropped > 0) log('deleted %d provider records of an earlier version', dropped)
   }

@@ -68,24 +68,36 @@ test('keys are 16 bytes: a key of another width is refused, not truncated', asyn
   t.is(await store.size(), 0)
 })
 
-test('records of earlier versions (sublevels r and q) are deleted by load; current ones stay', async t => {
-  const { store, db } = await open(t)
-  await store.add(peer(1), [key(1)], 2_000_000)
-  // what earlier replicas left: sublevel r, `[u8 len][peer id][f64 expiry]` values (also under
-  // 32-byte keys), and sublevel q, `[u32 peer number][f64 expiry]` lists under 16-byte keys
+test('load converts the previous layout (lists in q) to entries and deletes the one before (r)', async t => {
+  const { store, db, clock } = await open(t)
+  await store.add(peer(1), [key(1)], 2_000_000) // peer 1 is number 0
+  await store.add(peer(2), [key(4)], 2_000_000) // peer 2 is number 1
+  // sublevel r: `[u8 len][peer id][f64 expiry]` values, also under 32-byte keys
   const r = db.sublevel<Buffer, Buffer>('r', { keyEncoding: 'buffer', valueEncoding: 'buffer' })
   const value = Buffer.concat([Buffer.from([38]), Buffer.from(peer(2)), Buffer.alloc(8)])
   value.writeDoubleBE(2_000_000, 39)
   await r.batch([Buffer.from(key(2)), Buffer.alloc(DIGEST_LENGTH, 3)].map(k => ({ type: 'put' as const, key: k, value })))
+  // sublevel q: `[u32 peer number][f64 expiry]` lists under 16-byte keys (32-byte ones in 1.0.0)
+  const list = (...entries: Array<[number, number]>): Buffer => {
+    const b = Buffer.alloc(12 * entries.length)
+    entries.forEach(([n, expires], i) => { b.writeUInt32BE(n, i * 12); b.writeDoubleBE(expires, i * 12 + 4) })
+    return b
+  }
   const q = db.sublevel<Buffer, Buffer>('q', { keyEncoding: 'buffer', valueEncoding: 'buffer' })
-  const list = Buffer.alloc(12)
-  list.writeDoubleBE(2_000_000, 4)
-  await q.put(Buffer.from(key(3)), list)
+  await q.batch([
+    { type: 'put', key: Buffer.from(key(3)), value: list([0, 3_000_000], [1, 1_500_000]) },
+    // an older expiry than the entry an ADD wrote since: the entry keeps the later one
+    { type: 'put', key: Buffer.from(key(1)), value: list([0, 1_200_000]) },
+    { type: 'put', key: Buffer.alloc(DIGEST_LENGTH, 5), value: list([0, 3_000_000]) }
+  ])
   await store.load()
   t.deepEqual(await r.keys().all(), [])
   t.deepEqual(await q.keys().all(), [])
-  t.is(await store.size(), 1)
-  t.deepEqual((await store.get([key(1), key(2), key(3)])).map(l => l.map(p => p[0])), [[1], [], []])
+  const providers = async (): Promise<number[][]> => (await store.get([key(1), key(2), key(3), key(4)])).map(l => l.map(p => p[0]).sort())
+  t.deepEqual(await providers(), [[1], [], [1, 2], [2]])
+  clock.now = 1_600_000
+  t.deepEqual(await providers(), [[1], [], [1], [2]])
+  t.is(await store.size(), 3)
 })
 
 test('an entry is a (key, peer number) level key and an 8-byte expiry; numbers survive a reopen', async t => {
