@@ -175,6 +175,19 @@ export interface StoreEvents {
 }
 
 /**
+ * The slots of one manifest chunk in typed arrays (no object per slot): slot i is at image
+ * offset `offsets[i]`, `lengths[i]` long, and holds the page with digest
+ * `digests[i * 32, i * 32 + 32)`, or a zero page when `zero[i]` is 1 (its digest bytes are 0).
+ */
+export interface SlotArrays {
+  count: number
+  digests: Uint8Array
+  zero: Uint8Array
+  offsets: Float64Array
+  lengths: Uint32Array
+}
+
+/**
  * The whole store of a repository.
  *
  * Names and pins: a pinned image is kept (gc never frees its pages). A pin is held by the
@@ -184,15 +197,6 @@ export interface StoreEvents {
  * repointed to each new snapshot does not leave the old ones pinned and unnamed for ever. A
  * partial pin (an image still arriving) is not explicit until completed without a name.
  */
-/** Slots of one manifest chunk: digest of slot i at i * 32 (zeroes where `zero[i]` is 1), image offset and length. */
-export interface SlotArrays {
-  count: number
-  digests: Uint8Array
-  zero: Uint8Array
-  offsets: Float64Array
-  lengths: Uint32Array
-}
-
 export interface Store extends PageStore, BlockStore, EventTarget {
   importImage (path: string, options?: ImportOptions): Promise<ImportResult>
   exportImage (ref: string | CID, outPath: string, options?: ExportOptions): Promise<void>

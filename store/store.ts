@@ -81,11 +81,6 @@ export interface Slot {
 }
 
 /**
- * The slots of one manifest chunk in typed arrays (no object per slot): slot i is at image
- * offset `offsets[i]`, `lengths[i]` long, and holds the page with digest
- * `digests[i * 32, i * 32 + 32)`, or a zero page when `zero[i]` is 1 (its digest bytes are 0).
- */
-/**
  * Page index keys are written on the root database with the `pages` sublevel's own prefix:
  * classic-level's getMany through a sublevel is ~10x slower than on the root (measured here).
  */

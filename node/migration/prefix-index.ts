@@ -1,10 +1,10 @@
 /**
  * The distinct pages of a thin manifest, by digest prefix: sorted prefixes, the slots each
- * fills, the full digest once found, and the order of first appearance in the image (pages
+ * fills, whether it was found, and the order of first appearance in the image (pages
  * are fetched in that order: neighbours in memory compress together). Typed arrays, 17 bytes
  * a distinct page (an image of 10^6 pages must not cost an object per page); full digests are
- * not kept here (32 bytes a page for the whole pull): once the pages are stored, the store's
- * index gives them (see the puller).
+ * not kept here (32 bytes a page for the whole pull): the puller spills them to a scratch
+ * file (digest-log.ts).
  */
 import { PREFIX_BYTES, THIN_ENTRY_BYTES, THIN_PAGE, zeroRunLength } from '../../protocols/pages/index.ts'
 import type { ThinManifest } from '../../protocols/pages/index.ts'
