@@ -79,6 +79,21 @@ function entryPeer (key: Buffer): number {
   return key.readUInt32BE(KEY_LENGTH)
 }
 
+/** The records of `sub` in chunks of SWEEP_CHUNK; the iterator is closed however the loop ends. */
+async function * chunks (sub: Sub, options?: AbortOptions): AsyncGenerator<Array<[Buffer, Buffer]>> {
+  const it = sub.iterator()
+  try {
+    while (true) {
+      options?.signal?.throwIfAborted()
+      const chunk = await it.nextv(SWEEP_CHUNK)
+      if (chunk.length === 0) return
+      yield chunk
+    }
+  } finally {
+    await it.close()
+  }
+}
+
 /** Filters over (key, peer number) pairs and the numbers of the peers with entries. */
 interface Held {
   filter: KeyFilter
@@ -248,6 +263,22 @@ export class RecordStore {
     await this.numbersRead
   }
 
+  /** Prefixed level keys of `n` entries (record key and peer number of each), all in one buffer. */
+  private entryKeys (n: number, keyOf: (i: number) => Uint8Array, peerOf: (i: number) => number): Buffer[] {
+    const p = this.entryPrefix
+    const len = p.byteLength + ENTRY_KEY_LENGTH
+    const all = Buffer.allocUnsafe(len * n)
+    const out: Buffer[] = new Array(n)
+    for (let i = 0; i < n; i++) {
+      const at = i * len
+      all.set(p, at)
+      all.set(keyOf(i), at + p.byteLength)
+      all.writeUInt32BE(peerOf(i), at + p.byteLength + KEY_LENGTH)
+      out[i] = all.subarray(at, at + len)
+    }
+    return out
+  }
+
   private async locked<T> (fn: () => Promise<T>): Promise<T> {
     const run = this.writeLock.then(fn, fn)
     this.writeLock = run.catch(() => {})
@@ -266,27 +297,18 @@ export class RecordStore {
       await this.readNumbers()
       const peerId = asBuffer(provider)
       const batch = this.root.batch()
-      let peer = this.peerNumbers.get(peerId.toString('latin1'))
-      const numbered = peer == null
-      if (peer == null) {
-        peer = this.peerIds.length
+      const known = this.peerNumbers.get(peerId.toString('latin1'))
+      const peer = known ?? this.peerIds.length
+      const numbered = known == null
+      if (numbered) {
         const key = Buffer.allocUnsafe(PEER_NUMBER_LENGTH)
         key.writeUInt32BE(peer, 0)
         batch.put(key, Buffer.from(peerId), { sublevel: this.numbers })
       }
-      // every entry of the call has the same value; the keys share one buffer
+      // every entry of the call has the same value
       const value = Buffer.allocUnsafe(EXPIRY_LENGTH)
       value.writeDoubleBE(expires, 0)
-      const p = this.entryPrefix
-      const len = p.byteLength + ENTRY_KEY_LENGTH
-      const all = Buffer.allocUnsafe(len * keys.length)
-      for (let i = 0; i < keys.length; i++) {
-        const at = i * len
-        all.set(p, at)
-        all.set(keys[i], at + p.byteLength)
-        all.writeUInt32BE(peer, at + p.byteLength + KEY_LENGTH)
-        batch.put(all.subarray(at, at + len), value, RAW)
-      }
+      for (const key of this.entryKeys(keys.length, i => keys[i], () => peer)) batch.put(key, value, RAW)
       if (addrs != null) {
         const peerValue = Buffer.from(dagCbor.encode({ addrs: addrs.slice(0, MAX_ADDRS_PER_PEER), expires }))
         batch.put(peerId, peerValue, { sublevel: this.peers })
@@ -328,7 +350,7 @@ export class RecordStore {
     const held = this.held
     const candidates = held?.peers ?? this.peerIds.keys()
     const peers = [...candidates].filter(n => this.peerIds[n] != null)
-    // the pairs that may be held, as (key index, peer) and their level keys in one buffer
+    // the pairs that may be held, as (key index, peer)
     const askKey: number[] = []
     const askPeer: number[] = []
     for (let i = 0; i < keys.length; i++) {
@@ -342,17 +364,7 @@ export class RecordStore {
     const out: Uint8Array[][] = new Array(keys.length)
     for (let i = 0; i < out.length; i++) out[i] = []
     if (askKey.length === 0) return out
-    const p = this.entryPrefix
-    const len = p.byteLength + ENTRY_KEY_LENGTH
-    const all = Buffer.allocUnsafe(len * askKey.length)
-    const dbKeys: Buffer[] = new Array(askKey.length)
-    for (let q = 0; q < askKey.length; q++) {
-      const at = q * len
-      all.set(p, at)
-      all.set(keys[askKey[q]], at + p.byteLength)
-      all.writeUInt32BE(askPeer[q], at + p.byteLength + KEY_LENGTH)
-      dbKeys[q] = all.subarray(at, at + len)
-    }
+    const dbKeys = this.entryKeys(askKey.length, q => keys[askKey[q]], q => askPeer[q])
     let values: Array<Buffer | undefined>
     try {
       values = await this.root.getMany(dbKeys, RAW)
@@ -439,26 +451,18 @@ export class RecordStore {
         for (const [key] of live) seen.add(entryPeer(key))
         group = []
       }
-      const it = this.entries.iterator()
-      try {
-        while (true) {
-          options?.signal?.throwIfAborted()
-          const chunk = await it.nextv(SWEEP_CHUNK)
-          if (chunk.length === 0) break
-          for (const [key, value] of chunk) {
-            if (group.length > 0 && Buffer.compare(group[0][0].subarray(0, KEY_LENGTH), key.subarray(0, KEY_LENGTH)) !== 0) close()
-            group.push([key, readExpiry(value)])
-          }
-          if (doomed.length >= SWEEP_CHUNK) {
-            await drop(doomed)
-            doomed = []
-          }
+      for await (const chunk of chunks(this.entries, options)) {
+        for (const [key, value] of chunk) {
+          if (group.length > 0 && Buffer.compare(group[0][0].subarray(0, KEY_LENGTH), key.subarray(0, KEY_LENGTH)) !== 0) close()
+          group.push([key, readExpiry(value)])
         }
-        close()
-        await drop(doomed)
-      } finally {
-        await it.close()
+        if (doomed.length >= SWEEP_CHUNK) {
+          await drop(doomed)
+          doomed = []
+        }
       }
+      close()
+      await drop(doomed)
       await this.sweepPeers(now, options)
     } catch (err: any) {
       if (err.name === 'AbortError') throw err
@@ -477,23 +481,15 @@ export class RecordStore {
     const expired = (value: Uint8Array): boolean => {
       try { return !(dagCbor.decode<{ expires: number }>(value).expires > now) } catch { return true }
     }
-    const it = this.peers.iterator()
-    try {
-      while (true) {
-        options?.signal?.throwIfAborted()
-        const chunk = await it.nextv(SWEEP_CHUNK)
-        if (chunk.length === 0) break
-        const keys = chunk.filter(([, value]) => expired(value)).map(([key]) => key)
-        if (keys.length === 0) continue
-        // re-read under the write lock so a concurrent ADD's addresses are never deleted
-        await this.locked(async () => {
-          const values = await this.peers.getMany(keys)
-          const ops = keys.filter((_, i) => values[i] == null || expired(values[i]!)).map(key => ({ type: 'del' as const, key }))
-          if (ops.length > 0) await this.peers.batch(ops)
-        })
-      }
-    } finally {
-      await it.close()
+    for await (const chunk of chunks(this.peers, options)) {
+      const keys = chunk.filter(([, value]) => expired(value)).map(([key]) => key)
+      if (keys.length === 0) continue
+      // re-read under the write lock so a concurrent ADD's addresses are never deleted
+      await this.locked(async () => {
+        const values = await this.peers.getMany(keys)
+        const ops = keys.filter((_, i) => values[i] == null || expired(values[i]!)).map(key => ({ type: 'del' as const, key }))
+        if (ops.length > 0) await this.peers.batch(ops)
+      })
     }
   }
 
