@@ -21,6 +21,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { HttpApiClient } from '../node/api/http-client.ts'
+import { readApiToken } from '../node/api/token.ts'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = join(ROOT, 'cli', 'bin.ts')
@@ -110,7 +111,7 @@ async function main (): Promise<void> {
     await run(['init', '--repo', s, '--site', 'paris', '--listen', '/ip4/127.0.1.31/tcp/0', '--fabric-key', join(a, 'fabric.key')])
     const da = await daemon(a)
     const db = await daemon(b, ['--bootstrap', da.addresses[0]])
-    const api = await HttpApiClient.connect(da.api, { timeout: 30_000 }) as any
+    const api = await HttpApiClient.connect(da.api, { timeout: 30_000, token: await readApiToken(a) }) as any
     const files: string[] = []
     for (let i = 0; i < opts.migrations; i++) {
       const file = join(dir, `vm${i}.ram`)
@@ -143,7 +144,7 @@ async function main (): Promise<void> {
 
     // ---------------------------------------------------------------- 2: P peers fetching from one host
     const ds = await daemon(s)
-    const sapi = await HttpApiClient.connect(ds.api, { timeout: 30_000 }) as any
+    const sapi = await HttpApiClient.connect(ds.api, { timeout: 30_000, token: await readApiToken(s) }) as any
     const file = join(dir, 'shared.ram')
     await writeFile(file, image(opts.imageMib))
     await sapi.importImage(file, { name: 'shared' })

@@ -4,14 +4,14 @@
  * Guest RAM is a shared file (`-object memory-backend-file,…,share=on`). It travels through
  * memfabric: the source daemon's live migration re-imports the file in pre-copy rounds while
  * the guest runs and the destination pulls each changed page from the nearest holder. When the
- * rounds converge the daemon runs its pause hook, which asks this process to `stop` the guest
- * over QMP; the final round reads the file while the guest is stopped. The destination daemon
- * writes the final image to a staging file in its `out/` folder; it is installed in place into
- * the RAM file the destination QEMU maps (only differing pages are written, so the mapping
- * QEMU holds sees them), re-hashed by the destination's store and compared with the final
- * round's manifest root. Only then does the small device state travel through QEMU's own
- * migration stream (`x-ignore-shared`: shared RAM stays out of it), and the destination
- * resumes with `cont`.
+ * rounds converge the daemon calls back this process (the live migration's `pause`), which
+ * `stop`s the guest over QMP; the final round reads the file while the guest is stopped. The
+ * destination daemon writes the final image to a staging file in its `out/` folder; it is
+ * installed in place into the RAM file the destination QEMU maps (only differing pages are
+ * written, so the mapping QEMU holds sees them), re-hashed by the destination's store and
+ * compared with the final round's manifest root. Only then does the small device state travel
+ * through QEMU's own migration stream (`x-ignore-shared`: shared RAM stays out of it), and the
+ * destination resumes with `cont`.
  *
  * With `destQmp` the destination steps run here (both QEMUs reachable from this host). Without
  * it they run in `receiveQemu` on the destination host, and this side only sends the device
@@ -24,7 +24,6 @@ import { TIERS } from '../node/migration/index.ts'
 import type { Tier, TierFigures } from '../node/migration/index.ts'
 import { QmpClient } from './qmp.ts'
 import { sharedRamFile } from './ram.ts'
-import { PauseHook } from './pause-hook.ts'
 import { installVerified, stagingName, stagingPath } from './receive.ts'
 import { ignoreShared, listenIncoming, prepareDestination, runState, sendDeviceState, waitLoaded } from './device-state.ts'
 import { DEFAULT_DEVICE_MIGRATION_TIMEOUT, DEFAULT_INCOMING, DEFAULT_PAUSE_TIMEOUT } from './constants.ts'
@@ -70,7 +69,7 @@ export interface QemuMigrateOptions {
   incoming?: string
   /** Deadline of QEMU's device-state migration (ms). Default {@link DEFAULT_DEVICE_MIGRATION_TIMEOUT}. */
   deviceTimeout?: number
-  /** Deadline of the pause hook once the daemon calls it (ms). Default {@link DEFAULT_PAUSE_TIMEOUT}. */
+  /** Deadline of the guest's `stop` once the daemon calls back to pause it (ms). Default {@link DEFAULT_PAUSE_TIMEOUT}. */
   pauseTimeout?: number
   /** With destQmp: leave the destination paused instead of `cont` (the operator resumes it). */
   noResume?: boolean
@@ -137,7 +136,6 @@ export async function migrateQemu (init: QemuMigrationInit, options: QemuMigrate
 
   const src = await QmpClient.connect(init.sourceQmp, { signal })
   let dst: QmpClient | undefined
-  let hook: PauseHook | undefined
   let stoppedAt: number | undefined
   let sent = false
   let wasRunning = false
@@ -161,23 +159,24 @@ export async function migrateQemu (init: QemuMigrationInit, options: QemuMigrate
     }
 
     const name = options.name ?? basename(ram)
-    const stop = async (): Promise<void> => {
-      if (wasRunning) await src.execute('stop', undefined, { signal })
+    const stop = async (timeout?: number): Promise<void> => {
+      if (wasRunning) await src.execute('stop', undefined, { signal, timeout })
       stoppedAt ??= performance.now()
       phase('paused')
     }
     let fabric: MigrationSummary
     if (live) {
-      hook = await PauseHook.create(stop, options.pauseTimeout ?? DEFAULT_PAUSE_TIMEOUT)
+      const pause = async (): Promise<void> => { await stop(options.pauseTimeout ?? DEFAULT_PAUSE_TIMEOUT) }
       phase('precopy')
-      fabric = await init.source.migrate(ram, init.to, {
-        live: true, pauseCommand: hook.command, name, out: stagingName(name),
+      // absolute: the daemon takes a file REF only by its absolute path
+      fabric = await init.source.migrate(resolve(ram), init.to, {
+        live: true, pause, name, out: stagingName(name),
         minDirtyPages: options.minDirtyPages, maxRounds: options.maxRounds,
         signal, onProgress: options.onProgress
       })
     } else {
       await stop()
-      fabric = await init.source.migrate(ram, init.to, { name, out: stagingName(name), signal, onProgress: options.onProgress })
+      fabric = await init.source.migrate(resolve(ram), init.to, { name, out: stagingName(name), signal, onProgress: options.onProgress })
     }
     const stopped = stoppedAt
     if (stopped === undefined) throw new VmStateError('the daemon finished the live migration without pausing the guest')
@@ -247,7 +246,6 @@ export async function migrateQemu (init: QemuMigrationInit, options: QemuMigrate
     }
     throw err
   } finally {
-    await hook?.close()
     src.close()
     dst?.close()
   }

@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url'
 import { logger } from '@libp2p/logger'
 import { MemfabricError } from '../store/errors.ts'
 import { HttpApiClient } from '../node/api/http-client.ts'
+import { readApiToken } from '../node/api/token.ts'
 import type { MemfabricApi, PeerSummary } from '../node/api/index.ts'
 import { WanEmulator } from './wan/index.ts'
 import type { WanLinkStats } from './wan/index.ts'
@@ -224,7 +225,7 @@ export class Testnet {
     })
     // keep draining stdout so the daemon never blocks on a full pipe
     child.stdout?.resume()
-    const api = await HttpApiClient.connect(ready.api)
+    const api = await HttpApiClient.connect(ready.api, { token: await readApiToken(p.repo) })
     return { ...p, peerId, multiaddr, api, apiUrl: ready.api, pid: child.pid ?? -1 }
   }
 

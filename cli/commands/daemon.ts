@@ -2,10 +2,12 @@
  * `memfabric daemon`: run the node on the repository until Ctrl-C.
  */
 import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { DialMap } from '../../node/transport/dial-map.ts'
 import { defineCommand, globalParams, listOption, nonEmptyOption, takePositionals, UsageError } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 import { formatFields } from '../output.ts'
+import { API_TOKEN_FILE } from '../../node/api/token.ts'
 
 export interface DaemonParams extends GlobalParams {
   listen?: string[]
@@ -25,7 +27,7 @@ export const daemonCommand = defineCommand({
   name: 'daemon',
   description: 'run the node: serve and announce pages, accept migrations, control API on localhost',
   usage: 'daemon [--listen MA…] [--bootstrap MA…] [--mdns | --no-mdns] [--site NAME] [--api MA | --api-port N]',
-  details: 'Joins the fabric, announces every page the repository holds in the DHT, serves pages to peers and accepts migrations. CLI commands on the same repository go through the daemon\'s control API (its URL is written to <repo>/api). The first Ctrl-C stops cleanly, a second forces exit.',
+  details: 'Joins the fabric, announces every page the repository holds in the DHT, serves pages to peers and accepts migrations. CLI commands on the same repository go through the daemon\'s control API (its URL is written to <repo>/api, the token every caller must send to <repo>/api.token, readable only by this user). The first Ctrl-C stops cleanly, a second forces exit.',
   options: {
     listen: { type: 'string', multiple: true, valueName: 'MA', description: 'libp2p listen address', defaultText: 'the repo config\'s' },
     bootstrap: { type: 'string', multiple: true, valueName: 'MA', description: 'peer to join the fabric through (with /p2p/ID)', defaultText: 'the repo config\'s' },
@@ -34,7 +36,7 @@ export const daemonCommand = defineCommand({
     'no-mdns': { type: 'boolean', description: 'no mDNS discovery (bootstrap peers only)' },
     api: { type: 'string', valueName: 'MA', description: 'control API address', defaultText: 'the repo config\'s (/ip4/127.0.0.1/tcp/5001)' },
     'api-port': { type: 'string', valueName: 'N', description: 'control API port on 127.0.0.1 (0 picks a free one)' },
-    'api-token': { type: 'string', valueName: 'TOKEN', description: 'bearer token the control API requires (needed beyond loopback)', env: 'MEMFABRIC_API_TOKEN' },
+    'api-token': { type: 'string', valueName: 'TOKEN', description: 'bearer token the control API requires (needed beyond loopback; written to <repo>/api.token)', env: 'MEMFABRIC_API_TOKEN' },
     'dial-map': { type: 'string', valueName: 'FILE', description: 'JSON {"ip:port": "ip:port"} of outgoing dial rewrites (test network WAN emulation)' },
     'no-publish': { type: 'boolean', description: 'do not announce held pages in the DHT' },
     metrics: { type: 'boolean', description: 'serve Prometheus metrics at <api>/metrics (libp2p\'s and memfabric\'s)' },
@@ -103,7 +105,8 @@ export const daemonCommand = defineCommand({
         ['peer id', daemon.node.peerId.toString()],
         ['site', daemon.node.site],
         ['api', daemon.apiUrl],
-        ['status page', daemon.apiUrl + '/'],
+        // the token only on a terminal: a service manager's log is read by more people than the repository
+        ['status page', ctx.stdout.isTTY === true ? `${daemon.apiUrl}/#token=${daemon.apiToken}` : `${daemon.apiUrl}/#token=… (the token is in ${join(daemon.repo.path, API_TOKEN_FILE)})`],
         ...(daemon.metrics != null ? [['metrics', daemon.apiUrl + '/metrics'] as [string, string]] : []),
         ...addresses.map((a, i): [string, string] => [i === 0 ? 'listening' : '', a])
       ]))

@@ -2,11 +2,14 @@
  * `memfabric migrate REF --to PEER`: offer an image to a destination, which pulls every page
  * from the holder nearest to it and reports back.
  */
+import { stat } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import { PAGE_SIZE } from '../../store/constants.ts'
 import type { MemfabricApi, MigrationSummary, ProgressUpdate } from '../../node/api/index.ts'
 import { TIERS } from '../../node/migration/index.ts'
 import { defineCommand, withApi, globalParams, nonEmptyOption, stringOption, takePositionals, UsageError } from '../command.ts'
 import type { CommandContext, GlobalParams } from '../command.ts'
+import { pauseWithCommand } from '../pause-command.ts'
 import { formatBytes, formatCount, formatDuration, formatFields, formatPercent, formatRate, formatTable } from '../output.ts'
 
 export interface MigrateParams extends GlobalParams {
@@ -76,7 +79,7 @@ export const migrateCommand = defineCommand({
   name: 'migrate',
   description: 'move an image to another node: it fetches each page from the nearest holder (needs a daemon)',
   usage: 'migrate REF --to PEER [--name NAME] [--out PATH] [--live --pause-cmd CMD]',
-  details: 'REF is an image name, a root CID, or a memory file to import first. The destination plans every page: its own store, then peers of its site, then peers elsewhere, and the source last; every page is verified against its CID. --out names the memory file the destination writes, inside its <repo>/out folder. --live runs pre-copy rounds on a RAM file that keeps changing, pauses the VM with --pause-cmd, and ships the last changes.',
+  details: 'REF is an image name, a root CID, or a memory file to import first (a path relative to the current directory). The destination plans every page: its own store, then peers of its site, then peers elsewhere, and the source last; every page is verified against its CID. --out names the memory file the destination writes, inside its <repo>/out folder. --live runs pre-copy rounds on a RAM file that keeps changing, pauses the VM with --pause-cmd, and ships the last changes; the pause command runs in this process, not in the daemon.',
   args: [
     { name: 'REF', description: 'image name, root CID, or memory file' }
   ],
@@ -85,7 +88,7 @@ export const migrateCommand = defineCommand({
     name: { type: 'string', short: 'n', valueName: 'NAME', description: 'image name at the destination', defaultText: 'the source\'s name' },
     out: { type: 'string', short: 'o', valueName: 'PATH', description: 'memory file the destination writes (relative to its <repo>/out)' },
     live: { type: 'boolean', description: 'iterative pre-copy while the RAM file keeps changing' },
-    'pause-cmd': { type: 'string', valueName: 'CMD', description: 'shell command that pauses the VM before the final round (--live)' },
+    'pause-cmd': { type: 'string', valueName: 'CMD', description: 'shell command this CLI runs to pause the VM before the final round (--live)' },
     'min-dirty': { type: 'string', valueName: 'N', description: 'stop pre-copy once a round changes at most N pages', defaultText: '256' },
     'max-rounds': { type: 'string', valueName: 'N', description: 'most pre-copy rounds', defaultText: '8' }
   },
@@ -113,11 +116,12 @@ export const migrateCommand = defineCommand({
     }
   },
   async handler (params, ctx) {
-    return await runMigration(ctx, params, 'migrate', async (api, onProgress) => api.migrate(params.ref, params.to, {
+    const ref = await resolveRef(params.ref)
+    return await runMigration(ctx, params, 'migrate', async (api, onProgress) => api.migrate(ref, params.to, {
       name: params.name,
       out: params.out,
       live: params.live,
-      pauseCommand: params.pauseCommand,
+      pause: params.pauseCommand !== undefined ? pauseWithCommand(params.pauseCommand, { signal: ctx.signal }) : undefined,
       minDirtyPages: params.minDirtyPages,
       maxRounds: params.maxRounds,
       signal: ctx.signal,
@@ -125,3 +129,13 @@ export const migrateCommand = defineCommand({
     }))
   }
 })
+
+/**
+ * REF as the daemon must see it: a file here (relative to this process's working directory)
+ * becomes its absolute path; anything else (a name, a CID) goes as given.
+ */
+export async function resolveRef (ref: string): Promise<string> {
+  const path = resolve(ref)
+  const isFile = await stat(path).then(s => s.isFile(), () => false)
+  return isFile ? path : ref
+}

@@ -1,6 +1,6 @@
 import { MemfabricError } from '../../store/errors.ts'
-import { API_METHODS, API_PREFIX } from './rpc.ts'
-import type { RpcLine } from './rpc.ts'
+import { API_METHODS, API_PREFIX, CALLBACK_PATH } from './rpc.ts'
+import type { CallbackAnswer, RpcLine } from './rpc.ts'
 import type { MemfabricApi } from './index.ts'
 
 /** An error the daemon reported; `code` is the daemon-side error's code. */
@@ -12,9 +12,19 @@ export class DaemonUnreachableError extends MemfabricError {
   }
 }
 
+/** The daemon refused the credential (none, or not its token). */
+export class ApiUnauthorizedError extends MemfabricError {
+  constructor (url: string) {
+    super(`the daemon at ${url} refused this caller: it needs the token in <repo>/api.token (readable only by the daemon's user) or --api-token`, 'ERR_API_UNAUTHORIZED')
+  }
+}
+
+type Callback = () => Promise<void> | void
+
 interface CallOptions {
   signal?: AbortSignal
   onProgress?(progress: any): void
+  [key: string]: unknown
 }
 
 /** MemfabricApi over the daemon's HTTP control API. */
@@ -31,7 +41,7 @@ export class HttpApiClient {
     }
   }
 
-  /** Connect and check that the daemon answers. */
+  /** Connect and check that the daemon answers and takes the token. */
   static async connect (url: string, options: { token?: string, timeout?: number } = {}): Promise<MemfabricApi & HttpApiClient> {
     const client = new HttpApiClient(url, options)
     await client.call('id', [], 0, AbortSignal.timeout(options.timeout ?? 3000))
@@ -43,23 +53,17 @@ export class HttpApiClient {
   async call (method: string, args: unknown[], optionsArg: number, signal?: AbortSignal): Promise<unknown> {
     const options: CallOptions = (args[optionsArg] ?? {}) as CallOptions
     const { signal: callSignal, onProgress, ...rest } = options
+    // functions stay here: the wire says only that the caller has one
+    const callbacks = new Map<string, Callback>()
+    for (const name of API_METHODS[method]?.callbacks ?? []) {
+      if (typeof rest[name] === 'function') {
+        callbacks.set(name, rest[name] as Callback)
+        rest[name] = true
+      }
+    }
     const wireArgs = [...args]
     wireArgs[optionsArg] = rest
-    let response: Response
-    try {
-      response = await fetch(`${this.url}${API_PREFIX}${method}`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          ...(this.token != null ? { authorization: `Bearer ${this.token}` } : {})
-        },
-        body: JSON.stringify(wireArgs),
-        signal: signal ?? callSignal
-      })
-    } catch (err: any) {
-      if (err.name === 'AbortError' || err.name === 'TimeoutError') throw err
-      throw new DaemonUnreachableError(this.url, { cause: err })
-    }
+    const response = await this.post(`${API_PREFIX}${method}`, wireArgs, signal ?? callSignal)
     if (!response.ok || response.body == null) {
       throw new RemoteError(`daemon refused ${method}: HTTP ${response.status} ${await response.text()}`.trim(), 'ERR_API_REQUEST')
     }
@@ -73,6 +77,9 @@ export class HttpApiClient {
         buffered = buffered.slice(newline + 1)
         if ('progress' in line) {
           onProgress?.(line.progress)
+        } else if ('callback' in line) {
+          // not awaited: the stream keeps being read while the callback runs
+          void this.runCallback(callbacks.get(line.callback.name), line.callback, signal ?? callSignal)
         } else if ('result' in line) {
           return line.result ?? undefined
         } else if ('error' in line) {
@@ -81,5 +88,40 @@ export class HttpApiClient {
       }
     }
     throw new RemoteError(`daemon closed the ${method} call without an answer`, 'ERR_API_TRUNCATED')
+  }
+
+  /** Run the caller's callback and post its outcome; a failure to post ends the call from the daemon's side. */
+  private async runCallback (fn: Callback | undefined, callback: { id: string, name: string }, signal?: AbortSignal): Promise<void> {
+    let answer: CallbackAnswer = { id: callback.id }
+    try {
+      if (fn == null) throw new RemoteError(`the daemon called back '${callback.name}', which this call did not give`, 'ERR_API_CALLBACK')
+      await fn()
+    } catch (err: any) {
+      answer = { id: callback.id, error: { code: err.code ?? 'ERR_CALLBACK', message: err.message ?? String(err) } }
+    }
+    await this.post(CALLBACK_PATH, answer, signal).then(async r => { await r.body?.cancel() }, () => {})
+  }
+
+  private async post (path: string, body: unknown, signal?: AbortSignal): Promise<Response> {
+    let response: Response
+    try {
+      response = await fetch(`${this.url}${path}`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(this.token != null ? { authorization: `Bearer ${this.token}` } : {})
+        },
+        body: JSON.stringify(body),
+        signal
+      })
+    } catch (err: any) {
+      if (err.name === 'AbortError' || err.name === 'TimeoutError') throw err
+      throw new DaemonUnreachableError(this.url, { cause: err })
+    }
+    if (response.status === 401) {
+      await response.body?.cancel()
+      throw new ApiUnauthorizedError(this.url)
+    }
+    return response
   }
 }

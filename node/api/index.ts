@@ -100,7 +100,10 @@ export interface MemfabricApi {
   peers (options?: { signal?: AbortSignal }): Promise<PeerSummary[]>
   /** Needs a daemon. */
   providers (cid: string, options?: { signal?: AbortSignal }): Promise<PeerSummary[]>
-  /** Needs a daemon. Source side: offer an image (REF, or a file to import first) to a peer. */
+  /**
+   * Needs a daemon. Source side: offer an image (REF, or a file to import first) to a peer.
+   * Over the control API a file must be given by its absolute path: a relative REF is a name.
+   */
   migrate (ref: string, to: string, options?: ProgressOptions & MigrateOptions): Promise<MigrationSummary>
   /** Needs a daemon. Destination side: pull an image from a peer. */
   pull (root: string, from: string, options?: ProgressOptions & { name?: string, out?: string }): Promise<MigrationSummary>
@@ -114,8 +117,11 @@ export interface MigrateOptions {
   out?: string
   /** Iterative pre-copy rounds while the file at REF keeps changing. */
   live?: boolean
-  /** Shell command that pauses the source VM before the final round. */
-  pauseCommand?: string
+  /**
+   * Live: pauses the source VM before the final round. It runs in the caller's process: over
+   * the control API the daemon calls it back on the call's stream (rpc.ts) and waits for it.
+   */
+  pause?(): Promise<void>
   /** Live: stop pre-copy once a round changes at most this many pages. */
   minDirtyPages?: number
   /** Live: most pre-copy rounds. */

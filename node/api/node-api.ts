@@ -1,10 +1,10 @@
 import { stat } from 'node:fs/promises'
-import { basename } from 'node:path'
+import { basename, isAbsolute } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { InvalidRefError } from '../../store/errors.ts'
 import { LocalApi } from './local.ts'
 import type { MemfabricNode } from '../node.ts'
-import { migrateLive, pauseWithCommand } from '../migration/live.ts'
+import { migrateLive } from '../migration/live.ts'
 import type { MigrationProgress } from '../migration/index.ts'
 import type { MigrateOptions, MigrationSummary, NodeIdentity, PeerSummary, ProgressOptions } from './index.ts'
 
@@ -58,16 +58,18 @@ export class NodeApi extends LocalApi {
   override async migrate (ref: string, to: string, options: ProgressOptions & MigrateOptions = {}): Promise<MigrationSummary> {
     const { signal } = options
     const onProgress = options.onProgress as ((p: MigrationProgress) => void) | undefined
-    const file = await isFile(ref)
+    // only an absolute REF is a file: a relative one would resolve in the daemon's working
+    // directory, which means nothing to the caller (the CLI resolves its paths before sending)
+    const file = isAbsolute(ref) && await isFile(ref)
     if (options.live === true) {
-      if (!file) throw new InvalidRefError(`--live needs the path of the running VM's RAM file; '${ref}' is not a file`)
+      if (!file) throw new InvalidRefError(`--live needs the absolute path of the running VM's RAM file; '${ref}' is not one`)
       const name = options.name ?? basename(ref)
       const result = await migrateLive(ref, {
         store: this.repo.store,
         signal,
         minDirtyPages: options.minDirtyPages,
         maxRounds: options.maxRounds,
-        pause: options.pauseCommand != null ? pauseWithCommand(options.pauseCommand) : undefined,
+        pause: options.pause,
         offer: async (root, round, previous, final) => this.node.offer(to, {
           root, round, previous, name: final ? name : undefined, out: final ? options.out : undefined
         }, { signal, onProgress })

@@ -1,19 +1,10 @@
-import { exec } from 'node:child_process'
-import { promisify } from 'node:util'
 import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
 import type { Store } from '../../store/index.ts'
-import { MemfabricError } from '../../store/errors.ts'
 import { DEFAULT_LIVE_MAX_ROUNDS, DEFAULT_LIVE_MIN_DIRTY_PAGES } from '../constants.ts'
 import type { MigrationReport } from './index.ts'
 
 const log = logger('memfabric:live')
-const run = promisify(exec)
-
-export class PauseCommandError extends MemfabricError {
-  constructor (message: string, options?: ErrorOptions) { super(message, 'ERR_PAUSE_COMMAND', options) }
-}
-
 export interface LiveRound {
   round: number
   root: string
@@ -26,7 +17,12 @@ export interface LiveMigrationInit {
   store: Store
   /** Ask the destination to pull `root`; `previous` is the root of the round it supersedes. */
   offer(root: CID, round: number, previous: CID | undefined, final: boolean): Promise<MigrationReport>
-  /** Pause the source VM before the final round (e.g. QMP `stop`, or a shell command). */
+  /**
+   * Pause the source VM before the final round (e.g. QMP `stop`). Always the caller's function:
+   * over the control API it is a callback into the process that asked for the migration, which
+   * runs whatever it wants there (`migrate --pause-cmd` runs its command in the CLI); the daemon
+   * itself never runs a command it was sent.
+   */
   pause?(): Promise<void>
   minDirtyPages?: number
   maxRounds?: number
@@ -80,15 +76,4 @@ export async function migrateLive (file: string, init: LiveMigrationInit): Promi
   await init.pause?.()
   const last = await round(rounds.length + 1, true)
   return { rounds, final: last.report, downtimeMs: performance.now() - paused }
-}
-
-/** A pause hook that runs a shell command (e.g. `kill -STOP PID`, a QMP client). */
-export function pauseWithCommand (command: string): () => Promise<void> {
-  return async () => {
-    try {
-      await run(command)
-    } catch (err: any) {
-      throw new PauseCommandError(`pause command failed: ${err.message}`, { cause: err })
-    }
-  }
 }

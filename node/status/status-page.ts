@@ -4,11 +4,10 @@ import { logger } from '@libp2p/logger'
 import type { Holder } from '../migration/index.ts'
 import type { Store, StoreStats } from '../../store/index.ts'
 import type { MigrationEntry, MigrationRegistry } from '../migrations.ts'
-import type { RouteHandler } from '../api/http-server.ts'
+import type { RouteHandler, RouteOptions } from '../api/http-server.ts'
 import { DEFAULT_IDLE_PUSH_INTERVAL, DEFAULT_PUSH_INTERVAL } from './constants.ts'
 
 const log = logger('memfabric:status')
-
 
 /** What the page shows of a node: narrow, so any node (or a test double) can feed it. */
 export interface StatusNode {
@@ -68,10 +67,14 @@ export class StatusPage {
     this.init = init
   }
 
-  /** Mount the routes on an ApiServer (anything with `route(path, handler)`). */
-  mount (server: { route(path: string, handler: RouteHandler): void }): void {
+  /**
+   * Mount the routes on an ApiServer (anything with `route(path, handler, options)`). The page's
+   * files are constant and public; its data (`/status.json`, `/events`) needs the API token,
+   * which the page reads from its URL fragment (`/#token=…`, never sent to a server).
+   */
+  mount (server: { route(path: string, handler: RouteHandler, options?: RouteOptions): void }): void {
     for (const [path, asset] of Object.entries(ASSETS)) {
-      server.route(path, async (_req, res) => { await this.asset(asset, res) })
+      server.route(path, async (_req, res) => { await this.asset(asset, res) }, { public: true })
     }
     server.route('/status.json', async (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', ...SECURITY_HEADERS })

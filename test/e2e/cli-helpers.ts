@@ -20,17 +20,18 @@ export interface CliResult {
   stderr: string
 }
 
-/** Environment for a child: no repo from the caller's shell, no debug output. */
+/** Environment for a child: no repo or API token from the caller's shell, no debug output. */
 export function childEnv (extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env }
   delete env.MEMFABRIC_REPO
+  delete env.MEMFABRIC_API_TOKEN
   delete env.DEBUG
   return { ...env, ...extra }
 }
 
-/** Run `memfabric ...args` to completion. */
-export async function cli (args: string[], options: { env?: Record<string, string> } = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [BIN, ...args], { env: childEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] })
+/** Run `memfabric ...args` to completion (in `cwd`, default this process's). */
+export async function cli (args: string[], options: { env?: Record<string, string>, cwd?: string } = {}): Promise<CliResult> {
+  const child = spawn(process.execPath, [BIN, ...args], { env: childEnv(options.env), cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
@@ -43,8 +44,8 @@ export async function cli (args: string[], options: { env?: Record<string, strin
 }
 
 /** Run and require exit 0; parse stdout as JSON when `--json` is among the args. */
-export async function ok (t: ExecutionContext, args: string[]): Promise<any> {
-  const r = await cli(args)
+export async function ok (t: ExecutionContext, args: string[], options: { cwd?: string } = {}): Promise<any> {
+  const r = await cli(args, options)
   if (r.code !== 0) {
     t.fail(`memfabric ${args.join(' ')} exited ${r.code}: ${r.stderr}`)
   }

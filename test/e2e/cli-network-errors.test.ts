@@ -105,7 +105,7 @@ test.serial('control API: malformed RPC bodies are 400, unknown methods 404, and
   await ok(t, ['init', '--repo', repo, '--site', 'paris', '--listen', '/ip4/127.0.1.8/tcp/0'])
   const d = await startDaemon(t, repo)
   const post = async (method: string, body: string, type = 'application/json'): Promise<{ status: number, text: string }> => {
-    const res = await fetch(`${d.info.api}/api/v0/${method}`, { method: 'POST', headers: { 'content-type': type }, body }).catch((err: any) => { throw new Error(`POST ${method} ${body.slice(0, 40)}: ${err.cause ?? err}; daemon: ${d.stderr()}`) })
+    const res = await fetch(`${d.info.api}/api/v0/${method}`, { method: 'POST', headers: { 'content-type': type, ...d.auth }, body }).catch((err: any) => { throw new Error(`POST ${method} ${body.slice(0, 40)}: ${err.cause ?? err}; daemon: ${d.stderr()}`) })
     return { status: res.status, text: await res.text() }
   }
   for (const body of ['{', 'not json', '{"a":1}', '"str"', '42', 'null', '\u0000\u00ff']) {

@@ -1,9 +1,9 @@
 import test from 'ava'
 import { spawn } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
+import { access, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeImage } from '../../testnet/synthetic.ts'
-import { ok, tempDir } from './cli-helpers.ts'
+import { cli, ok, tempDir } from './cli-helpers.ts'
 import { startDaemon } from '../fixtures/daemon.ts'
 
 const MiB = 1024 * 1024
@@ -39,8 +39,11 @@ test('live migration: pre-copy rounds while the RAM file changes, pause, final r
   const writer = spawn(process.execPath, ['-e', WRITER, ram, '256'], { stdio: 'ignore' })
   t.teardown(() => { writer.kill('SIGKILL') })
 
-  const report = await ok(t, ['migrate', ram, '--live', '--name', 'vm1', '--out', 'vm1.ram', '--max-rounds', '4',
-    '--pause-cmd', `kill -STOP ${writer.pid}`, '--to', db.info.peerId, '--repo', a, '--json'])
+  // REF relative to the caller's directory, and a pause command that runs in the caller's
+  // process (its relative marker lands in the caller's directory; the daemons run elsewhere)
+  const report = await ok(t, ['migrate', 'vm.ram', '--live', '--name', 'vm1', '--out', 'vm1.ram', '--max-rounds', '4',
+    '--pause-cmd', `kill -STOP ${writer.pid} && touch paused-by-cli`, '--to', db.info.peerId, '--repo', a, '--json'], { cwd: dir })
+  await access(join(dir, 'paused-by-cli'))
 
   t.true(report.rounds >= 2, `rounds: ${report.rounds}`)
   t.is(report.roundsDetail.length, report.rounds)
@@ -54,4 +57,20 @@ test('live migration: pre-copy rounds while the RAM file changes, pause, final r
   t.is(images.filter((i: any) => i.names.includes('vm1')).length, 1)
   t.true(images.every((i: any) => i.complete))
   writer.kill('SIGKILL')
+})
+
+test('live migration: a failing pause command fails the migration in the caller, with its code', async t => {
+  const dir = await tempDir(t)
+  const a = join(dir, 'a')
+  const b = join(dir, 'b')
+  await ok(t, ['init', '--repo', a, '--site', 'paris', '--listen', '/ip4/127.0.1.5/tcp/0'])
+  await ok(t, ['init', '--repo', b, '--site', 'berlin', '--listen', '/ip4/127.0.2.5/tcp/0', '--fabric-key', join(a, 'fabric.key')])
+  await startDaemon(t, a)
+  const db = await startDaemon(t, b)
+  const ram = join(dir, 'vm.ram')
+  await writeImage(ram, { sizeBytes: 2 * MiB, seed: 4 })
+  const r = await cli(['migrate', ram, '--live', '--max-rounds', '2', '--pause-cmd', 'echo no such vm >&2; exit 3',
+    '--to', db.info.addresses[0], '--repo', a])
+  t.is(r.code, 1)
+  t.regex(r.stderr, /pause command failed \(3\): no such vm/)
 })

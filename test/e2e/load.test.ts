@@ -46,7 +46,7 @@ async function pair (t: ExecutionContext, dir: string, octet: number): Promise<{
 test.serial('8 concurrent migrations into one host complete byte-identical', async t => {
   const dir = await tempDir(t)
   const { a, b, da, db } = await pair(t, dir, 20)
-  const api = await HttpApiClient.connect(da.info.api, { timeout: 30_000 }) as any
+  const api = await HttpApiClient.connect(da.info.api, { timeout: 30_000, token: da.token }) as any
   const images = []
   for (let i = 0; i < 8; i++) {
     const image = makeImage(512, 100) // 2 MiB each, distinct content

@@ -60,8 +60,9 @@ browserTest('the status page shows peers by site and a migration reaching 100 % 
   const db = await startDaemon(t, b, ['--bootstrap', da.info.addresses[0]])
 
   const browser = await launch(t)
-  const dest = await open(t, browser, `${db.info.api}/`)
-  const source = await open(t, browser, `${da.info.api}/`)
+  // the token travels in the fragment, as `memfabric daemon` prints it on a terminal
+  const dest = await open(t, browser, `${db.info.api}/#token=${db.token}`)
+  const source = await open(t, browser, `${da.info.api}/#token=${da.token}`)
   const { page } = dest
 
   // this node, and its peer in the other site with an RTT
@@ -107,7 +108,15 @@ browserTest('the status page shows peers by site and a migration reaching 100 % 
   t.deepEqual(dest.problems, [])
   t.deepEqual(source.problems, [])
 
-  // another origin cannot read it
-  const foreign = await fetch(`${db.info.api}/status.json`, { headers: { origin: 'http://evil.example' } })
+  // the page took the token out of its address (bookmarks and screen shares do not show it)
+  t.is(new URL(page.url()).hash, '')
+  // another origin cannot read it, nor can a caller without the token
+  const foreign = await fetch(`${db.info.api}/status.json`, { headers: { origin: 'http://evil.example', ...db.auth } })
   t.is(foreign.status, 403)
+  t.is((await fetch(`${db.info.api}/status.json`)).status, 401)
+  // opened without the token, the page says where to find it and shows no data
+  const bare = await browser.newPage()
+  await bare.goto(`${db.info.api}/`)
+  await bare.waitForFunction(() => /needs the API token/.test((globalThis as any).document.getElementById('connection')?.textContent ?? ''))
+  t.not(await bare.textContent('#node-peer'), db.info.peerId)
 })

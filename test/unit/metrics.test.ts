@@ -33,6 +33,11 @@ function value (samples: Sample[], name: string, labels: Record<string, string> 
   return samples.find(s => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value
 }
 
+/** The control API's credential (every caller needs it, /metrics included). */
+function auth (d: Daemon): Record<string, string> {
+  return { authorization: `Bearer ${d.apiToken}` }
+}
+
 async function scrape (url: string, headers: Record<string, string> = {}): Promise<Sample[]> {
   const res = await fetch(`${url}/metrics`, { headers })
   if (res.status !== 200) throw new Error(`GET /metrics: ${res.status}`)
@@ -62,7 +67,7 @@ async function startDaemons (t: any, options: { metrics: boolean }): Promise<{ a
 test('a daemon with --metrics serves libp2p and memfabric metrics that move with imports and migrations', async t => {
   const { a, b, dir } = await startDaemons(t, { metrics: true })
 
-  let m = await scrape(a.apiUrl)
+  let m = await scrape(a.apiUrl, auth(a))
   t.is(value(m, 'memfabric_info', { site: 'paris' }), 1)
   t.is(value(m, 'memfabric_store_images'), 0)
   t.is(value(m, 'memfabric_pages_fetched_total', { tier: 'source' }), 0)
@@ -71,7 +76,7 @@ test('a daemon with --metrics serves libp2p and memfabric metrics that move with
 
   // peers per site, with RTT
   await waitFor(async () => {
-    const mb = await scrape(b.apiUrl)
+    const mb = await scrape(b.apiUrl, auth(b))
     return value(mb, 'memfabric_peers', { site: 'paris' }) === 1 && (value(mb, 'memfabric_peer_rtt_seconds', { site: 'paris', peer: a.node.peerId.toString() }) ?? -1) >= 0
   }, { timeout: 60_000, interval: 200, message: 'b never saw a in site paris with an RTT' })
 
@@ -79,14 +84,14 @@ test('a daemon with --metrics serves libp2p and memfabric metrics that move with
   const image = join(dir, 'vm.ram')
   await writeImage(image, { sizeBytes: 8 * MiB, seed: 11 })
   const { root } = await a.repo.store.importImage(image, { name: 'vm1' })
-  m = await scrape(a.apiUrl)
+  m = await scrape(a.apiUrl, auth(a))
   t.is(value(m, 'memfabric_store_images'), 1)
   t.is(value(m, 'memfabric_store_logical_bytes'), 8 * MiB)
   t.true((value(m, 'memfabric_store_pages') ?? 0) > 0)
   t.true((value(m, 'memfabric_store_stored_bytes') ?? 0) > 0)
   t.true((value(m, 'memfabric_store_dedup_ratio') ?? 0) > 0)
   await a.node.flushAnnouncements()
-  m = await scrape(a.apiUrl)
+  m = await scrape(a.apiUrl, auth(a))
   t.true((value(m, 'memfabric_provider_records_published_total') ?? 0) > 0, 'records published')
   t.is(value(m, 'memfabric_provider_records_pending'), 0)
   t.true((value(m, 'memfabric_provider_lookups_total') ?? 0) > 0)
@@ -103,7 +108,7 @@ test('a daemon with --metrics serves libp2p and memfabric metrics that move with
   t.true(report.tiers.source.pages > 0)
   t.true(progressSeen.length > 0, 'the registry saw progress')
 
-  const mb = await scrape(b.apiUrl)
+  const mb = await scrape(b.apiUrl, auth(b))
   t.is(value(mb, 'memfabric_pages_fetched_total', { tier: 'source' }), report.tiers.source.pages)
   t.is(value(mb, 'memfabric_page_bytes_fetched_total', { tier: 'source' }), report.tiers.source.bytes)
   t.is(value(mb, 'memfabric_wire_bytes_fetched_total', { tier: 'source' }), report.tiers.source.wireBytes)
@@ -111,7 +116,7 @@ test('a daemon with --metrics serves libp2p and memfabric metrics that move with
   t.is(value(mb, 'memfabric_migrations_total', { direction: 'in', result: 'ok' }), 1)
   t.is(value(mb, 'memfabric_migrations_in_progress', { direction: 'in' }), 0)
   t.is(value(mb, 'memfabric_store_images'), 1)
-  const ma = await scrape(a.apiUrl)
+  const ma = await scrape(a.apiUrl, auth(a))
   t.true((value(ma, 'memfabric_pages_served_total') ?? 0) >= report.tiers.source.pages)
   t.true((value(ma, 'memfabric_page_bytes_served_total') ?? 0) > 0)
   t.is(value(ma, 'memfabric_migrations_total', { direction: 'out', result: 'ok' }), 1)
@@ -130,7 +135,7 @@ test('metrics are off by default; the status page and its JSON are served', asyn
   t.regex(page.headers.get('content-type') ?? '', /text\/html/)
   t.regex(await page.text(), /status\.js/)
   await waitFor(async () => {
-    const status = await (await fetch(`${b.apiUrl}/status.json`)).json() as any
+    const status = await (await fetch(`${b.apiUrl}/status.json`, { headers: auth(b) })).json() as any
     return status.node.site === 'berlin' && status.peers.some((p: any) => p.site === 'paris')
   }, { timeout: 60_000, interval: 200 })
 })

@@ -69,9 +69,8 @@ async function setup (t: ExecutionContext, verifiedRoot: string, dstOptions: { l
     migrate: async (ref: string, to: string, options: any): Promise<MigrationSummary> => {
       calls.push(`migrate ${ref} ${to} live=${options.live === true} out=${options.out}`)
       if (options.live === true) {
-        // the daemon runs its pause hook before the final round
-        const { exec } = await import('node:child_process')
-        await new Promise<void>((resolve, reject) => exec(options.pauseCommand, err => { err != null ? reject(err) : resolve() }))
+        // the daemon calls the caller's pause back before the final round
+        await options.pause()
         calls.push(`paused: source ${src.status}`)
       }
       await copyFile(ref, join(destRepo, 'out', options.out))

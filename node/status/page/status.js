@@ -1,5 +1,8 @@
 // memfabric status page: reads /events (server-sent snapshots), falls back to polling
 // /status.json. Plain browser JavaScript, no build step, no dependencies.
+// Both need the daemon's API token: the page takes it from its URL fragment (#token=…, which
+// browsers never send to a server), keeps it in this tab's sessionStorage and sends it as a
+// bearer token. EventSource cannot send headers, so the event stream is read with fetch.
 'use strict'
 
 const TIERS = [
@@ -179,20 +182,86 @@ function setConnection (state, text) {
   c.textContent = text
 }
 
+const TOKEN_KEY = 'memfabric-api-token'
+const RECONNECT_INTERVAL = 2000
+
+/** The API token: from the URL fragment (then removed from the address bar), else this tab's. */
+function takeToken () {
+  const match = /(?:^#|&)token=([^&]+)/.exec(location.hash)
+  if (match != null) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]))
+    history.replaceState(null, '', location.pathname + location.search)
+  }
+  return sessionStorage.getItem(TOKEN_KEY)
+}
+
+const token = takeToken()
+const authorized = { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' }
+
+function needToken () {
+  sessionStorage.removeItem(TOKEN_KEY)
+  setConnection('lost', 'needs the API token: open the link `memfabric daemon` printed, or add #token=… (the content of <repo>/api.token) to this address')
+}
+
+class Unauthorized extends Error {}
+
+function check (r) {
+  if (r.status === 401) throw new Unauthorized()
+  if (!r.ok) throw new Error(String(r.status))
+  return r
+}
+
 function poll () {
-  fetch('/status.json', { cache: 'no-store' })
-    .then(r => r.ok ? r.json() : Promise.reject(new Error(String(r.status))))
-    .then(s => { render(s); setConnection('live', 'polling') })
-    .catch(() => setConnection('lost', 'daemon unreachable'))
-    .finally(() => setTimeout(poll, POLL_INTERVAL))
+  fetch('/status.json', authorized)
+    .then(check)
+    .then(r => r.json())
+    .then(s => { render(s); setConnection('live', 'polling'); setTimeout(poll, POLL_INTERVAL) })
+    .catch(err => {
+      if (err instanceof Unauthorized) { needToken(); return }
+      setConnection('lost', 'daemon unreachable')
+      setTimeout(poll, POLL_INTERVAL)
+    })
+}
+
+/** Read the server-sent events of /events; calls `onStatus` with each snapshot. */
+async function readEvents (onStatus) {
+  const response = check(await fetch('/events', authorized))
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader()
+  let buffered = ''
+  while (true) {
+    const { value, done } = await reader.read()
+    if (done) return
+    buffered += value
+    let end
+    while ((end = buffered.indexOf('\n\n')) >= 0) {
+      const event = buffered.slice(0, end)
+      buffered = buffered.slice(end + 2)
+      let type = 'message'
+      const data = []
+      for (const line of event.split('\n')) {
+        if (line.startsWith('event:')) type = line.slice(6).trim()
+        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''))
+      }
+      if (type === 'status' && data.length > 0) onStatus(JSON.parse(data.join('\n')))
+    }
+  }
+}
+
+function listen () {
+  readEvents(s => { render(s); setConnection('live', 'live') })
+    .then(() => { setConnection('lost', 'reconnecting…'); setTimeout(listen, RECONNECT_INTERVAL) })
+    .catch(err => {
+      if (err instanceof Unauthorized) { needToken(); return }
+      setConnection('lost', 'reconnecting…')
+      setTimeout(listen, RECONNECT_INTERVAL)
+    })
 }
 
 function start () {
   $('legend').replaceChildren(...TIERS.map(t => el('span', {}, el('span', { class: 'swatch', style: `background:${t.color}` }), t.label)))
-  if (typeof EventSource !== 'function') { poll(); return }
-  const events = new EventSource('/events')
-  events.addEventListener('status', (e) => { render(JSON.parse(e.data)); setConnection('live', 'live') })
-  events.addEventListener('error', () => setConnection('lost', 'reconnecting…'))
+  if (token == null) { needToken(); return }
+  if (typeof TextDecoderStream !== 'function') { poll(); return }
+  listen()
 }
 
 start()
