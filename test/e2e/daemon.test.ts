@@ -6,6 +6,7 @@ import { cli, ok, tempDir } from './cli-helpers.ts'
 import { startDaemon } from '../fixtures/daemon.ts'
 import { waitFor } from '../fixtures/wait.ts'
 import { DAEMON_NODE_FLAGS } from '../../cli/runtime.ts'
+import { LocalApi } from '../../node/api/local.ts'
 
 const MiB = 1024 * 1024
 
@@ -74,4 +75,28 @@ test('a daemon of another fabric cannot connect', async t => {
   t.regex(pull.stderr, /cannot reach peer/)
   const peers = await ok(t, ['peers', '--repo', a, '--json'])
   t.false(peers.some((p: any) => p.peerId === ds.info.peerId))
+})
+
+test('a command and a starting daemon wait for each other instead of failing with "repository in use"', async t => {
+  const dir = await tempDir(t)
+  const repo = join(dir, 'r')
+  await ok(t, ['init', '--repo', repo, '--site', 'paris', '--listen', '/ip4/127.0.1.6/tcp/0'])
+  // this process plays a CLI command holding the repository while the daemon starts
+  const held = await LocalApi.open(repo)
+  const starting = startDaemon(t, repo)
+  starting.catch(() => {})
+  // and a second command arrives meanwhile: it finds the lock but no daemon yet
+  const ls = cli(['ls', '--repo', repo, '--json'])
+  await new Promise(resolve => setTimeout(resolve, 1500))
+  await held.close()
+  const d = await starting
+  const listed = await ls
+  t.is(listed.code, 0, listed.stderr)
+  t.deepEqual(JSON.parse(listed.stdout), [])
+  t.is(d.child.exitCode, null, 'the daemon runs')
+  t.is((await ok(t, ['id', '--repo', repo, '--json'])).peerId, d.info.peerId)
+  // a second daemon on a served repository is refused at once, not after the wait
+  const second = await cli(['daemon', '--repo', repo, '--api-port', '0'])
+  t.is(second.code, 1)
+  t.regex(second.stderr, /in use by PID \d+: a daemon already serves it/)
 })
