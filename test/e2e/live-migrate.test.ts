@@ -1,10 +1,12 @@
 import test from 'ava'
+import type { ExecutionContext } from 'ava'
 import { spawn } from 'node:child_process'
 import { access, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeImage } from '../../testnet/synthetic.ts'
 import { cli, ok, tempDir } from './cli-helpers.ts'
 import { startDaemon } from '../fixtures/daemon.ts'
+import type { RunningDaemon } from '../fixtures/daemon.ts'
 
 const MiB = 1024 * 1024
 
@@ -24,14 +26,20 @@ setInterval(() => {
 }, 5)
 `
 
-test('live migration: pre-copy rounds while the RAM file changes, pause, final round byte-identical', async t => {
-  const dir = await tempDir(t)
+/** Repositories `a` (paris, 127.0.1.HOST) and `b` (berlin, 127.0.2.HOST) of one fabric, a daemon on each. */
+async function twoSites (t: ExecutionContext, dir: string, host: number): Promise<{ a: string, b: string, db: RunningDaemon }> {
   const a = join(dir, 'a')
   const b = join(dir, 'b')
-  await ok(t, ['init', '--repo', a, '--site', 'paris', '--listen', '/ip4/127.0.1.4/tcp/0'])
-  await ok(t, ['init', '--repo', b, '--site', 'berlin', '--listen', '/ip4/127.0.2.4/tcp/0', '--fabric-key', join(a, 'fabric.key')])
+  await ok(t, ['init', '--repo', a, '--site', 'paris', '--listen', `/ip4/127.0.1.${host}/tcp/0`])
+  await ok(t, ['init', '--repo', b, '--site', 'berlin', '--listen', `/ip4/127.0.2.${host}/tcp/0`, '--fabric-key', join(a, 'fabric.key')])
   const da = await startDaemon(t, a)
   const db = await startDaemon(t, b, ['--bootstrap', da.info.addresses[0]])
+  return { a, b, db }
+}
+
+test('live migration: pre-copy rounds while the RAM file changes, pause, final round byte-identical', async t => {
+  const dir = await tempDir(t)
+  const { a, b, db } = await twoSites(t, dir, 4)
 
   const ram = join(dir, 'vm.ram')
   await writeImage(ram, { sizeBytes: 16 * MiB, seed: 9 })
@@ -61,12 +69,7 @@ test('live migration: pre-copy rounds while the RAM file changes, pause, final r
 
 test('live migration: a failing pause command fails the migration in the caller, with its code', async t => {
   const dir = await tempDir(t)
-  const a = join(dir, 'a')
-  const b = join(dir, 'b')
-  await ok(t, ['init', '--repo', a, '--site', 'paris', '--listen', '/ip4/127.0.1.5/tcp/0'])
-  await ok(t, ['init', '--repo', b, '--site', 'berlin', '--listen', '/ip4/127.0.2.5/tcp/0', '--fabric-key', join(a, 'fabric.key')])
-  await startDaemon(t, a)
-  const db = await startDaemon(t, b)
+  const { a, db } = await twoSites(t, dir, 5)
   const ram = join(dir, 'vm.ram')
   await writeImage(ram, { sizeBytes: 2 * MiB, seed: 4 })
   const r = await cli(['migrate', ram, '--live', '--max-rounds', '2', '--pause-cmd', 'echo no such vm >&2; exit 3',
