@@ -80,7 +80,6 @@ interface Held {
 }
 
 export class RecordStore {
-  private readonly db: Db
   private readonly entries: Sub
   private readonly peers: Sub
   private readonly numbers: Sub
@@ -110,7 +109,6 @@ export class RecordStore {
   private sweeping?: Set<number>
 
   constructor (init: RecordStoreInit) {
-    this.db = init.db
     this.entries = rawSublevel(init.db, 'e')
     this.peers = rawSublevel(init.db, 'p')
     this.numbers = rawSublevel(init.db, 'n')
