@@ -5,6 +5,7 @@
  * (regions.ts), and the tasks that republish everything before records expire and sweep
  * expired ones (scheduler.ts).
  */
+import { serviceDependencies } from '@libp2p/interface'
 import type { AbortOptions, Connection, PeerId, Startable, Stream, StreamHandlerOptions } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
@@ -104,6 +105,9 @@ export class ProviderRecords implements Startable {
   }
 
   readonly [Symbol.toStringTag] = 'memfabric/providers'
+
+  /** libp2p checks at creation that a kad-dht is configured (the service finds it as `components.dht`). */
+  readonly [serviceDependencies]: string[] = ['@libp2p/kad-dht']
 
   /** A snapshot of the counters (for metrics). */
   get stats (): ProviderStats {
