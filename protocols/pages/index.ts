@@ -35,8 +35,8 @@ export * from './constants.ts'
 export * from './errors.ts'
 export { PageExchange }
 export type { Compression, ManifestPatch }
-export type { ThinManifest } from './thin.ts'
-export { THIN_ENTRY_BYTES, THIN_PAGE, THIN_ZERO_RUN, zeroRunLength } from './thin.ts'
+export type { ThinManifest } from './codec/thin-frames.ts'
+export { THIN_ENTRY_BYTES, THIN_PAGE, THIN_ZERO_RUN, zeroRunLength } from './codec/thin-frames.ts'
 
 /** What the service needs from libp2p (a narrow view of its components). */
 export interface PageExchangeComponents {

@@ -26,8 +26,8 @@ import {
   decodePatchFrame, encodePatchRequest, encodePatchResponse, isPatchRequest, isPrefixRequest, isThinRequest, PAGE_MISSING, PAGE_RAW
 } from './codec.ts'
 import type { AnyRequest, Compression, ManifestPatch, PageEntry, PageRequest, PatchRequest, ThinRequest } from './codec.ts'
-import { decodeThinFrame, encodeThinAbsent, encodeThinFrames, THIN_ENTRY_BYTES } from './thin.ts'
-import type { ThinManifest } from './thin.ts'
+import { decodeThinFrame, encodeThinAbsent, encodeThinFrames, THIN_ENTRY_BYTES } from './codec/thin-frames.ts'
+import type { ThinManifest } from './codec/thin-frames.ts'
 import {
   InvalidPageCidError, NotStartedError, PeerMisbehavedError, PeerNotAllowedError, TooManyStreamsError, TransferTimeoutError
 } from './errors.ts'
