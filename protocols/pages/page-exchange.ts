@@ -11,6 +11,7 @@ import type { CID } from 'multiformats/cid'
 import { frameSignal, withIdleTimeout } from '../shared/frame-timeout.ts'
 import { OpenStreams } from '../shared/open-streams.ts'
 import { RequestIds } from '../shared/request-ids.ts'
+import { ServiceLifecycle } from '../shared/service-lifecycle.ts'
 import { Slots } from '../shared/slots.ts'
 import {
   DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CIDS_PER_REQUEST, DEFAULT_MAX_INBOUND_STREAMS,
@@ -39,12 +40,9 @@ export class PageExchange implements Startable {
   /** Counters per remote peer id (string). */
   readonly peerCounters: Map<string, PageCounters>
 
-  private readonly components: PageExchangeComponents
   private readonly maxCids: number
   private readonly maxRequestFrameLength: number
   private readonly maxInflightPerStream: number
-  private readonly maxInboundStreams: number
-  private readonly maxOutboundStreams: number
   private readonly idleTimeout: number
   private readonly allowPeer?: (peer: PeerId) => boolean
   private readonly count: PageCounterSet['count']
@@ -53,17 +51,13 @@ export class PageExchange implements Startable {
   private readonly manifests: ManifestClient
   /** Inbound and outbound streams, aborted by stop(). */
   private readonly streams: OpenStreams
-  private started = false
-  /** Aborted by stop(): ends every pending read and store call of this service. */
-  private shutdown = new AbortController()
+  /** Its signal, aborted by stop(), ends every pending read and store call of this service. */
+  private readonly lifecycle: ServiceLifecycle
 
   constructor (components: PageExchangeComponents, init: PageExchangeInit) {
-    this.components = components
     this.maxCids = init.maxCidsPerRequest ?? DEFAULT_MAX_CIDS_PER_REQUEST
     this.maxRequestFrameLength = init.maxRequestFrameLength ?? DEFAULT_MAX_REQUEST_FRAME_LENGTH
     this.maxInflightPerStream = init.maxInflightPerStream ?? DEFAULT_MAX_INFLIGHT_PER_STREAM
-    this.maxInboundStreams = init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS
-    this.maxOutboundStreams = init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
     this.idleTimeout = init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT
     this.allowPeer = init.allowPeer
     const counters = new PageCounterSet()
@@ -71,6 +65,15 @@ export class PageExchange implements Startable {
     this.peerCounters = counters.perPeer
     this.count = counters.count
     this.streams = new OpenStreams({ name: 'page', maxStreamsPerPeer: init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER, log })
+    this.lifecycle = new ServiceLifecycle({
+      registrar: components.registrar,
+      protocol: this.protocol,
+      handler: (stream, connection) => { this.onStream(stream, connection) },
+      maxInboundStreams: init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
+      maxOutboundStreams: init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS,
+      streams: this.streams,
+      stopped: () => new NotStartedError('page exchange stopped')
+    })
     const zstdLevel = init.zstdLevel ?? DEFAULT_ZSTD_LEVEL
     this.answer = requestHandlers({
       store: init.store,
@@ -88,8 +91,8 @@ export class PageExchange implements Startable {
       streams: this.streams,
       ids: new RequestIds(),
       count: this.count,
-      isStarted: () => this.started,
-      shutdown: () => this.shutdown.signal,
+      isStarted: () => this.lifecycle.isStarted(),
+      shutdown: () => this.lifecycle.signal,
       maxCids: this.maxCids,
       maxResponseFrameLength: init.maxResponseFrameLength ?? DEFAULT_MAX_RESPONSE_FRAME_LENGTH,
       window: init.window ?? DEFAULT_WINDOW,
@@ -102,29 +105,15 @@ export class PageExchange implements Startable {
   readonly [Symbol.toStringTag] = '@memfabric/pages'
 
   isStarted (): boolean {
-    return this.started
+    return this.lifecycle.isStarted()
   }
 
   async start (): Promise<void> {
-    if (this.started) {
-      return
-    }
-    this.shutdown = new AbortController()
-    await this.components.registrar.handle(this.protocol, (stream, connection) => { this.onStream(stream, connection) }, {
-      maxInboundStreams: this.maxInboundStreams,
-      maxOutboundStreams: this.maxOutboundStreams
-    })
-    this.started = true
+    await this.lifecycle.start()
   }
 
   async stop (): Promise<void> {
-    if (!this.started) {
-      return
-    }
-    this.started = false
-    this.shutdown.abort(new NotStartedError('page exchange stopped'))
-    await this.components.registrar.unhandle(this.protocol)
-    this.streams.abortAll(new NotStartedError('page exchange stopped'))
+    await this.lifecycle.stop()
   }
 
   /**
@@ -181,8 +170,8 @@ export class PageExchange implements Startable {
       maxBufferSize: Math.max(4 * 1024 * 1024, this.maxInflightPerStream * this.maxRequestFrameLength)
     })
     const controller = new AbortController()
-    const onShutdown = (): void => { controller.abort(this.shutdown.signal.reason) }
-    this.shutdown.signal.addEventListener('abort', onShutdown, { once: true })
+    const onShutdown = (): void => { controller.abort(this.lifecycle.signal.reason) }
+    this.lifecycle.signal.addEventListener('abort', onShutdown, { once: true })
     // a reset or a dropped connection stops the store reads and writes of pending answers
     const onClose = (): void => { controller.abort(new Error('stream closed before all answers were sent')) }
     stream.addEventListener('close', onClose, { once: true })
@@ -222,7 +211,7 @@ export class PageExchange implements Startable {
       await stream.close({ signal: frameSignal(this.idleTimeout) })
     } finally {
       stream.removeEventListener('close', onClose)
-      this.shutdown.signal.removeEventListener('abort', onShutdown)
+      this.lifecycle.signal.removeEventListener('abort', onShutdown)
       controller.abort()
     }
   }

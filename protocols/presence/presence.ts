@@ -14,6 +14,7 @@ import { misbehavedFor } from '../shared/misbehaved.ts'
 import { OpenStreams } from '../shared/open-streams.ts'
 import { peerKey } from '../shared/peer-key.ts'
 import { RequestIds } from '../shared/request-ids.ts'
+import { ServiceLifecycle } from '../shared/service-lifecycle.ts'
 import {
   DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CIDS_PER_QUERY, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS,
   DEFAULT_MAX_REQUEST_FRAME_LENGTH, DEFAULT_MAX_STREAMS_PER_PEER, DEFAULT_MAX_RESPONSE_FRAME_LENGTH, DEFAULT_WINDOW, PRESENCE_PROTOCOL
@@ -33,15 +34,12 @@ export class Presence implements Startable {
   private readonly maxCids: number
   private readonly maxRequestFrameLength: number
   private readonly maxResponseFrameLength: number
-  private readonly maxInboundStreams: number
-  private readonly maxOutboundStreams: number
   private readonly idleTimeout: number
   private readonly window: number
   private readonly streams: OpenStreams
   private readonly ids = new RequestIds()
-  private started = false
-  /** Aborted by stop(): ends every pending read and store call of this service. */
-  private shutdown = new AbortController()
+  /** Its signal, aborted by stop(), ends every pending read and store call of this service. */
+  private readonly lifecycle: ServiceLifecycle
 
   constructor (components: PresenceComponents, init: PresenceInit) {
     this.components = components
@@ -50,38 +48,34 @@ export class Presence implements Startable {
     this.maxRequestFrameLength = init.maxRequestFrameLength ?? DEFAULT_MAX_REQUEST_FRAME_LENGTH
     this.maxResponseFrameLength = init.maxResponseFrameLength ?? DEFAULT_MAX_RESPONSE_FRAME_LENGTH
     this.streams = new OpenStreams({ name: 'presence', maxStreamsPerPeer: init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER, log })
-    this.maxInboundStreams = init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS
-    this.maxOutboundStreams = init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
     this.idleTimeout = init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT
     this.window = init.window ?? DEFAULT_WINDOW
+    this.lifecycle = new ServiceLifecycle({
+      registrar: components.registrar,
+      protocol: this.protocol,
+      handler: (stream, connection) => { this.onStream(stream, connection) },
+      maxInboundStreams: init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
+      maxOutboundStreams: init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS,
+      streams: this.streams,
+      stopped: () => new NotStartedError('presence stopped')
+    })
   }
 
   readonly [Symbol.toStringTag] = '@memfabric/presence'
 
   isStarted (): boolean {
-    return this.started
+    return this.lifecycle.isStarted()
   }
 
   async start (): Promise<void> {
-    if (this.started) {
-      return
-    }
-    this.shutdown = new AbortController()
-    await this.components.registrar.handle(this.protocol, (stream, connection) => { this.onStream(stream, connection) }, {
-      maxInboundStreams: this.maxInboundStreams,
-      maxOutboundStreams: this.maxOutboundStreams
-    })
-    this.started = true
+    await this.lifecycle.start()
   }
 
   async stop (): Promise<void> {
-    if (!this.started) {
+    if (!this.lifecycle.isStarted()) {
       return
     }
-    this.started = false
-    this.shutdown.abort(new NotStartedError('presence stopped'))
-    await this.components.registrar.unhandle(this.protocol)
-    this.streams.abortAll(new NotStartedError('presence stopped'))
+    await this.lifecycle.stop()
     this.streams.clearPeers()
   }
 
@@ -101,7 +95,7 @@ export class Presence implements Startable {
     while (true) {
       let frame
       try {
-        frame = await readFrame(lp, peer, this.idleTimeout, this.shutdown.signal)
+        frame = await readFrame(lp, peer, this.idleTimeout, this.lifecycle.signal)
       } catch (err: any) {
         if (err?.name === 'UnexpectedEOFError') {
           break
@@ -126,7 +120,7 @@ export class Presence implements Startable {
 
   /** For each CID, whether `peer` holds its page (in order). */
   async query (peer: PeerId | Multiaddr, cids: CID[], options: QueryOptions = {}): Promise<boolean[]> {
-    if (!this.started) {
+    if (!this.lifecycle.isStarted()) {
       throw new NotStartedError()
     }
     for (const cid of cids) {
@@ -138,7 +132,7 @@ export class Presence implements Startable {
       return []
     }
     const remote = peerKey(peer)
-    const signal = AbortSignal.any(options.signal == null ? [this.shutdown.signal] : [options.signal, this.shutdown.signal])
+    const signal = AbortSignal.any(options.signal == null ? [this.lifecycle.signal] : [options.signal, this.lifecycle.signal])
     const idleTimeout = options.idleTimeout ?? this.idleTimeout
     const window = options.window ?? this.window
     const out: boolean[] = new Array(cids.length)
