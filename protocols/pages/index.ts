@@ -73,7 +73,7 @@ export interface PageExchangeInit {
   window?: number
   /** Server: zstd level for requests that ask for compression (default DEFAULT_ZSTD_LEVEL = 8). */
   zstdLevel?: number
-  /** Server: the slots of image `root` in order (for thin manifests, see thin.ts); it may throw when the image is not held. */
+  /** Server: the slots of image `root` in order (for thin manifests, see codec/thin-frames.ts); it may throw when the image is not held. */
   slots?(root: CID, options: AbortOptions): AsyncIterable<{ cid?: CID | null }>
   /** Server: how image `root` differs from the older image used as its basis (see codec.ts), or undefined. */
   patch?(root: CID, options: AbortOptions): Promise<ManifestPatch | undefined>
