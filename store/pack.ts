@@ -7,6 +7,7 @@ import { mkdir, open, readdir, stat, truncate, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import type { FileHandle } from 'node:fs/promises'
+import { ShortPackError } from './errors.ts'
 
 const log = logger('memfabric:store:pack')
 
@@ -238,9 +239,7 @@ export class Packs {
     while (done < length) {
       const { bytesRead } = await fh.read(into, at + done, length - done, offset + done)
       if (bytesRead === 0) {
-        const err: any = new Error(`pack ${packName(id)} ends before byte ${offset + length}`)
-        err.code = 'ERR_SHORT_PACK'
-        throw err
+        throw new ShortPackError(`pack ${packName(id)} ends before byte ${offset + length}`)
       }
       done += bytesRead
     }

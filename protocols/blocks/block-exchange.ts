@@ -11,7 +11,7 @@ import {
   DEFAULT_ZSTD_LEVEL, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_TIMEOUT, MAX_CIDS_PER_REQUEST, MAX_FRAME_SIZE,
   PROTOCOL_NAME, PROTOCOL_PREFIX, PROTOCOL_VERSION
 } from './constants.ts'
-import { BlockVerificationError, PeerNotAllowedError } from './errors.ts'
+import { PeerMisbehavedError, PeerNotAllowedError } from './errors.ts'
 import type { BlockExchangeComponents, BlockExchangeInit, BlockFetchOptions, BlockFetchResult } from './index.ts'
 
 /** Serves manifest blocks by CID and fetches them verified. */
@@ -78,7 +78,7 @@ export class BlockExchange implements Startable {
               continue
             }
             if (!verifyBlock(cid, bytes)) {
-              throw new BlockVerificationError(`peer ${peer} sent a block that does not match ${cid}`)
+              throw new PeerMisbehavedError(peer.toString(), `sent a block that does not match ${cid}`)
             }
             result.received.push(cid)
             options.onBlock?.(cid, bytes)
