@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { Repo } from '../store/repo.ts'
-import { MemfabricError } from '../store/errors.ts'
+import { InvalidApiAddressError } from './errors.ts'
 import { MemfabricNode } from './node.ts'
 import type { MemfabricNodeInit } from './node.ts'
 import { ApiServer } from './api/http-server.ts'
@@ -27,9 +27,7 @@ export interface DaemonInit extends Omit<MemfabricNodeInit, 'repo'> {
   metrics?: boolean
 }
 
-export class InvalidApiAddressError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_INVALID_API_ADDRESS') }
-}
+export { InvalidApiAddressError }
 
 /**
  * A node on a repository plus its control API on localhost; the API URL is written into the

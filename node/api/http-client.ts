@@ -1,16 +1,9 @@
-import { MemfabricError } from '../../store/errors.ts'
+import { ApiRequestError, ApiTruncatedError, DaemonUnreachableError, RemoteError } from './errors.ts'
 import { API_METHODS, API_PREFIX } from './rpc.ts'
 import type { RpcLine } from './rpc.ts'
 import type { MemfabricApi } from './index.ts'
 
-/** An error the daemon reported; `code` is the daemon-side error's code. */
-export class RemoteError extends MemfabricError {}
-
-export class DaemonUnreachableError extends MemfabricError {
-  constructor (url: string, options?: ErrorOptions) {
-    super(`daemon at ${url} does not answer`, 'ERR_DAEMON_UNREACHABLE', options)
-  }
-}
+export { DaemonUnreachableError, RemoteError }
 
 interface CallOptions {
   signal?: AbortSignal
@@ -61,7 +54,7 @@ export class HttpApiClient {
       throw new DaemonUnreachableError(this.url, { cause: err })
     }
     if (!response.ok || response.body == null) {
-      throw new RemoteError(`daemon refused ${method}: HTTP ${response.status} ${await response.text()}`.trim(), 'ERR_API_REQUEST')
+      throw new ApiRequestError(`daemon refused ${method}: HTTP ${response.status} ${await response.text()}`.trim())
     }
     const decoder = new TextDecoder()
     let buffered = ''
@@ -80,6 +73,6 @@ export class HttpApiClient {
         }
       }
     }
-    throw new RemoteError(`daemon closed the ${method} call without an answer`, 'ERR_API_TRUNCATED')
+    throw new ApiTruncatedError(`daemon closed the ${method} call without an answer`)
   }
 }

@@ -1,7 +1,7 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { logger } from '@libp2p/logger'
-import { MemfabricError } from '../../store/errors.ts'
+import { ApiBindError } from './errors.ts'
 import { API_METHODS, API_PREFIX, MAX_REQUEST_BODY } from './rpc.ts'
 import type { RpcLine } from './rpc.ts'
 
@@ -16,9 +16,7 @@ export interface ApiServerInit {
   token?: string
 }
 
-export class ApiBindError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_API_BIND') }
-}
+export { ApiBindError }
 
 type Handler = (...args: any[]) => Promise<unknown>
 

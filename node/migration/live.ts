@@ -3,16 +3,14 @@ import { promisify } from 'node:util'
 import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
 import type { Store } from '../../store/index.ts'
-import { MemfabricError } from '../../store/errors.ts'
+import { PauseCommandError } from './errors.ts'
 import { DEFAULT_LIVE_MAX_ROUNDS, DEFAULT_LIVE_MIN_DIRTY_PAGES } from '../constants.ts'
 import type { MigrationReport } from './index.ts'
 
 const log = logger('memfabric:live')
 const run = promisify(exec)
 
-export class PauseCommandError extends MemfabricError {
-  constructor (message: string, options?: ErrorOptions) { super(message, 'ERR_PAUSE_COMMAND', options) }
-}
+export { PauseCommandError }
 
 export interface LiveRound {
   round: number
