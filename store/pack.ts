@@ -79,6 +79,18 @@ export class Packs {
     this.maxSize = maxSize
   }
 
+  /** Committed pages over every pack (pending ones not counted). */
+  livePages (): number {
+    let n = 0
+    for (const e of this.entries.values()) n += e.livePages
+    return n
+  }
+
+  /** A copy of pack `id`'s entry to change and commit (an empty one for a pack not committed yet). */
+  entryCopy (id: number): PackEntry {
+    return { ...(this.entries.get(id) ?? { size: 0, livePages: 0, liveBytes: 0 }) }
+  }
+
   path (id: number): string {
     return join(this.dir, packName(id))
   }
