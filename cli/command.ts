@@ -8,15 +8,12 @@
  */
 import { homedir } from 'node:os'
 import { DEFAULT_REPO, REPO_ENV } from '../store/constants.ts'
-import { MemfabricError } from '../store/errors.ts'
+import { UsageError } from './errors.ts'
 import type { MemfabricApi } from '../node/api/index.ts'
 import type { Progress } from './progress.ts'
 import { tildify } from './output.ts'
 
-/** Bad command line: printed as one line, exit code 2. */
-export class UsageError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_USAGE') }
-}
+export { UsageError }
 
 /** Exit codes that mean something. */
 export const EXIT_OK = 0

@@ -4,11 +4,7 @@
  * the pre-copy rounds converge (node/api/rpc.ts); it never receives the command.
  */
 import { exec } from 'node:child_process'
-import { MemfabricError } from '../store/errors.ts'
-
-export class PauseCommandError extends MemfabricError {
-  constructor (message: string, options?: ErrorOptions) { super(message, 'ERR_PAUSE_COMMAND', options) }
-}
+import { PauseCommandError } from '../node/migration/errors.ts'
 
 /** A pause callback that runs `command` in a shell and resolves once it exits 0. */
 export function pauseWithCommand (command: string, options: { signal?: AbortSignal } = {}): () => Promise<void> {

@@ -4,7 +4,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { Repo } from '../store/repo.ts'
-import { MemfabricError, RepoLockedError } from '../store/errors.ts'
+import { RepoLockedError } from '../store/errors.ts'
+import { InvalidApiAddressError } from './errors.ts'
 import { MemfabricNode } from './node.ts'
 import type { MemfabricNodeInit } from './node.ts'
 import { ApiBindError, ApiServer } from './api/http-server.ts'
@@ -46,9 +47,7 @@ export const DEFAULT_DAEMON_LOCK_WAIT = 60_000
 /** Poll interval while waiting for the repository lock (ms). */
 const LOCK_POLL_INTERVAL = 100
 
-export class InvalidApiAddressError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_INVALID_API_ADDRESS') }
-}
+export { InvalidApiAddressError }
 
 /**
  * A node on a repository plus its control API on localhost; the API URL is written into the

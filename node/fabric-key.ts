@@ -8,14 +8,12 @@
 import { chmod, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { MemfabricError } from '../store/errors.ts'
+import { FabricKeyError } from './errors.ts'
 
 export const FABRIC_KEY_FILE = 'fabric.key'
 const HEADER = '/key/swarm/psk/1.0.0/\n/base16/\n'
 
-export class FabricKeyError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_FABRIC_KEY') }
-}
+export { FabricKeyError }
 
 /** A new key in the swarm.key text format. */
 export function createFabricKey (): Uint8Array {

@@ -11,7 +11,8 @@ import * as raw from 'multiformats/codecs/raw'
 import { loadPrivateKey } from '../store/repo.ts'
 import type { Repo } from '../store/repo.ts'
 import type { PageStore, Store } from '../store/index.ts'
-import { MemfabricError, InvalidRefError } from '../store/errors.ts'
+import { InvalidRefError } from '../store/errors.ts'
+import { NotStartedError, OutPathError, PeerUnreachableError } from './errors.ts'
 import { createHost } from './libp2p.ts'
 import type { CreateHostOptions, HostServices } from './libp2p.ts'
 import type { DialMap } from './transport/dial-map.ts'
@@ -83,13 +84,7 @@ export interface MemfabricNodeInit {
   allowPeers?: string[]
 }
 
-export class PeerUnreachableError extends MemfabricError {
-  constructor (message: string, options?: ErrorOptions) { super(message, 'ERR_PEER_UNREACHABLE', options) }
-}
-
-export class OutPathError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_OUT_PATH') }
-}
+export { PeerUnreachableError, OutPathError }
 
 export interface PullRequest {
   root: CID
@@ -158,7 +153,7 @@ export class MemfabricNode {
         providers: providerRecords({ db: records, source: (options) => repo.store.allPages(options) }),
         migrate: migrateOffer({
           onOffer: async (offer, from, options) => {
-            if (node == null) throw new MemfabricError('node is starting', 'ERR_NOT_STARTED')
+            if (node == null) throw new NotStartedError('node is starting')
             return node.acceptOffer(offer, from, options)
           }
         })

@@ -21,7 +21,7 @@ import { CarBlockIterator, CarWriter } from '@ipld/car'
 import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
 import type { AbortOptions } from '@libp2p/interface'
-import { BlockNotFoundError, InputFileError, MemfabricError, PageNotFoundError } from './errors.ts'
+import { BlockNotFoundError, CarBlockVerificationError, CarFormatError, InputFileError, PageNotFoundError } from './errors.ts'
 import { DAG_CBOR_CODE, decodeChunk, decodeRoot } from './manifest.ts'
 import { RAW_CODE, isPageCid, verifyBlock } from './page.ts'
 import { PAGE_SIZE } from './constants.ts'
@@ -32,15 +32,7 @@ const log = logger('memfabric:store:car')
 /** Pages read from or written to the store at once. */
 export const DEFAULT_CAR_BATCH = 256
 
-/** The CAR file is not an image this store can take (no single root, not a manifest, incomplete). */
-export class CarFormatError extends MemfabricError {
-  constructor (message: string, options?: ErrorOptions) { super(message, 'ERR_CAR_FORMAT', options) }
-}
-
-/** A block of the CAR file does not hash to its CID. */
-export class CarBlockVerificationError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_CAR_BLOCK_VERIFICATION') }
-}
+export { CarBlockVerificationError, CarFormatError }
 
 export interface CarOptions extends AbortOptions {
   /** Pages per store read/write (default DEFAULT_CAR_BATCH). */

@@ -1,60 +1,87 @@
 /**
  * Typed errors of the store. Callers branch on `code`; README lists every code.
+ * `MemfabricError` (the base of every error) lives in `common/errors.ts`; it is re-exported
+ * here for the importers that found it here first.
  */
-export class MemfabricError extends Error {
-  readonly code: string
+import { MemfabricError } from '../common/errors.ts'
 
-  constructor (message: string, code: string, options?: ErrorOptions) {
-    super(message, options)
-    this.name = new.target.name
-    this.code = code
-  }
-}
+export { MemfabricError }
 
 export class RepoNotFoundError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_REPO_NOT_FOUND') }
+  static readonly code = 'ERR_REPO_NOT_FOUND'
+  constructor (message: string) { super(message, RepoNotFoundError.code) }
 }
 
 export class RepoExistsError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_REPO_EXISTS') }
+  static readonly code = 'ERR_REPO_EXISTS'
+  constructor (message: string) { super(message, RepoExistsError.code) }
 }
 
+/** Another process holds the repository's lock; the message names its PID. */
 export class RepoLockedError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_REPO_LOCKED') }
+  static readonly code = 'ERR_REPO_LOCKED'
+  constructor (message: string) { super(message, RepoLockedError.code) }
 }
 
 export class RepoCorruptError extends MemfabricError {
-  constructor (message: string, options?: ErrorOptions) { super(message, 'ERR_REPO_CORRUPT', options) }
+  static readonly code = 'ERR_REPO_CORRUPT'
+  constructor (message: string, options?: ErrorOptions) { super(message, RepoCorruptError.code, options) }
+}
+
+/** A pack file ends before the byte its index names (readers retry twice: a pack may be rewritten under them). */
+export class ShortPackError extends MemfabricError {
+  static readonly code = 'ERR_SHORT_PACK'
+  constructor (message: string) { super(message, ShortPackError.code) }
 }
 
 export class ImageFormatError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_IMAGE_FORMAT') }
+  static readonly code = 'ERR_IMAGE_FORMAT'
+  constructor (message: string) { super(message, ImageFormatError.code) }
 }
 
 export class InputFileError extends MemfabricError {
-  constructor (message: string, options?: ErrorOptions) { super(message, 'ERR_INPUT_FILE', options) }
+  static readonly code = 'ERR_INPUT_FILE'
+  constructor (message: string, options?: ErrorOptions) { super(message, InputFileError.code, options) }
 }
 
 export class RefNotFoundError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_REF_NOT_FOUND') }
+  static readonly code = 'ERR_REF_NOT_FOUND'
+  constructor (message: string) { super(message, RefNotFoundError.code) }
 }
 
 export class InvalidRefError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_INVALID_REF') }
+  static readonly code = 'ERR_INVALID_REF'
+  constructor (message: string) { super(message, InvalidRefError.code) }
 }
 
 export class PageNotFoundError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_PAGE_NOT_FOUND') }
+  static readonly code = 'ERR_PAGE_NOT_FOUND'
+  constructor (message: string) { super(message, PageNotFoundError.code) }
 }
 
 export class PageVerificationError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_PAGE_VERIFICATION') }
+  static readonly code = 'ERR_PAGE_VERIFICATION'
+  constructor (message: string) { super(message, PageVerificationError.code) }
 }
 
 export class BlockNotFoundError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_BLOCK_NOT_FOUND') }
+  static readonly code = 'ERR_BLOCK_NOT_FOUND'
+  constructor (message: string) { super(message, BlockNotFoundError.code) }
 }
 
 export class StoreClosedError extends MemfabricError {
-  constructor (message = 'store is closed') { super(message, 'ERR_STORE_CLOSED') }
+  static readonly code = 'ERR_STORE_CLOSED'
+  constructor (message = 'store is closed') { super(message, StoreClosedError.code) }
+}
+
+/** The CAR file is not an image this store can take (no single root, not a manifest, incomplete). */
+export class CarFormatError extends MemfabricError {
+  static readonly code = 'ERR_CAR_FORMAT'
+  constructor (message: string, options?: ErrorOptions) { super(message, CarFormatError.code, options) }
+}
+
+/** A block of the CAR file does not hash to its CID. */
+export class CarBlockVerificationError extends MemfabricError {
+  static readonly code = 'ERR_CAR_BLOCK_VERIFICATION'
+  constructor (message: string) { super(message, CarBlockVerificationError.code) }
 }

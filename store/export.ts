@@ -17,7 +17,8 @@ import type { CID } from 'multiformats/cid'
 import { InputFileError, PageNotFoundError, PageVerificationError } from './errors.ts'
 import { INLINE_EXPORT_BATCH } from './options.ts'
 import { packName } from './pack.ts'
-import type { LevelPackStore } from './store.ts'
+import { MOVED_CODES } from './page-index.ts'
+import type { ExportContext } from './internal.ts'
 import type { ExportOptions } from './index.ts'
 import { digestToCid, sha256Digest } from './page.ts'
 import type { FileHandle } from 'node:fs/promises'
@@ -89,8 +90,6 @@ function dedupe (b: Batch): Distinct {
   return { count, of, first: first.subarray(0, count), packs: new Uint32Array(count), packOffsets: new Float64Array(count), pos: new Int32Array(count) }
 }
 
-const RETRY_CODES = ['ENOENT', 'EBADF', 'ERR_SHORT_PACK']
-
 /** Unused pages a coalesced pack read may run through to reach the next page it needs. */
 const MAX_GAP_PAGES = 4
 
@@ -111,9 +110,9 @@ export async function syncDir (dir: string): Promise<void> {
   }
 }
 
-export async function exportImage (store: LevelPackStore, ref: string | CID, outPath: string, options: ExportOptions = {}): Promise<void> {
-  const root = await store.resolve(ref, options)
-  const manifest = await store.readManifest(root, options)
+export async function exportImage (store: ExportContext, ref: string | CID, outPath: string, options: ExportOptions = {}): Promise<void> {
+  const root = await store.refs.resolve(ref, options)
+  const manifest = await store.manifests.read(root, options)
   const ps = manifest.pageSize
   const tmp = `${outPath}.tmp`
   let fh: FileHandle
@@ -153,7 +152,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     const nd = d.count
     const at = new Array<number>(nd)
     for (let k = 0; k < nd; k++) at[k] = d.first[k] * 32
-    const locs = await store.locate(b.digests, at)
+    const locs = await store.pages.locate(b.digests, at)
     const packs = d.packs
     const offsets = d.packOffsets
     for (let k = 0; k < nd; k++) {
@@ -227,7 +226,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
         if (res.error != null) {
           const err = Object.assign(new Error(res.error.message), { code: res.error.code })
           // gc may have moved pages to a new pack meanwhile: look them up again
-          if (res.error.write === true || attempt >= 2 || !RETRY_CODES.includes(res.error.code)) throw err
+          if (res.error.write === true || attempt >= 2 || !MOVED_CODES.includes(res.error.code)) throw err
           fds.clear()
           continue
         }
@@ -236,7 +235,7 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
           const i = d.first[k]
           const digest = b.digests.slice(i * 32, i * 32 + 32)
           // a page gc moved (its old pack's descriptor since reused) reads wrong: retry if it moved
-          const [now] = await store.lookup([digest])
+          const [now] = await store.pages.lookup([digest])
           if (attempt < 2 && now != null && (now.pack !== d.packs[k] || now.offset !== d.packOffsets[k])) {
             fds.clear()
             continue
@@ -275,10 +274,10 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
   let usingTable = false
   try {
     usingTable = true
-    await store.useTable(manifest.pages)
+    await store.tables.use(manifest.pages)
     await fh.truncate(total)
     let batch = newBatch(size)
-    for await (const c of store.slotArrays(root, options)) {
+    for await (const c of store.manifests.slotArrays(root, options)) {
       for (let i = 0; i < c.count; i++) {
         if (c.zero[i] === 1) {
           progress(c.lengths[i])
@@ -312,6 +311,6 @@ export async function exportImage (store: LevelPackStore, ref: string | CID, out
     await unlink(tmp).catch(() => {})
     throw err
   } finally {
-    if (usingTable) store.releaseTable()
+    if (usingTable) store.tables.release()
   }
 }

@@ -9,10 +9,11 @@ import { CID } from 'multiformats/cid'
 import type { AbortOptions } from '@libp2p/interface'
 import { RepoCorruptError } from './errors.ts'
 import { decodeChunkDigests, decodeRoot } from './manifest.ts'
-import { decodeLocation, packKey, packName } from './pack.ts'
+import { decodeLocation, packName } from './pack.ts'
 import type { PackEntry, PageLocation } from './pack.ts'
-import { delPageOp, putPageOp } from './store.ts'
-import type { LevelPackStore } from './store.ts'
+import { delPageOp, putPageOp } from './schema.ts'
+import type { IndexOp } from './schema.ts'
+import type { GcContext } from './internal.ts'
 import { digestToCid } from './page.ts'
 import type { GcResult } from './index.ts'
 
@@ -22,11 +23,11 @@ const SWEEP_BATCH = 8192
 /** Bytes copied per read while compacting. */
 const COPY_CHUNK = 8 * 1024 * 1024
 
-export async function collectGarbage (store: LevelPackStore, options: AbortOptions = {}): Promise<GcResult> {
+export async function collectGarbage (store: GcContext, options: AbortOptions = {}): Promise<GcResult> {
   return store.lock.run(async () => {
     store.checkOpen()
     // pages appended by imports in progress are leased; commit them so the sweep sees one index
-    await store.commitPending([], true)
+    await store.pending.commit([], true)
     const { pages: livePages, blocks: liveBlocks } = await mark(store, options)
     const removedPages = await sweepPages(store, livePages, options)
     await sweepBlocks(store, liveBlocks)
@@ -113,19 +114,19 @@ export class PageMarks {
   }
 }
 
-async function mark (store: LevelPackStore, options: AbortOptions): Promise<{ pages: PageMarks, blocks: Set<string> }> {
+async function mark (store: GcContext, options: AbortOptions): Promise<{ pages: PageMarks, blocks: Set<string> }> {
   const pages = new PageMarks()
   const blocks = new Set<string>()
   for (const lease of store.leases) {
     lease.pages.forEach((d, at) => { pages.add(d, at) })
     for (const k of lease.blocks) blocks.add(k)
   }
-  for await (const [key, rec] of store.pinsDb.iterator()) {
+  for await (const [key, rec] of store.index.pins.iterator()) {
     options.signal?.throwIfAborted()
     const complete = rec.state === 'complete'
     blocks.add(key)
     const root = CID.parse(key)
-    const bytes = await store.getBlock(root)
+    const bytes = await store.blocks.getBlock(root)
     if (bytes == null) {
       if (complete) throw new RepoCorruptError(`gc stopped: manifest ${key} of a pinned image is missing`)
       continue
@@ -134,7 +135,7 @@ async function mark (store: LevelPackStore, options: AbortOptions): Promise<{ pa
     for (const c of m.chunks) {
       const ck = c.toString()
       blocks.add(ck)
-      const cb = await store.getBlock(c)
+      const cb = await store.blocks.getBlock(c)
       if (cb == null) {
         if (complete) throw new RepoCorruptError(`gc stopped: manifest chunk ${ck} of image ${key} is missing`)
         continue
@@ -147,15 +148,15 @@ async function mark (store: LevelPackStore, options: AbortOptions): Promise<{ pa
   return { pages, blocks }
 }
 
-async function sweepPages (store: LevelPackStore, live: PageMarks, options: AbortOptions): Promise<number> {
+async function sweepPages (store: GcContext, live: PageMarks, options: AbortOptions): Promise<number> {
   let removed = 0
-  const it = store.pagesDb.iterator()
+  const it = store.index.pages.iterator()
   try {
     while (true) {
       options.signal?.throwIfAborted()
       const entries = await it.nextv(SWEEP_BATCH)
       if (entries.length === 0) break
-      const ops: any[] = []
+      const ops: IndexOp[] = []
       const dead: Uint8Array[] = []
       const deltas = new Map<number, PackEntry>()
       for (const [key, value] of entries) {
@@ -163,18 +164,18 @@ async function sweepPages (store: LevelPackStore, live: PageMarks, options: Abor
         const loc = decodeLocation(value)
         ops.push(delPageOp(key))
         dead.push(key)
-        const e = deltas.get(loc.pack) ?? { ...(store.packs.entries.get(loc.pack) ?? { size: 0, livePages: 0, liveBytes: 0 }) }
+        const e = deltas.get(loc.pack) ?? store.packs.entryCopy(loc.pack)
         e.livePages -= 1
         e.liveBytes -= loc.length
         deltas.set(loc.pack, e)
       }
       if (ops.length === 0) continue
-      for (const [id, e] of deltas) ops.push({ type: 'put', sublevel: store.packsDb, key: packKey(id), value: e })
-      await store.db.batch(ops)
+      for (const [id, e] of deltas) ops.push(store.index.putPack(id, e))
+      await store.index.write(ops)
       for (const [id, e] of deltas) store.packs.entries.set(id, e)
-      for (const d of dead) store.tableDelete(d)
+      for (const d of dead) store.tables.delete(d)
       removed += dead.length
-      if (store.hasListeners('pages:removed')) store.dispatchEvent(new CustomEvent('pages:removed', { detail: dead.map(d => digestToCid(d)) }))
+      if (store.events.hasListeners('pages:removed')) store.events.dispatchEvent(new CustomEvent('pages:removed', { detail: dead.map(d => digestToCid(d)) }))
     }
   } finally {
     await it.close()
@@ -182,15 +183,15 @@ async function sweepPages (store: LevelPackStore, live: PageMarks, options: Abor
   return removed
 }
 
-async function sweepBlocks (store: LevelPackStore, live: Set<string>): Promise<void> {
+async function sweepBlocks (store: GcContext, live: Set<string>): Promise<void> {
   const dead: string[] = []
-  for await (const key of store.blocks.keys()) {
-    if (!live.has(key) && !store.pendingBlocks.has(key)) dead.push(key)
+  for await (const key of store.blockFiles.keys()) {
+    if (!live.has(key) && !store.pending.blocks.has(key)) dead.push(key)
   }
-  await store.blocks.delete(dead)
+  await store.blockFiles.delete(dead)
 }
 
-async function compact (store: LevelPackStore, options: AbortOptions): Promise<number> {
+async function compact (store: GcContext, options: AbortOptions): Promise<number> {
   await store.packs.seal()
   const threshold = store.options.compactThreshold
   const candidates = new Set<number>()
@@ -198,7 +199,7 @@ async function compact (store: LevelPackStore, options: AbortOptions): Promise<n
   for (const [id, e] of [...store.packs.entries]) {
     if (e.livePages <= 0) {
       // nothing live: drop the entry first, then the file
-      await store.db.batch([{ type: 'del', sublevel: store.packsDb, key: packKey(id) }] as any, { sync: true })
+      await store.index.write([store.index.delPack(id)], true)
       await store.packs.remove(id)
       reclaimed += e.size
     } else if (e.liveBytes < e.size * threshold) {
@@ -207,7 +208,7 @@ async function compact (store: LevelPackStore, options: AbortOptions): Promise<n
   }
   if (candidates.size === 0) return reclaimed
   const live = new Map<number, Array<{ key: Uint8Array, loc: PageLocation }>>()
-  for await (const [key, value] of store.pagesDb.iterator()) {
+  for await (const [key, value] of store.index.pages.iterator()) {
     const loc = decodeLocation(value)
     if (!candidates.has(loc.pack)) continue
     const list = live.get(loc.pack) ?? []
@@ -220,7 +221,7 @@ async function compact (store: LevelPackStore, options: AbortOptions): Promise<n
     const pages = (live.get(id) ?? []).sort((a, b) => a.loc.offset - b.loc.offset)
     const { id: newId, fh } = await store.packs.create()
     let written = 0
-    const ops: any[] = []
+    const ops: IndexOp[] = []
     const moved: Array<{ key: Uint8Array, loc: PageLocation }> = []
     try {
       for (let i = 0; i < pages.length;) {
@@ -250,12 +251,12 @@ async function compact (store: LevelPackStore, options: AbortOptions): Promise<n
       await fh.close()
     }
     const entry: PackEntry = { size: written, livePages: pages.length, liveBytes: written }
-    ops.push({ type: 'put', sublevel: store.packsDb, key: packKey(newId), value: entry })
-    ops.push({ type: 'del', sublevel: store.packsDb, key: packKey(id) })
+    ops.push(store.index.putPack(newId, entry))
+    ops.push(store.index.delPack(id))
     // the new locations commit before the old pack goes away
-    await store.db.batch(ops, { sync: true })
+    await store.index.write(ops, true)
     store.packs.entries.set(newId, entry)
-    for (const m of moved) store.tableSet(m.key, m.loc)
+    for (const m of moved) store.tables.set(m.key, m.loc)
     await store.packs.remove(id)
     reclaimed += old.size - written
     log('compacted %s into %s: %d -> %d bytes', packName(id), packName(newId), old.size, written)

@@ -21,24 +21,16 @@ export interface Block {
 
 export type ChunkEntry = CID | number
 
-export interface ManifestRootNode {
-  format: 'raw' | 'elf'
-  size: number
-  pageSize: number
-  extents: Extent[]
-  pages: number
-  chunks: CID[]
-}
+/** What a manifest root block holds: the decoded {@link Manifest} without its own CID. */
+export type ManifestRootNode = Omit<Manifest, 'root'>
 
 export function encodeBlock (value: unknown): Block {
   const bytes = dagCbor.encode(value)
   return { cid: CID.createV1(DAG_CBOR_CODE, Digest.create(SHA256_CODE, sha256Digest(bytes))), bytes }
 }
 
-/** True if `bytes` hash to `cid` (any codec, sha2-256). */
-export function verifyBlock (cid: CID, bytes: Uint8Array): boolean {
-  return cid.multihash.code === SHA256_CODE && Buffer.from(sha256Digest(bytes)).equals(cid.multihash.digest)
-}
+// one check for pages and manifest blocks alike (any codec, sha2-256)
+export { verifyBlock } from './page.ts'
 
 export interface ChunkerOptions {
   modulus: number

@@ -7,6 +7,7 @@ import { mkdir, open, readdir, stat, truncate, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import type { FileHandle } from 'node:fs/promises'
+import { ShortPackError } from './errors.ts'
 
 const log = logger('memfabric:store:pack')
 
@@ -76,6 +77,18 @@ export class Packs {
   constructor (dir: string, maxSize: number) {
     this.dir = dir
     this.maxSize = maxSize
+  }
+
+  /** Committed pages over every pack (pending ones not counted). */
+  livePages (): number {
+    let n = 0
+    for (const e of this.entries.values()) n += e.livePages
+    return n
+  }
+
+  /** A copy of pack `id`'s entry to change and commit (an empty one for a pack not committed yet). */
+  entryCopy (id: number): PackEntry {
+    return { ...(this.entries.get(id) ?? { size: 0, livePages: 0, liveBytes: 0 }) }
   }
 
   path (id: number): string {
@@ -238,9 +251,7 @@ export class Packs {
     while (done < length) {
       const { bytesRead } = await fh.read(into, at + done, length - done, offset + done)
       if (bytesRead === 0) {
-        const err: any = new Error(`pack ${packName(id)} ends before byte ${offset + length}`)
-        err.code = 'ERR_SHORT_PACK'
-        throw err
+        throw new ShortPackError(`pack ${packName(id)} ends before byte ${offset + length}`)
       }
       done += bytesRead
     }

@@ -57,3 +57,16 @@ export function verifyBlock (cid: CID, bytes: Uint8Array): boolean {
   }
   return Buffer.from(sha256Digest(bytes)).equals(cid.multihash.digest)
 }
+
+const ZERO_DIGEST = sha256Digest(ZERO_PAGE)
+
+/** True if `digest` is the digest of the all-zero page (a page that is never stored). */
+export function isZeroDigest (digest: Uint8Array): boolean {
+  return Buffer.from(digest).equals(ZERO_DIGEST)
+}
+
+/** Map key of a digest: a 32-char latin1 string. */
+export function digestKey (digest: Uint8Array): string {
+  if (Buffer.isBuffer(digest)) return digest.toString('latin1')
+  return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1')
+}

@@ -6,14 +6,13 @@
 import { CID } from 'multiformats/cid'
 import type { AbortOptions } from '@libp2p/interface'
 import { decodeLocation, packName } from './pack.ts'
-import { digestKey } from './store.ts'
-import type { LevelPackStore } from './store.ts'
-import { digestToCid, verifyPage } from './page.ts'
+import type { VerifyContext } from './internal.ts'
+import { digestKey, digestToCid, verifyPage } from './page.ts'
 import type { VerifyResult } from './index.ts'
 
 const MAX_PROBLEMS = 1000
 
-export async function verifyStore (store: LevelPackStore, options: AbortOptions & { deep?: boolean } = {}): Promise<VerifyResult> {
+export async function verifyStore (store: VerifyContext, options: AbortOptions & { deep?: boolean } = {}): Promise<VerifyResult> {
   const problems: string[] = []
   const problem = (p: string): void => { if (problems.length < MAX_PROBLEMS) problems.push(p) }
   let images = 0
@@ -26,7 +25,7 @@ export async function verifyStore (store: LevelPackStore, options: AbortOptions 
     else if (size < e.size) problem(`pack ${packName(id)} has ${size} bytes, the index expects ${e.size}`)
   }
   const pins = new Set<string>()
-  for await (const [key, rec] of store.pinsDb.iterator()) {
+  for await (const [key, rec] of store.index.pins.iterator()) {
     options.signal?.throwIfAborted()
     images++
     pins.add(key)
@@ -34,7 +33,7 @@ export async function verifyStore (store: LevelPackStore, options: AbortOptions 
     const complete = rec.state === 'complete'
     try {
       const seen = new Set<string>()
-      for await (const slots of store.slotChunks(root, options)) {
+      for await (const slots of store.manifests.slotChunks(root, options)) {
         if (!complete) continue
         const fresh = slots.filter(s => {
           if (s.digest == null) return false
@@ -43,7 +42,7 @@ export async function verifyStore (store: LevelPackStore, options: AbortOptions 
           seen.add(k)
           return true
         })
-        const locs = await store.lookup(fresh.map(s => s.digest as Uint8Array))
+        const locs = await store.pages.lookup(fresh.map(s => s.digest as Uint8Array))
         locs.forEach((loc, i) => {
           pagesChecked++
           const s = fresh[i]
@@ -61,17 +60,17 @@ export async function verifyStore (store: LevelPackStore, options: AbortOptions 
       if (complete) problem(`image ${key}: manifest unreadable: ${err.message}`)
     }
   }
-  for await (const [name, root] of store.namesDb.iterator()) {
+  for await (const [name, root] of store.index.names.iterator()) {
     if (!pins.has(root)) problem(`name "${name}" points at ${root}, which is not pinned`)
   }
   if (options.deep === true) {
-    for await (const [key, value] of store.pagesDb.iterator()) {
+    for await (const [key, value] of store.index.pages.iterator()) {
       options.signal?.throwIfAborted()
       const loc = decodeLocation(value)
       const cid = digestToCid(key)
       const bytes = new Uint8Array(loc.length)
       try {
-        await store.readAt(loc, bytes)
+        await store.pages.readAt(loc, bytes)
         if (!verifyPage(cid, bytes)) problem(`page ${cid.toString()} in ${packName(loc.pack)} at ${loc.offset} does not match its CID`)
       } catch (err: any) {
         problem(`page ${cid.toString()} cannot be read from ${packName(loc.pack)}: ${err.message}`)

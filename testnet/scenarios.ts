@@ -15,7 +15,7 @@ import { zstdCompressSync, constants as zlibConstants } from 'node:zlib'
 import { logger } from '@libp2p/logger'
 import { DEFAULT_MIGRATION_OUT_DIR } from '../node/constants.ts'
 import type { MigrationReport, Tier, TierFigures } from '../node/migration/index.ts'
-import { MemfabricError } from '../store/errors.ts'
+import { ScenarioError } from './errors.ts'
 import { Chunker, encodeRoot } from '../store/manifest.ts'
 import type { Block } from '../store/manifest.ts'
 import { DEFAULT_CHUNK_MAX, DEFAULT_CHUNK_MIN, DEFAULT_CHUNK_MODULUS } from '../store/options.ts'
@@ -45,9 +45,7 @@ export const QUIET_MS = 750
 /** How long to wait for a quiet WAN at most, ms */
 export const QUIET_TIMEOUT_MS = 20_000
 
-export class ScenarioError extends MemfabricError {
-  constructor (message: string, options?: ErrorOptions) { super(message, 'ERR_SCENARIO', options) }
-}
+export { ScenarioError }
 
 export interface ImageFile {
   path: string

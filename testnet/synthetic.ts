@@ -25,7 +25,8 @@
  * ```
  */
 import { open } from 'node:fs/promises'
-import { ImageFormatError, MemfabricError } from '../store/errors.ts'
+import { ImageFormatError } from '../store/errors.ts'
+import { SyntheticOptionsError } from './errors.ts'
 import type { AbortOptions } from '@libp2p/interface'
 
 /** Page size of the images, bytes */
@@ -43,9 +44,7 @@ export const DEFAULT_FREED_FRACTION = 0.2
 /** Among changed non-zero pages: the share only partly rewritten (the rest is fully rewritten) */
 export const DEFAULT_PARTIAL_FRACTION = 0.4
 
-export class SyntheticOptionsError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_SYNTHETIC_INVALID_OPTIONS') }
-}
+export { SyntheticOptionsError }
 
 export interface TemplateOptions {
   /** Seed of the template: VMs of one family use the same seed and pages */

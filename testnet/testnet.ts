@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { logger } from '@libp2p/logger'
-import { MemfabricError } from '../store/errors.ts'
+import { TestnetError } from './errors.ts'
 import { HttpApiClient } from '../node/api/http-client.ts'
 import { readApiToken } from '../node/api/token.ts'
 import type { MemfabricApi, PeerSummary } from '../node/api/index.ts'
@@ -34,9 +34,7 @@ export const DEFAULT_STOP_TIMEOUT_MS = 5_000
 /** The `memfabric` executable the daemons run */
 export const BIN = fileURLToPath(new URL('../cli/bin.ts', import.meta.url))
 
-export class TestnetError extends MemfabricError {
-  constructor (message: string, options?: ErrorOptions) { super(message, 'ERR_TESTNET', options) }
-}
+export { TestnetError }
 
 export interface TestnetOptions {
   /** Number of sites, 1..26 (default DEFAULT_SITES) */

@@ -3,11 +3,9 @@
  * asks the caller over the call's stream and settles with the caller's answer.
  */
 import { randomUUID } from 'node:crypto'
-import { MemfabricError } from '../../store/errors.ts'
+import { InternalError } from '../../common/errors.ts'
+import { RemoteError } from './errors.ts'
 import type { CallbackAnswer, RpcLine } from './rpc.ts'
-
-/** The caller's callback failed; `code` is the caller's error code. */
-export class CallerError extends MemfabricError {}
 
 interface Pending {
   resolve(): void
@@ -44,7 +42,8 @@ export class PendingCallbacks {
     const pending = typeof answer.id === 'string' ? this.pending.get(answer.id) : undefined
     if (pending == null) return false
     if (answer.error != null) {
-      pending.reject(new CallerError(String(answer.error.message ?? 'callback failed'), String(answer.error.code ?? 'ERR_CALLBACK')))
+      // the caller's failure, relayed with the caller's code (e.g. ERR_PAUSE_COMMAND)
+      pending.reject(new RemoteError(String(answer.error.message ?? 'callback failed'), String(answer.error.code ?? InternalError.code)))
     } else {
       pending.resolve()
     }

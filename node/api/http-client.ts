@@ -1,23 +1,10 @@
-import { MemfabricError } from '../../store/errors.ts'
+import { InternalError } from '../../common/errors.ts'
+import { ApiRequestError, ApiTruncatedError, DaemonUnreachableError, RemoteError } from './errors.ts'
 import { API_METHODS, API_PREFIX, CALLBACK_PATH } from './rpc.ts'
 import type { CallbackAnswer, RpcLine } from './rpc.ts'
 import type { MemfabricApi } from './index.ts'
 
-/** An error the daemon reported; `code` is the daemon-side error's code. */
-export class RemoteError extends MemfabricError {}
-
-export class DaemonUnreachableError extends MemfabricError {
-  constructor (url: string, options?: ErrorOptions) {
-    super(`daemon at ${url} does not answer`, 'ERR_DAEMON_UNREACHABLE', options)
-  }
-}
-
-/** The daemon refused the credential (none, or not its token). */
-export class ApiUnauthorizedError extends MemfabricError {
-  constructor (url: string) {
-    super(`the daemon at ${url} refused this caller: it needs the token in <repo>/api.token (readable only by the daemon's user) or --api-token`, 'ERR_API_UNAUTHORIZED')
-  }
-}
+export { DaemonUnreachableError, RemoteError }
 
 type Callback = () => Promise<void> | void
 
@@ -65,7 +52,7 @@ export class HttpApiClient {
     wireArgs[optionsArg] = rest
     const response = await this.post(`${API_PREFIX}${method}`, wireArgs, signal ?? callSignal)
     if (!response.ok || response.body == null) {
-      throw new RemoteError(`daemon refused ${method}: HTTP ${response.status} ${await response.text()}`.trim(), 'ERR_API_REQUEST')
+      throw new ApiRequestError(`daemon refused ${method}: HTTP ${response.status} ${await response.text()}`.trim())
     }
     const decoder = new TextDecoder()
     let buffered = ''
@@ -87,17 +74,17 @@ export class HttpApiClient {
         }
       }
     }
-    throw new RemoteError(`daemon closed the ${method} call without an answer`, 'ERR_API_TRUNCATED')
+    throw new ApiTruncatedError(`daemon closed the ${method} call without an answer`)
   }
 
   /** Run the caller's callback and post its outcome; a failure to post ends the call from the daemon's side. */
   private async runCallback (fn: Callback | undefined, callback: { id: string, name: string }, signal?: AbortSignal): Promise<void> {
     let answer: CallbackAnswer = { id: callback.id }
     try {
-      if (fn == null) throw new RemoteError(`the daemon called back '${callback.name}', which this call did not give`, 'ERR_API_CALLBACK')
+      if (fn == null) throw new InternalError(`the daemon called back '${callback.name}', which this call did not give`)
       await fn()
     } catch (err: any) {
-      answer = { id: callback.id, error: { code: err.code ?? 'ERR_CALLBACK', message: err.message ?? String(err) } }
+      answer = { id: callback.id, error: { code: err.code ?? InternalError.code, message: err.message ?? String(err) } }
     }
     await this.post(CALLBACK_PATH, answer, signal).then(async r => { await r.body?.cancel() }, () => {})
   }
@@ -120,7 +107,7 @@ export class HttpApiClient {
     }
     if (response.status === 401) {
       await response.body?.cancel()
-      throw new ApiUnauthorizedError(this.url)
+      throw new ApiRequestError(`the daemon at ${this.url} refused this caller: it needs the token in <repo>/api.token (readable only by the daemon's user) or --api-token`)
     }
     return response
   }

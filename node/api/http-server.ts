@@ -2,7 +2,8 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { isAbsolute } from 'node:path'
 import { logger } from '@libp2p/logger'
-import { MemfabricError } from '../../store/errors.ts'
+import { InternalError } from '../../common/errors.ts'
+import { ApiBindError } from './errors.ts'
 import { API_METHODS, API_PREFIX, CALLBACK_PATH, MAX_REQUEST_BODY } from './rpc.ts'
 import type { CallbackAnswer, MethodSpec, RpcLine } from './rpc.ts'
 import { bearerMatches } from './token.ts'
@@ -21,9 +22,7 @@ export interface ApiServerInit {
   token: string
 }
 
-export class ApiBindError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_API_BIND') }
-}
+export { ApiBindError }
 
 type Handler = (...args: any[]) => Promise<unknown>
 
@@ -139,7 +138,7 @@ export class ApiServer {
       const result = await this.api[method](...args)
       write({ result: result ?? null })
     } catch (err: any) {
-      write({ error: { code: err.code ?? 'ERR_INTERNAL', message: err.message ?? String(err) } })
+      write({ error: { code: err.code ?? InternalError.code, message: err.message ?? String(err) } })
     }
     res.end()
   }

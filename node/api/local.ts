@@ -4,7 +4,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import { Repo } from '../../store/repo.ts'
-import { MemfabricError } from '../../store/errors.ts'
+import { DaemonNotRunningError } from './errors.ts'
 import type { ImageInfo } from '../../store/index.ts'
 import { exportCar, importCar } from '../../store/car.ts'
 import type { StoreOptions } from '../../store/options.ts'
@@ -13,12 +13,7 @@ import type {
   CarSummary, ImageDetails, ImageSummary, ImportSummary, MemfabricApi, MigrateOptions, MigrationSummary, NodeIdentity, PeerSummary, ProgressOptions
 } from './index.ts'
 
-/** A network operation was asked of a repository that no daemon holds. */
-export class DaemonNotRunningError extends MemfabricError {
-  constructor (dir: string) {
-    super(`no daemon is running on repository ${dir}; start one with \`memfabric daemon\``, 'ERR_NO_DAEMON')
-  }
-}
+export { DaemonNotRunningError }
 
 function summary (info: ImageInfo): ImageSummary {
   return {

@@ -5,6 +5,7 @@ import { DEFAULT_LIVE_MAX_ROUNDS, DEFAULT_LIVE_MIN_DIRTY_PAGES } from '../consta
 import type { MigrationReport } from './index.ts'
 
 const log = logger('memfabric:live')
+
 export interface LiveRound {
   round: number
   root: string

@@ -3,12 +3,15 @@ import type { AbortOptions, Connection, Logger, PeerId, Startable, Stream } from
 import { lpStream } from '@libp2p/utils'
 import type { CID } from 'multiformats/cid'
 import { verifyBlock } from '../../store/page.ts'
+import { frameSignal } from '../shared/frame-timeout.ts'
+import { handleProtocol } from '../shared/handle-protocol.ts'
+import { protocolId } from '../shared/protocol-id.ts'
 import { decodeRequest, decodeResponses, encodeRequest, encodeResponse, groupResponses } from './codec.ts'
 import {
   DEFAULT_ZSTD_LEVEL, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_TIMEOUT, MAX_CIDS_PER_REQUEST, MAX_FRAME_SIZE,
   PROTOCOL_NAME, PROTOCOL_PREFIX, PROTOCOL_VERSION
 } from './constants.ts'
-import { BlockVerificationError, PeerNotAllowedError } from './errors.ts'
+import { PeerMisbehavedError, PeerNotAllowedError } from './errors.ts'
 import type { BlockExchangeComponents, BlockExchangeInit, BlockFetchOptions, BlockFetchResult } from './index.ts'
 
 /** Serves manifest blocks by CID and fetches them verified. */
@@ -23,7 +26,7 @@ export class BlockExchange implements Startable {
   constructor (components: BlockExchangeComponents, init: BlockExchangeInit) {
     this.components = components
     this.init = init
-    this.protocol = `/${init.protocolPrefix ?? PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
+    this.protocol = protocolId(init.protocolPrefix ?? PROTOCOL_PREFIX, PROTOCOL_NAME, PROTOCOL_VERSION)
     this.timeout = init.timeout ?? DEFAULT_TIMEOUT
     this.log = components.logger.forComponent('memfabric:blocks')
   }
@@ -32,16 +35,15 @@ export class BlockExchange implements Startable {
   readonly [serviceCapabilities] = ['@memfabric/blocks']
 
   async start (): Promise<void> {
-    await this.components.registrar.handle(this.protocol, (stream, connection) => {
+    await handleProtocol(this.components.registrar, this.protocol, async (stream, connection) => {
       if (this.init.allowPeer != null && !this.init.allowPeer(connection.remotePeer)) {
         this.log('peer %p is not on the allow-list, refusing its block stream', connection.remotePeer)
         stream.abort(new PeerNotAllowedError(`peer ${connection.remotePeer} may not fetch blocks`))
         return
       }
-      this.serve(stream, connection).catch(err => {
-        this.log('serving %p failed - %e', connection.remotePeer, err)
-        stream.abort(err)
-      })
+      await this.serve(stream, connection)
+    }, (err, connection) => {
+      this.log('serving %p failed - %e', connection.remotePeer, err)
     }, { maxInboundStreams: DEFAULT_MAX_INBOUND_STREAMS, maxOutboundStreams: DEFAULT_MAX_OUTBOUND_STREAMS })
     this.started = true
   }
@@ -64,10 +66,10 @@ export class BlockExchange implements Startable {
       try {
         const lp = lpStream(stream, { maxDataLength: MAX_FRAME_SIZE })
         const zstd = options.compress === true
-        await lp.write(encodeRequest(zstd ? { cids: batch, zstd } : { cids: batch }), { signal: this.frameSignal(options.signal) })
+        await lp.write(encodeRequest(zstd ? { cids: batch, zstd } : { cids: batch }), { signal: frameSignal(this.timeout, options.signal) })
         let next = 0
         while (next < batch.length) {
-          const frame = await lp.read({ signal: this.frameSignal(options.signal) })
+          const frame = await lp.read({ signal: frameSignal(this.timeout, options.signal) })
           result.wireBytes += frame.byteLength
           for (const { bytes } of decodeResponses(frame, zstd, batch.length - next)) {
             const cid = batch[next++]
@@ -76,7 +78,7 @@ export class BlockExchange implements Startable {
               continue
             }
             if (!verifyBlock(cid, bytes)) {
-              throw new BlockVerificationError(`peer ${peer} sent a block that does not match ${cid}`)
+              throw new PeerMisbehavedError(peer.toString(), `sent a block that does not match ${cid}`)
             }
             result.received.push(cid)
             options.onBlock?.(cid, bytes)
@@ -103,10 +105,5 @@ export class BlockExchange implements Startable {
     await lp.writeV(frames, { signal: AbortSignal.timeout(this.timeout) })
     await stream.close({ signal: AbortSignal.timeout(this.timeout) })
     this.log.trace('served %d blocks to %p', cids.length, connection.remotePeer)
-  }
-
-  private frameSignal (signal?: AbortSignal): AbortSignal {
-    const timer = AbortSignal.timeout(this.timeout)
-    return signal == null ? timer : AbortSignal.any([timer, signal])
   }
 }

@@ -1,15 +1,13 @@
-import { MemfabricError } from '../../store/errors.ts'
+/** Typed errors of the block exchange. Callers branch on `code`. */
+import { MemfabricError } from '../../common/errors.ts'
+
+/**
+ * A peer that sends a block not hashing to its CID is a `PeerMisbehavedError`
+ * (ERR_PEER_MISBEHAVED), the page exchange's condition; `BlockVerificationError` is its former name.
+ */
+export { PeerMisbehavedError, PeerMisbehavedError as BlockVerificationError, PeerNotAllowedError } from '../errors.ts'
 
 export class InvalidBlockMessageError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_INVALID_BLOCK_MESSAGE') }
-}
-
-/** A peer sent a block that does not hash to its CID, or broke the protocol. */
-export class BlockVerificationError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_PEER_MISBEHAVED') }
-}
-
-/** (server side, sent as a stream reset) the peer is not on the node's allow-list. */
-export class PeerNotAllowedError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_PEER_NOT_ALLOWED') }
+  static readonly code = 'ERR_INVALID_BLOCK_MESSAGE'
+  constructor (message: string) { super(message, InvalidBlockMessageError.code) }
 }

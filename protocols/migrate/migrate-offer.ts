@@ -2,6 +2,9 @@ import { serviceCapabilities } from '@libp2p/interface'
 import type { AbortOptions, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { lpStream } from '@libp2p/utils'
+import { frameSignal } from '../shared/frame-timeout.ts'
+import { handleProtocol } from '../shared/handle-protocol.ts'
+import { protocolId } from '../shared/protocol-id.ts'
 import { decodeAnswer, decodeOffer, encodeAnswer, encodeOffer } from './codec.ts'
 import type { Offer } from './codec.ts'
 import {
@@ -25,7 +28,7 @@ export class MigrateOffer implements Startable {
   constructor (components: MigrateOfferComponents, init: MigrateOfferInit) {
     this.components = components
     this.init = init
-    this.protocol = `/${init.protocolPrefix ?? PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
+    this.protocol = protocolId(init.protocolPrefix ?? PROTOCOL_PREFIX, PROTOCOL_NAME, PROTOCOL_VERSION)
     this.log = components.logger.forComponent('memfabric:migrate')
   }
 
@@ -33,11 +36,8 @@ export class MigrateOffer implements Startable {
   readonly [serviceCapabilities] = ['@memfabric/migrate']
 
   async start (): Promise<void> {
-    await this.components.registrar.handle(this.protocol, (stream, connection) => {
-      this.handle(stream, connection).catch(err => {
-        this.log.error('offer from %p failed - %e', connection.remotePeer, err)
-        stream.abort(err)
-      })
+    await handleProtocol(this.components.registrar, this.protocol, async (stream, connection) => this.handle(stream, connection), (err, connection) => {
+      this.log.error('offer from %p failed - %e', connection.remotePeer, err)
     }, { maxInboundStreams: DEFAULT_MAX_INBOUND_STREAMS })
     this.started = true
   }
@@ -58,8 +58,7 @@ export class MigrateOffer implements Startable {
       const lp = lpStream(stream, { maxDataLength: MAX_FRAME_SIZE })
       await lp.write(encodeOffer(offer), { signal: options.signal })
       while (true) {
-        const timer = AbortSignal.timeout(this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT)
-        const answer = decodeAnswer(await lp.read({ signal: options.signal == null ? timer : AbortSignal.any([timer, options.signal]) }))
+        const answer = decodeAnswer(await lp.read({ signal: frameSignal(this.init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT, options.signal) }))
         if ('progress' in answer) {
           options.onProgress?.(answer.progress)
         } else if ('report' in answer) {

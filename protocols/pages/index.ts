@@ -35,8 +35,8 @@ export * from './constants.ts'
 export * from './errors.ts'
 export { PageExchange }
 export type { Compression, ManifestPatch }
-export type { ThinManifest } from './thin.ts'
-export { THIN_ENTRY_BYTES, THIN_PAGE, THIN_ZERO_RUN, zeroRunLength } from './thin.ts'
+export type { ThinManifest } from './codec/thin-frames.ts'
+export { THIN_ENTRY_BYTES, THIN_PAGE, THIN_ZERO_RUN, zeroRunLength } from './codec/thin-frames.ts'
 
 /** What the service needs from libp2p (a narrow view of its components). */
 export interface PageExchangeComponents {
@@ -73,7 +73,7 @@ export interface PageExchangeInit {
   window?: number
   /** Server: zstd level for requests that ask for compression (default DEFAULT_ZSTD_LEVEL = 8). */
   zstdLevel?: number
-  /** Server: the slots of image `root` in order (for thin manifests, see thin.ts); it may throw when the image is not held. */
+  /** Server: the slots of image `root` in order (for thin manifests, see codec/thin-frames.ts); it may throw when the image is not held. */
   slots?(root: CID, options: AbortOptions): AsyncIterable<{ cid?: CID | null }>
   /** Server: how image `root` differs from the older image used as its basis (see codec.ts), or undefined. */
   patch?(root: CID, options: AbortOptions): Promise<ManifestPatch | undefined>

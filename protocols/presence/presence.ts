@@ -4,30 +4,26 @@
  */
 import { logger } from '@libp2p/logger'
 import { lpStream } from '@libp2p/utils'
-import { isPeerId } from '@libp2p/interface'
 import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
 import { isPageCid } from '../../store/page.ts'
 import type { PageStore } from '../../store/index.ts'
-import { withIdleTimeout } from '../pages/timeout.ts'
+import { readAnswer, readFrame } from '../shared/frame-timeout.ts'
+import { misbehavedFor } from '../shared/misbehaved.ts'
+import { OpenStreams } from '../shared/open-streams.ts'
+import { peerKey } from '../shared/peer-key.ts'
+import { RequestIds } from '../shared/request-ids.ts'
+import { ServiceLifecycle } from '../shared/service-lifecycle.ts'
 import {
   DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CIDS_PER_QUERY, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS,
   DEFAULT_MAX_REQUEST_FRAME_LENGTH, DEFAULT_MAX_STREAMS_PER_PEER, DEFAULT_MAX_RESPONSE_FRAME_LENGTH, DEFAULT_WINDOW, PRESENCE_PROTOCOL
 } from './constants.ts'
 import { decodeRequest, decodeResponse, encodeRequest, encodeResponse, fromBitmap } from './codec.ts'
-import { InvalidPageCidError, NotStartedError, PeerMisbehavedError, TooManyStreamsError, TransferTimeoutError } from './errors.ts'
+import { InvalidPageCidError, NotStartedError, TransferTimeoutError } from './errors.ts'
 import type { PresenceComponents, PresenceCounters, PresenceInit, QueryOptions } from './index.ts'
 
 const log = logger('memfabric:presence')
-const MAX_REQUEST_ID = 0xffffffff
-
-function peerKey (peer: PeerId | Multiaddr): string {
-  if (isPeerId(peer)) {
-    return peer.toString()
-  }
-  return peer.getComponents().findLast(c => c.name === 'p2p')?.value ?? peer.toString()
-}
 
 export class Presence implements Startable {
   readonly protocol = PRESENCE_PROTOCOL
@@ -38,17 +34,12 @@ export class Presence implements Startable {
   private readonly maxCids: number
   private readonly maxRequestFrameLength: number
   private readonly maxResponseFrameLength: number
-  private readonly maxStreamsPerPeer: number
-  private readonly maxInboundStreams: number
-  private readonly maxOutboundStreams: number
   private readonly idleTimeout: number
   private readonly window: number
-  private readonly streams = new Set<Stream>()
-  private readonly streamsPerPeer = new Map<string, number>()
-  private nextId = 0
-  private started = false
-  /** Aborted by stop(): ends every pending read and store call of this service. */
-  private shutdown = new AbortController()
+  private readonly streams: OpenStreams
+  private readonly ids = new RequestIds()
+  /** Its signal, aborted by stop(), ends every pending read and store call of this service. */
+  private readonly lifecycle: ServiceLifecycle
 
   constructor (components: PresenceComponents, init: PresenceInit) {
     this.components = components
@@ -56,68 +47,43 @@ export class Presence implements Startable {
     this.maxCids = init.maxCidsPerQuery ?? DEFAULT_MAX_CIDS_PER_QUERY
     this.maxRequestFrameLength = init.maxRequestFrameLength ?? DEFAULT_MAX_REQUEST_FRAME_LENGTH
     this.maxResponseFrameLength = init.maxResponseFrameLength ?? DEFAULT_MAX_RESPONSE_FRAME_LENGTH
-    this.maxStreamsPerPeer = init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER
-    this.maxInboundStreams = init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS
-    this.maxOutboundStreams = init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
+    this.streams = new OpenStreams({ name: 'presence', maxStreamsPerPeer: init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER, log })
     this.idleTimeout = init.idleTimeout ?? DEFAULT_IDLE_TIMEOUT
     this.window = init.window ?? DEFAULT_WINDOW
+    this.lifecycle = new ServiceLifecycle({
+      registrar: components.registrar,
+      protocol: this.protocol,
+      handler: (stream, connection) => { this.onStream(stream, connection) },
+      maxInboundStreams: init.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
+      maxOutboundStreams: init.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS,
+      streams: this.streams,
+      stopped: () => new NotStartedError('presence stopped')
+    })
   }
 
   readonly [Symbol.toStringTag] = '@memfabric/presence'
 
   isStarted (): boolean {
-    return this.started
+    return this.lifecycle.isStarted()
   }
 
   async start (): Promise<void> {
-    if (this.started) {
-      return
-    }
-    this.shutdown = new AbortController()
-    await this.components.registrar.handle(this.protocol, (stream, connection) => { this.onStream(stream, connection) }, {
-      maxInboundStreams: this.maxInboundStreams,
-      maxOutboundStreams: this.maxOutboundStreams
-    })
-    this.started = true
+    await this.lifecycle.start()
   }
 
   async stop (): Promise<void> {
-    if (!this.started) {
+    if (!this.lifecycle.isStarted()) {
       return
     }
-    this.started = false
-    this.shutdown.abort(new NotStartedError('presence stopped'))
-    await this.components.registrar.unhandle(this.protocol)
-    for (const stream of this.streams) {
-      stream.abort(new NotStartedError('presence stopped'))
-    }
-    this.streams.clear()
-    this.streamsPerPeer.clear()
+    await this.lifecycle.stop()
+    this.streams.clearPeers()
   }
 
   private onStream (stream: Stream, connection: Connection): void {
     const peer = connection.remotePeer.toString()
-    // libp2p's limit is per connection; a peer with many connections is held here
-    const open = this.streamsPerPeer.get(peer) ?? 0
-    if (open >= this.maxStreamsPerPeer) {
+    if (!this.streams.serveInbound(stream, peer, async () => this.serve(stream, peer))) {
       this.counters.refused++
-      log('peer %s has %d presence streams open, refusing another', peer, open)
-      stream.abort(new TooManyStreamsError(`peer ${peer} has ${open} presence streams open`))
-      return
     }
-    this.streamsPerPeer.set(peer, open + 1)
-    this.streams.add(stream)
-    this.serve(stream, peer)
-      .catch(err => {
-        log.error('serving %s failed - %e', peer, err)
-        stream.abort(err)
-      })
-      .finally(() => {
-        this.streams.delete(stream)
-        const n = (this.streamsPerPeer.get(peer) ?? 1) - 1
-        if (n <= 0) this.streamsPerPeer.delete(peer)
-        else this.streamsPerPeer.set(peer, n)
-      })
   }
 
   /** Answer queries in order until the client closes its end; one at a time is back-pressure. */
@@ -129,7 +95,7 @@ export class Presence implements Startable {
     while (true) {
       let frame
       try {
-        frame = await withIdleTimeout(lp.read(), this.idleTimeout, () => new TransferTimeoutError(peer, this.idleTimeout), this.shutdown.signal)
+        frame = await readFrame(lp, peer, this.idleTimeout, this.lifecycle.signal)
       } catch (err: any) {
         if (err?.name === 'UnexpectedEOFError') {
           break
@@ -154,7 +120,7 @@ export class Presence implements Startable {
 
   /** For each CID, whether `peer` holds its page (in order). */
   async query (peer: PeerId | Multiaddr, cids: CID[], options: QueryOptions = {}): Promise<boolean[]> {
-    if (!this.started) {
+    if (!this.lifecycle.isStarted()) {
       throw new NotStartedError()
     }
     for (const cid of cids) {
@@ -166,7 +132,7 @@ export class Presence implements Startable {
       return []
     }
     const remote = peerKey(peer)
-    const signal = AbortSignal.any(options.signal == null ? [this.shutdown.signal] : [options.signal, this.shutdown.signal])
+    const signal = AbortSignal.any(options.signal == null ? [this.lifecycle.signal] : [options.signal, this.lifecycle.signal])
     const idleTimeout = options.idleTimeout ?? this.idleTimeout
     const window = options.window ?? this.window
     const out: boolean[] = new Array(cids.length)
@@ -174,10 +140,7 @@ export class Presence implements Startable {
     for (let i = 0; i < cids.length; i += this.maxCids) {
       batches.push({ start: i, cids: cids.slice(i, i + this.maxCids) })
     }
-    const misbehaved = (reason: string, cause?: unknown): PeerMisbehavedError => {
-      this.counters.misbehaved++
-      return new PeerMisbehavedError(remote, reason, cause == null ? undefined : { cause })
-    }
+    const misbehaved = misbehavedFor(remote, () => { this.counters.misbehaved++ })
 
     const stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal })
     this.streams.add(stream)
@@ -192,8 +155,7 @@ export class Presence implements Startable {
       const frames: Uint8Array[] = []
       while (inflight.length < window && next < batches.length) {
         const batch = batches[next++]
-        const id = this.nextId
-        this.nextId = this.nextId === MAX_REQUEST_ID ? 0 : this.nextId + 1
+        const id = this.ids.take()
         inflight.push({ id, ...batch })
         frames.push(encodeRequest({ id, cids: batch.cids }))
         this.counters.queriesSent++
@@ -206,19 +168,14 @@ export class Presence implements Startable {
     try {
       await sendMore()
       while (inflight.length > 0) {
-        let frame
-        try {
-          frame = await withIdleTimeout(lp.read(), idleTimeout, () => new TransferTimeoutError(remote, idleTimeout), signal)
-        } catch (err: any) {
-          if (err instanceof TransferTimeoutError) {
-            this.counters.timeouts++
-            throw err
-          }
-          if (signal.aborted) {
-            throw signal.reason
-          }
-          throw misbehaved(`presence stream failed with ${inflight.length} queries unanswered: ${err?.message}`, err)
-        }
+        const frame = await readAnswer(lp, {
+          peer: remote,
+          timeout: idleTimeout,
+          signal,
+          misbehaved,
+          onTimeout: () => { this.counters.timeouts++ },
+          failure: err => `presence stream failed with ${inflight.length} queries unanswered: ${err?.message}`
+        })
         let res
         try {
           res = decodeResponse(frame, this.maxCids)

@@ -27,6 +27,7 @@ import {
   KEY_LENGTH, MAX_KEYS_PER_MESSAGE, MAX_ADDRS_PER_PEER, MAX_ADDR_LENGTH, MAX_PEER_ID_LENGTH,
   MAX_PROVIDERS_PER_KEY_RESPONSE, MAX_RECORD_TTL
 } from './constants.ts'
+import { bytesKey } from './utils.ts'
 
 export interface AddRequest {
   readonly type: 'add'
@@ -181,4 +182,20 @@ export function packKeys (keys: Uint8Array[]): Uint8Array {
     out.set(keys[i], i * KEY_LENGTH)
   }
   return out
+}
+
+/**
+ * The `peers` table and `providers` index lists of a providers answer, from each key's list of
+ * provider peer ids: a peer listed under many keys is in the table once.
+ */
+export function indexProviders (lists: Uint8Array[][]): { peers: Uint8Array[], providers: number[][] } {
+  const peers: Uint8Array[] = []
+  const index = new Map<string, number>()
+  const providers = lists.map(list => list.map(p => {
+    const k = bytesKey(p)
+    let i = index.get(k)
+    if (i == null) { index.set(k, i = peers.length); peers.push(p) }
+    return i
+  }))
+  return { peers, providers }
 }

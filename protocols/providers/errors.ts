@@ -9,37 +9,23 @@
  * | ERR_NOT_STARTED             | the service was used before `start()` / after `stop()`  |
  * | ERR_RECORD_STORE            | the level backend failed                                |
  */
+import { MemfabricError } from '../../common/errors.ts'
 
-export class InvalidMessageError extends Error {
-  static readonly code = 'ERR_INVALID_MESSAGE'
-  readonly code = InvalidMessageError.code
-  override name = 'InvalidMessageError'
-}
+export { InvalidMessageError, NotStartedError } from '../errors.ts'
 
-export class UnsupportedCidError extends Error {
+export class UnsupportedCidError extends MemfabricError {
   static readonly code = 'ERR_UNSUPPORTED_CID'
-  readonly code = UnsupportedCidError.code
-  override name = 'UnsupportedCidError'
+  constructor (message: string) { super(message, UnsupportedCidError.code) }
 }
 
-export class ProtocolError extends Error {
+export class ProtocolError extends MemfabricError {
   static readonly code = 'ERR_PROTOCOL'
-  readonly code = ProtocolError.code
+  // the class name alone would not say which protocol in a log line
   override name = 'ProvidersProtocolError'
+  constructor (message: string) { super(message, ProtocolError.code) }
 }
 
-export class NotStartedError extends Error {
-  static readonly code = 'ERR_NOT_STARTED'
-  readonly code = NotStartedError.code
-  override name = 'NotStartedError'
-}
-
-export class RecordStoreError extends Error {
+export class RecordStoreError extends MemfabricError {
   static readonly code = 'ERR_RECORD_STORE'
-  readonly code = RecordStoreError.code
-  override name = 'RecordStoreError'
-
-  constructor (message: string, options?: ErrorOptions) {
-    super(message, options)
-  }
+  constructor (message: string, options?: ErrorOptions) { super(message, RecordStoreError.code, options) }
 }

@@ -19,6 +19,7 @@
  */
 import type { AbstractLevel } from 'abstract-level'
 import type { AbortOptions, PeerId, PeerStore, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+import type { KadDHT } from '@libp2p/kad-dht'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { CID } from 'multiformats/cid'
 import { ProviderRecords } from './provider-records.ts'
@@ -29,6 +30,9 @@ export { RecordStore } from './record-store.ts'
 export { recordKey } from './keyspace.ts'
 export type { RecordStoreInit } from './record-store.ts'
 export { ProviderRecords }
+
+/** What the service uses of kad-dht: closest-peers lookups, and how many peers one returns (`k`). */
+export type ProvidersDht = Pick<KadDHT, 'k' | 'getClosestPeers'>
 
 /** What the service needs from libp2p (a narrow view of its components). */
 export interface ProviderRecordsComponents {
@@ -44,6 +48,11 @@ export interface ProviderRecordsComponents {
   addressManager: {
     getAddresses(): Multiaddr[]
   }
+  /**
+   * The node's kad-dht: libp2p puts each service in the components under its service name,
+   * and the host names its DHT `dht` (node/libp2p.ts). Read when first used, not at creation.
+   */
+  dht: ProvidersDht
 }
 
 export interface ProviderRecordsInit {
@@ -81,8 +90,6 @@ export interface ProviderRecordsInit {
   maxInboundStreams?: number
   /** Outbound streams per connection (default DEFAULT_MAX_OUTBOUND_STREAMS = 64). */
   maxOutboundStreams?: number
-  /** Name of the kad-dht service on the node (default 'dht'). */
-  dhtService?: string
   /** Clock in ms, for tests (default Date.now). */
   now?: () => number
 }

@@ -19,35 +19,24 @@
  * A key holds at most one entry per provider; GET returns the `maxProvidersPerKey` that expire
  * last, and the sweep trims keys above it.
  *
- * Records of earlier versions are converted or dropped by `load()`: lists of the previous
- * layout (sublevel `q`, `[u32 peer number][f64 expiry]` per provider under the 16-byte key)
- * become entries; records of the one before (`r`, peer ids in the values) are deleted, and
- * their providers re-announce everything at start.
+ * Records of earlier versions (sublevels `q` and `r`) are converted or dropped by `load()`
+ * (record-store-upgrade.ts).
  */
 import * as dagCbor from '@ipld/dag-cbor'
-import type { AbstractLevel, AbstractSublevel } from 'abstract-level'
 import type { AbortOptions } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { RecordStoreError } from './errors.ts'
 import { KeyFilter } from './key-filter.ts'
 import { DEFAULT_MAX_PROVIDERS_PER_KEY, KEY_LENGTH, MAX_ADDRS_PER_PEER, MAX_PROVIDERS_PER_KEY_RESPONSE } from './constants.ts'
+import { ENTRY_KEY_LENGTH, EXPIRY_LENGTH, LOAD_CHUNK, PEER_NUMBER_LENGTH, entryKeys, entryPeer, rawSublevel, readExpiry } from './record-layout.ts'
+import type { Db, Sub } from './record-layout.ts'
+import { RecordStoreUpgrade } from './record-store-upgrade.ts'
 
 const log = logger('memfabric:providers:store')
 
-const PEER_NUMBER_LENGTH = 4
-/** An entry's level key after the sublevel prefix: record key, then peer number. */
-const ENTRY_KEY_LENGTH = KEY_LENGTH + PEER_NUMBER_LENGTH
-const EXPIRY_LENGTH = 8
-/** An entry of the previous layout's lists: `[u32 peer number][f64 expiry]`. */
-const LIST_ENTRY_LENGTH = PEER_NUMBER_LENGTH + EXPIRY_LENGTH
 const SWEEP_CHUNK = 1000
-/** Keys per read while loading the filter. */
-const LOAD_CHUNK = 4096
 /** Raw keys and values on the root database, whatever its default encodings. */
 const RAW = { keyEncoding: 'buffer', valueEncoding: 'buffer' } as const
-
-type Db = AbstractLevel<any, any, any>
-type Sub = AbstractSublevel<any, any, Buffer, Buffer>
 
 export interface RecordStoreInit {
   /** Root or sublevel of the node's database; three sublevels are made inside it. */
@@ -67,16 +56,6 @@ function checkWidth (keys: Uint8Array[]): void {
 
 function asBuffer (u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
-}
-
-function readExpiry (value: Buffer | undefined): number {
-  if (value == null || value.byteLength < EXPIRY_LENGTH) return -Infinity // a corrupt entry is an expired one
-  return value.readDoubleBE(0)
-}
-
-/** A level key of the entries sublevel, without its prefix. */
-function entryPeer (key: Buffer): number {
-  return key.readUInt32BE(KEY_LENGTH)
 }
 
 /** The records of `sub` in chunks of SWEEP_CHUNK; the iterator is closed however the loop ends. */
@@ -101,19 +80,20 @@ interface Held {
 }
 
 export class RecordStore {
-  private readonly db: Db
   private readonly entries: Sub
   private readonly peers: Sub
   private readonly numbers: Sub
-  /** Records of the previous layout, converted to entries by load. */
-  private readonly lists: Sub
-  /** Records of the layout before it, deleted by load. */
-  private readonly legacy: Sub
+  /** Converts records of earlier layouts, at each load. */
+  private readonly upgrade: RecordStoreUpgrade
   /** Peer id bytes by number, and numbers by peer id (latin1); read once from `numbers`. */
   private readonly peerIds: Uint8Array[] = []
   private readonly peerNumbers = new Map<string, number>()
   private numbersRead?: Promise<void>
-  /** The root database and the entries sublevel's full prefix on it. */
+  /**
+   * The root database and the entries sublevel's full prefix on it (both public properties of
+   * a sublevel): ADD and GET build every prefixed key of a call in one buffer and go to the
+   * root, where the sublevel would allocate and concatenate a prefixed key per entry.
+   */
   private readonly root: Db
   private readonly entryPrefix: Buffer
   private readonly maxProvidersPerKey: number
@@ -129,15 +109,12 @@ export class RecordStore {
   private sweeping?: Set<number>
 
   constructor (init: RecordStoreInit) {
-    this.db = init.db
-    const sub = (name: string): Sub => init.db.sublevel(name, { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as unknown as Sub
-    this.entries = sub('e')
-    this.peers = sub('p')
-    this.numbers = sub('n')
-    this.lists = sub('q')
-    this.legacy = sub('r')
-    this.root = (this.entries as any).db as Db
-    this.entryPrefix = Buffer.from((this.entries as any).prefix as string, 'utf8')
+    this.entries = rawSublevel(init.db, 'e')
+    this.peers = rawSublevel(init.db, 'p')
+    this.numbers = rawSublevel(init.db, 'n')
+    this.root = this.entries.db
+    this.entryPrefix = Buffer.from(this.entries.prefix, 'utf8')
+    this.upgrade = new RecordStoreUpgrade({ db: init.db, entries: this.entries, locked: async fn => this.locked(fn) })
     this.maxProvidersPerKey = init.maxProvidersPerKey ?? DEFAULT_MAX_PROVIDERS_PER_KEY
     this.now = init.now ?? Date.now
   }
@@ -153,8 +130,7 @@ export class RecordStore {
   }
 
   private async scan (capacity: number, options?: AbortOptions): Promise<void> {
-    await this.convertLists(options)
-    await this.dropLegacy(options)
+    await this.upgrade.run(options)
     while (true) {
       // set before the iterator takes its snapshot: an entry committed later is added by its ADD
       const held: Held = { filter: new KeyFilter(capacity), peers: new Set() }
@@ -195,58 +171,6 @@ export class RecordStore {
     }
   }
 
-  /**
-   * Turn the previous layout's lists (`q`) into entries, a chunk at a time; each chunk's puts
-   * and deletes are one batch, so a crash midway leaves every record in one layout or the other.
-   */
-  private async convertLists (options?: AbortOptions): Promise<void> {
-    let converted = 0
-    while (true) {
-      options?.signal?.throwIfAborted()
-      // under the write lock: an ADD meanwhile may have refreshed an entry a list still has
-      const done = await this.locked(async () => {
-        const chunk = await this.lists.iterator({ limit: LOAD_CHUNK }).all()
-        if (chunk.length === 0) return true
-        const keys: Buffer[] = []
-        const expiries: Buffer[] = []
-        for (const [key, list] of chunk) {
-          if (key.byteLength !== KEY_LENGTH) continue // 1.0.0 stored whole digests: dropped
-          for (let at = 0; at + LIST_ENTRY_LENGTH <= list.byteLength; at += LIST_ENTRY_LENGTH) {
-            const entry = Buffer.allocUnsafe(ENTRY_KEY_LENGTH)
-            entry.set(key, 0)
-            entry.writeUInt32BE(list.readUInt32BE(at), KEY_LENGTH)
-            keys.push(entry)
-            expiries.push(list.subarray(at + PEER_NUMBER_LENGTH, at + LIST_ENTRY_LENGTH))
-          }
-        }
-        const current = keys.length > 0 ? await this.entries.getMany(keys) : []
-        const batch = this.root.batch()
-        for (const [key] of chunk) batch.del(key, { sublevel: this.lists })
-        keys.forEach((key, i) => {
-          if (readExpiry(current[i]) < readExpiry(expiries[i])) batch.put(key, expiries[i], { sublevel: this.entries })
-        })
-        await batch.write()
-        converted += chunk.length
-        return false
-      })
-      if (done) break
-    }
-    if (converted > 0) log('converted %d provider records of the previous layout', converted)
-  }
-
-  /** Delete records of the layout before the previous one, a chunk at a time. */
-  private async dropLegacy (options?: AbortOptions): Promise<void> {
-    let dropped = 0
-    while (true) {
-      options?.signal?.throwIfAborted()
-      const keys = await this.legacy.keys({ limit: LOAD_CHUNK }).all()
-      if (keys.length === 0) break
-      await this.legacy.batch(keys.map(key => ({ type: 'del' as const, key })))
-      dropped += keys.length
-    }
-    if (dropped > 0) log('deleted %d provider records of an earlier version', dropped)
-  }
-
   /** Read the peer numbers once. */
   private async readNumbers (): Promise<void> {
     this.numbersRead ??= (async () => {
@@ -261,22 +185,6 @@ export class RecordStore {
       throw new RecordStoreError(`reading provider numbers failed: ${err.message}`, { cause: err })
     })
     await this.numbersRead
-  }
-
-  /** Prefixed level keys of `n` entries (record key and peer number of each), all in one buffer. */
-  private entryKeys (n: number, keyOf: (i: number) => Uint8Array, peerOf: (i: number) => number): Buffer[] {
-    const p = this.entryPrefix
-    const len = p.byteLength + ENTRY_KEY_LENGTH
-    const all = Buffer.allocUnsafe(len * n)
-    const out: Buffer[] = new Array(n)
-    for (let i = 0; i < n; i++) {
-      const at = i * len
-      all.set(p, at)
-      all.set(keyOf(i), at + p.byteLength)
-      all.writeUInt32BE(peerOf(i), at + p.byteLength + KEY_LENGTH)
-      out[i] = all.subarray(at, at + len)
-    }
-    return out
   }
 
   private async locked<T> (fn: () => Promise<T>): Promise<T> {
@@ -308,7 +216,7 @@ export class RecordStore {
       // every entry of the call has the same value
       const value = Buffer.allocUnsafe(EXPIRY_LENGTH)
       value.writeDoubleBE(expires, 0)
-      for (const key of this.entryKeys(keys.length, i => keys[i], () => peer)) batch.put(key, value, RAW)
+      for (const key of entryKeys(this.entryPrefix, keys.length, i => keys[i], () => peer)) batch.put(key, value, RAW)
       if (addrs != null) {
         const peerValue = Buffer.from(dagCbor.encode({ addrs: addrs.slice(0, MAX_ADDRS_PER_PEER), expires }))
         batch.put(peerId, peerValue, { sublevel: this.peers })
@@ -364,7 +272,7 @@ export class RecordStore {
     const out: Uint8Array[][] = new Array(keys.length)
     for (let i = 0; i < out.length; i++) out[i] = []
     if (askKey.length === 0) return out
-    const dbKeys = this.entryKeys(askKey.length, q => keys[askKey[q]], q => askPeer[q])
+    const dbKeys = entryKeys(this.entryPrefix, askKey.length, q => keys[askKey[q]], q => askPeer[q])
     let values: Array<Buffer | undefined>
     try {
       values = await this.root.getMany(dbKeys, RAW)

@@ -1,5 +1,7 @@
-import { MemfabricError } from '../../store/errors.ts'
+/** Typed errors of the site protocol. Callers branch on `code`. */
+import { MemfabricError } from '../../common/errors.ts'
 
 export class InvalidSiteMessageError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_INVALID_SITE_MESSAGE') }
+  static readonly code = 'ERR_INVALID_SITE_MESSAGE'
+  constructor (message: string) { super(message, InvalidSiteMessageError.code) }
 }

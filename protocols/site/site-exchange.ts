@@ -1,6 +1,8 @@
 import { serviceCapabilities, setMaxListeners } from '@libp2p/interface'
 import type { AbortOptions, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
+import { handleProtocol } from '../shared/handle-protocol.ts'
+import { protocolId } from '../shared/protocol-id.ts'
 import { decodeHello, encodeHello } from './codec.ts'
 import {
   DEFAULT_RTT_REFRESH_INTERVAL, DEFAULT_TIMEOUT, MAX_MESSAGE_SIZE,
@@ -26,7 +28,7 @@ export class SiteExchange implements Startable, SiteExchangeInterface {
   constructor (components: SiteExchangeComponents, init: SiteExchangeInit) {
     this.components = components
     this.site = init.site
-    this.protocol = `/${init.protocolPrefix ?? PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
+    this.protocol = protocolId(init.protocolPrefix ?? PROTOCOL_PREFIX, PROTOCOL_NAME, PROTOCOL_VERSION)
     this.timeout = init.timeout ?? DEFAULT_TIMEOUT
     this.refreshInterval = init.rttRefreshInterval ?? DEFAULT_RTT_REFRESH_INTERVAL
     this.log = components.logger.forComponent('memfabric:site')
@@ -38,11 +40,8 @@ export class SiteExchange implements Startable, SiteExchangeInterface {
   readonly [serviceCapabilities] = ['@memfabric/site']
 
   async start (): Promise<void> {
-    await this.components.registrar.handle(this.protocol, (stream, connection) => {
-      this.handle(stream, connection).catch(err => {
-        this.log.error('hello from %p failed - %e', connection.remotePeer, err)
-        stream.abort(err)
-      })
+    await handleProtocol(this.components.registrar, this.protocol, async (stream, connection) => this.handle(stream, connection), (err, connection) => {
+      this.log.error('hello from %p failed - %e', connection.remotePeer, err)
     }, { maxInboundStreams: 4, maxOutboundStreams: 4 })
     this.components.events.addEventListener('peer:identify', this.onIdentify)
     this.components.events.addEventListener('peer:disconnect', this.onDisconnect)

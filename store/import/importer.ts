@@ -11,8 +11,9 @@ import { Chunker, encodeRoot } from '../manifest.ts'
 import type { Block } from '../manifest.ts'
 import { PAGE_SIZE } from '../constants.ts'
 import { openImage } from './index.ts'
-import { validateName } from '../store.ts'
-import type { LevelPackStore, PinRecord } from '../store.ts'
+import { validateName } from '../refs.ts'
+import type { IndexOp, PinRecord } from '../schema.ts'
+import type { ImportContext } from '../internal.ts'
 import type { SharedPages } from '../hasher.ts'
 import type { ImportOptions, ImportResult } from '../index.ts'
 
@@ -23,7 +24,7 @@ interface ReadJob {
   length: number
 }
 
-export async function importImage (store: LevelPackStore, path: string, options: ImportOptions = {}): Promise<ImportResult> {
+export async function importImage (store: ImportContext, path: string, options: ImportOptions = {}): Promise<ImportResult> {
   if (options.name != null) validateName(options.name)
   options.signal?.throwIfAborted()
   const src = await openImage(path)
@@ -37,7 +38,7 @@ export async function importImage (store: LevelPackStore, path: string, options:
       jobs.push({ offset: e.offset + at, length: Math.min(chunkBytes, e.length - at) })
     }
   }
-  const lease = store.lease()
+  const lease = store.leases.take()
   const importId = `${Date.now()}-${process.pid}-${randomBytes(4).toString('hex')}`
   const inflight: Array<Promise<Chunk>> = []
   const chunker = new Chunker({ modulus: opts.chunkModulus, min: opts.chunkMin, max: opts.chunkMax })
@@ -81,7 +82,7 @@ export async function importImage (store: LevelPackStore, path: string, options:
     if (block == null) return
     const key = block.cid.toString()
     lease.blocks.add(key)
-    store.pendingBlocks.set(key, block)
+    store.pending.blocks.set(key, block)
   }
 
   /** Resolves when the chunk's new pages are written (its buffer may then be reused). */
@@ -100,7 +101,7 @@ export async function importImage (store: LevelPackStore, path: string, options:
         if (!lease.pages.add(digests, i * 32)) continue
         fresh.push(i * 32)
       }
-      const locs = await store.locate(digests, fresh)
+      const locs = await store.pages.locate(digests, fresh)
       const addAt: number[] = []
       const lengths: number[] = []
       // runs of consecutive new pages go to the pack as views of the chunk buffer (one writev)
@@ -122,7 +123,7 @@ export async function importImage (store: LevelPackStore, path: string, options:
       }
       if (runEnd > runStart) parts.push(r.bytes.subarray(runStart, runEnd))
       if (addAt.length > 0) {
-        const appended = await store.appendPages(digests, addAt, parts, lengths)
+        const appended = await store.pending.append(digests, addAt, parts, lengths)
         written = appended.done
         newPages += addAt.length
       }
@@ -135,7 +136,7 @@ export async function importImage (store: LevelPackStore, path: string, options:
           addBlock(chunker.pushDigest(digests, i * 32))
         }
       }
-      if (store.pendingBytes >= opts.commitBytes) await store.commitPending()
+      if (store.pending.bytes >= opts.commitBytes) await store.pending.commit()
     })
     done += len
     options.onProgress?.({ done, total: size })
@@ -145,8 +146,8 @@ export async function importImage (store: LevelPackStore, path: string, options:
   let usingTable = false
   try {
     usingTable = true
-    await store.useTable(Math.ceil(size / pageSize))
-    await store.importsDb.put(importId, { pid: process.pid, startedAt: Date.now(), path })
+    await store.tables.use(Math.ceil(size / pageSize))
+    await store.index.imports.put(importId, { pid: process.pid, startedAt: Date.now(), path })
     let next = 0
     const launch = (): void => {
       const p = readAndHash(jobs[next++])
@@ -173,21 +174,18 @@ export async function importImage (store: LevelPackStore, path: string, options:
     const rootKey = root.cid.toString()
     await store.lock.run(async () => {
       store.checkOpen()
-      const existing = await store.pinsDb.get(rootKey)
+      const existing = await store.index.pins.get(rootKey)
       const explicit = existing?.explicit === true || options.name == null
       const record: PinRecord = { state: 'complete', explicit, createdAt: Date.now(), size, pages, zeroPages, distinctPages: lease.pages.size, format }
-      const ops: any[] = [
-        { type: 'put', sublevel: store.pinsDb, key: rootKey, value: record },
-        { type: 'del', sublevel: store.importsDb, key: importId }
-      ]
-      if (options.name != null) ops.push(...await store.nameOps(options.name, rootKey))
-      await store.commitPending(ops, true)
+      const ops: IndexOp[] = [store.index.putPin(rootKey, record), store.index.delImport(importId)]
+      if (options.name != null) ops.push(...await store.refs.nameOps(options.name, rootKey))
+      await store.pending.commit(ops, true)
       committed = true
     })
     log('imported %s as %s: %d pages, %d zero, %d new', path, rootKey, pages, zeroPages, newPages)
     return { root: root.cid, size, pages, zeroPages, newPages, format }
   } finally {
-    if (usingTable) store.releaseTable()
+    if (usingTable) store.tables.release()
     for (const r of await Promise.allSettled(inflight)) {
       if (r.status === 'fulfilled') store.hasher.release(r.value.buf)
     }
@@ -195,9 +193,9 @@ export async function importImage (store: LevelPackStore, path: string, options:
     if (!committed) {
       // keep what was written consistent; the unpinned pages are left for gc
       await store.lock.run(async () => {
-        await store.commitPending([{ type: 'del', sublevel: store.importsDb, key: importId }], true)
+        await store.pending.commit([store.index.delImport(importId)], true)
       }).catch(err => { log.error('cleaning up failed import: %e', err) })
     }
-    store.leases.delete(lease)
+    store.leases.drop(lease)
   }
 }

@@ -63,8 +63,8 @@ test('a caller without the token, or with another, is refused with 401', async t
     const res = await fetch(`${server.url}/api/v0/id`, { method: 'POST', headers: { 'content-type': 'application/json', ...(authorization != null ? { authorization } : {}) }, body: '[]' })
     t.is(res.status, 401, String(authorization))
   }
-  await t.throwsAsync(HttpApiClient.connect(server.url), { code: 'ERR_API_UNAUTHORIZED' })
-  await t.throwsAsync(HttpApiClient.connect(server.url, { token: 'wrong' }), { code: 'ERR_API_UNAUTHORIZED' })
+  await t.throwsAsync(HttpApiClient.connect(server.url), { code: 'ERR_API_REQUEST', message: /refused this caller/ })
+  await t.throwsAsync(HttpApiClient.connect(server.url, { token: 'wrong' }), { code: 'ERR_API_REQUEST', message: /refused this caller/ })
 })
 
 test('cross-origin browser requests, foreign Host headers and non-JSON posts are refused', async t => {

@@ -46,7 +46,7 @@ test('a peer beyond maxStreamsPerPeer has its extra stream reset; open ones keep
 
   await a.close()
   await b.close()
-  await waitFor(() => (server.node.services.presence as any).streamsPerPeer.size === 0, { message: 'slots not released' })
+  await waitFor(() => (server.node.services.presence as any).streams.peers === 0, { message: 'slots not released' })
   t.deepEqual(await client.node.services.presence.query(server.addr, cids), cids.map(() => true))
 })
 

@@ -129,11 +129,11 @@ test('an ADD of keys another peer provides is a blind write: no read of the stor
 })
 
 test('after load, GET finds every pair through the filter, and none that was never added', async t => {
-  const { store } = await open(t)
+  const { store, db } = await open(t)
   for (let p = 1; p <= 6; p++) await store.add(peer(p), Array.from({ length: 40 }, (_, i) => key((i * 7 + p) % 251)), 2_000_000)
   const before = await store.get(Array.from({ length: 251 }, (_, i) => key(i)))
   await store.load()
-  const again = new RecordStore({ db: (store as any).db, now: () => 1_000_000 })
+  const again = new RecordStore({ db, now: () => 1_000_000 })
   await again.load()
   const keys = Array.from({ length: 251 }, (_, i) => key(i))
   const sorted = (lists: Uint8Array[][]): number[][] => lists.map(l => l.map(p => p[0]).sort((a, b) => a - b))

@@ -2,9 +2,22 @@ import test from 'ava'
 import { readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
+import { ClassicLevel } from 'classic-level'
+import type { AbstractSublevel } from 'abstract-level'
 import { Repo } from '../../store/repo.ts'
-import type { LevelPackStore } from '../../store/store.ts'
 import { PAGE, seeded, tempRepo } from './store-helpers.ts'
+
+type Legacy = AbstractSublevel<ClassicLevel<string, string>, string | Buffer | Uint8Array, string, Uint8Array>
+
+/** Run `fn` on the `blocks` sublevel of the (closed) repository's index, where older layouts kept blocks. */
+async function withLegacyBlocks (dir: string, fn: (legacy: Legacy) => Promise<void>): Promise<void> {
+  const db = new ClassicLevel<string, string>(join(dir, 'index'), { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+  try {
+    await fn(db.sublevel<string, Uint8Array>('blocks', { keyEncoding: 'utf8', valueEncoding: 'view' }))
+  } finally {
+    await db.close()
+  }
+}
 
 const blockFiles = async (dir: string): Promise<string[]> => (await readdir(join(dir, 'blocks'))).sort()
 
@@ -49,21 +62,24 @@ test('a repository that kept its blocks in the index has them moved to files on 
   const image = seeded('a', PAGE * 3000)
   await writeFile(join(tmp, 'a'), image)
   const { root } = await repo.store.importImage(join(tmp, 'a'), { name: 'a' })
-  // put the repository back in the older layout: blocks in the index's `blocks` sublevel
   const names = await blockFiles(dir)
-  const legacy = (repo.store as LevelPackStore).db.sublevel<string, Uint8Array>('blocks', { keyEncoding: 'utf8', valueEncoding: 'view' })
-  for (const name of names) {
-    await legacy.put(name, await readFile(join(dir, 'blocks', name)))
-    await rm(join(dir, 'blocks', name))
-  }
   await repo.close()
+  // put the repository back in the older layout: blocks in the index's `blocks` sublevel
+  await withLegacyBlocks(dir, async legacy => {
+    for (const name of names) {
+      await legacy.put(name, await readFile(join(dir, 'blocks', name)))
+      await rm(join(dir, 'blocks', name))
+    }
+  })
 
   const reopened = await Repo.open(dir)
   t.teardown(async () => { await reopened.close() })
   t.deepEqual(await blockFiles(dir), names)
-  const left = (reopened.store as LevelPackStore).db.sublevel<string, Uint8Array>('blocks', { keyEncoding: 'utf8', valueEncoding: 'view' })
-  t.is((await left.keys().all()).length, 0)
   t.true(await reopened.store.hasBlock(CID.parse(root.toString())))
   await reopened.store.exportImage('a', join(tmp, 'a.out'))
   t.true((await readFile(join(tmp, 'a.out'))).equals(image))
+  await reopened.close()
+  await withLegacyBlocks(dir, async legacy => {
+    t.is((await legacy.keys().all()).length, 0)
+  })
 })

@@ -1,16 +1,19 @@
 /**
  * Typed errors of the WAN emulator. Callers branch on `code`.
  */
-import { MemfabricError } from '../../store/errors.ts'
+import { MemfabricError } from '../../common/errors.ts'
 
 export class InvalidWanOptionsError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_WAN_INVALID_OPTIONS') }
+  static readonly code = 'ERR_WAN_INVALID_OPTIONS'
+  constructor (message: string) { super(message, InvalidWanOptionsError.code) }
 }
 
 export class UnknownSiteError extends MemfabricError {
-  constructor (message: string) { super(message, 'ERR_WAN_UNKNOWN_SITE') }
+  static readonly code = 'ERR_WAN_UNKNOWN_SITE'
+  constructor (message: string) { super(message, UnknownSiteError.code) }
 }
 
 export class WanClosedError extends MemfabricError {
-  constructor (message = 'WAN emulator is closed') { super(message, 'ERR_WAN_CLOSED') }
+  static readonly code = 'ERR_WAN_CLOSED'
+  constructor (message = 'WAN emulator is closed') { super(message, WanClosedError.code) }
 }

@@ -21,12 +21,10 @@
 import { zstdCompressSync, zstdDecompressSync, constants as zlibConstants } from 'node:zlib'
 import type { CID } from 'multiformats/cid'
 import type { Uint8ArrayList } from 'uint8arraylist'
-import { PREFIX_BYTES } from './constants.ts'
-import { InvalidMessageError } from './errors.ts'
+import { PREFIX_BYTES } from '../constants.ts'
+import { InvalidMessageError } from '../errors.ts'
+import { FLAG_LAST, FLAG_ZSTD, FRAME_THIN } from './frame.ts'
 
-export const FRAME_THIN = 0x03
-const FLAG_LAST = 0x01
-const FLAG_ZSTD = 0x02
 const FLAG_ABSENT = 0x04
 const HEADER = 10
 
