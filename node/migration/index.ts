@@ -101,6 +101,8 @@ export interface PullDeps {
   manifestThin(peer: PeerId, root: CID, options: { signal?: AbortSignal, maxEntries: number }): Promise<{ thin?: ThinManifest, wireBytes: number }>
   /** Fetch pages by digest prefix (PREFIX_BYTES each); each page is hashed and handed to `onPage` with its CID. */
   fetchByPrefix(peer: PeerId, prefixes: Uint8Array, options: { compress: boolean, signal?: AbortSignal, onPage(cid: CID, bytes: Uint8Array): void }): Promise<{ wireBytes: number, received: number }>
+  /** Which of `prefixes` `peer` holds a page for (bit i, LSB first, for prefix i); no pages travel. */
+  heldByPrefix?(peer: PeerId, prefixes: Uint8Array, options: { signal?: AbortSignal }): Promise<{ held: Uint8Array, wireBytes: number }>
 }
 
 export interface PullOptions {

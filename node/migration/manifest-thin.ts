@@ -70,8 +70,8 @@ export async function rebuildFromThin (ctx: PullContext, manifest: Manifest, mis
         digestLog.append(from + j, digest)
       })
     }
-    const holders = [...sitePeers(ctx).filter(p => !p.peerId.equals(source)), deps.describe(source)]
-    const count = await prefetch(ctx, { index, fetched, digestLog }, holders)
+    const site = sitePeers(ctx).filter(p => !p.peerId.equals(source))
+    const count = await prefetch(ctx, { index, fetched, digestLog }, site, deps.describe(source))
     // every page found has its record in the log
     const all = digests = new Uint8Array(index.size * 32)
     await digestLog.replay((k, digest) => { all.set(digest, k * 32) })

@@ -2,6 +2,7 @@
  * Pages fetched by digest prefix while a manifest is rebuilt from its thin form
  * (manifest-thin.ts): the digests they hash to are what the chunks are cut from.
  */
+import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
 import { DEFAULT_WINDOW_PAGES, DEFAULT_WINDOWS_IN_FLIGHT } from './constants.ts'
 import type { PullContext } from './context.ts'
@@ -13,6 +14,8 @@ import type { PrefixIndex } from './prefix-index.ts'
 import { pageSink } from './sinks.ts'
 import type { Sink } from './sinks.ts'
 
+const log = logger('memfabric:migration')
+
 /** What the thin pass knows of the image's distinct pages. */
 export interface ThinPages {
   index: PrefixIndex
@@ -23,24 +26,37 @@ export interface ThinPages {
 }
 
 /**
- * Fetch by prefix what `pages.index` has not found yet, in windows in order of appearance: each
- * window asks `holders` in turn (same-site peers, then the source) for what the ones before
- * did not send; DEFAULT_WINDOWS_IN_FLIGHT windows at once, so the tiers overlap. A holder
- * that fails is dropped. Returns how many pages were fetched.
+ * Fetch by prefix what `pages.index` has not found yet, in windows in order of appearance,
+ * DEFAULT_WINDOWS_IN_FLIGHT windows at once. For each window the same-site peers are first
+ * asked which pages they hold (a held query: one LAN round trip, a bitmap back, no pages);
+ * each page is then assigned to the least-loaded site peer that holds it, and what no site
+ * peer holds — the residue — goes to the source at once, so the residue streams across the
+ * WAN while the site's pages arrive in parallel. What a site peer failed to deliver is asked
+ * of the holders in turn (site peers, then the source). Without held answers from every site
+ * peer (an older peer, a failure) the window asks the holders in turn, as before: sending the
+ * source a page the site may hold would cost WAN bytes. A holder that fails is dropped.
+ * Returns how many pages were fetched.
  */
-export async function prefetch (ctx: PullContext, pages: ThinPages, holders: Holder[]): Promise<number> {
+export async function prefetch (ctx: PullContext, pages: ThinPages, site: Holder[], source: Holder): Promise<number> {
   const { index } = pages
   let from = 0
   let count = 0
+  const fetchSome = async (holder: Holder, ks: Uint32Array): Promise<void> => {
+    if (ks.length > 0 && !ctx.figures.isDropped(holder.peerId.toString())) count += await fetchFrom(ctx, holder, pages, ks)
+  }
   const worker = async (): Promise<void> => {
     while (true) {
       const window = index.missing(from, ctx.options.windowPages ?? DEFAULT_WINDOW_PAGES)
       from = window.next
       if (window.indexes.length === 0) return
-      for (const holder of holders) {
+      const split = await splitBySite(ctx, index, window.indexes, site)
+      if (split != null) {
+        await Promise.all([...split.site.map(async ([holder, ks]) => { await fetchSome(holder, ks) }), fetchSome(source, split.residue)])
+      }
+      for (const holder of [...site, source]) {
         const left = window.indexes.filter(k => index.found[k] === 0)
         if (left.length === 0) break
-        if (!ctx.figures.isDropped(holder.peerId.toString())) count += await fetchFrom(ctx, holder, pages, left)
+        await fetchSome(holder, left)
       }
     }
   }
@@ -49,6 +65,48 @@ export async function prefetch (ctx: PullContext, pages: ThinPages, holders: Hol
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
   if (failed != null) throw failed.reason
   return count
+}
+
+/** A window's pages split among the site peers that hold them, and the residue only the source has. */
+interface SiteSplit {
+  site: Array<[Holder, Uint32Array]>
+  residue: Uint32Array
+}
+
+/**
+ * Ask every same-site peer which of pages `ks` it holds, in parallel; assign each page to the
+ * holder with the fewest pages so far. Undefined when some site peer gave no answer.
+ */
+async function splitBySite (ctx: PullContext, index: PrefixIndex, ks: Uint32Array, site: Holder[]): Promise<SiteSplit | undefined> {
+  const { deps, options, figures } = ctx
+  const heldByPrefix = deps.heldByPrefix
+  const peers = site.filter(p => !figures.isDropped(p.peerId.toString()))
+  if (heldByPrefix == null) return peers.length === 0 ? { site: [], residue: ks } : undefined
+  const prefixes = index.pack(ks)
+  const answers = await Promise.all(peers.map(async peer => {
+    try {
+      const { held, wireBytes } = await heldByPrefix(peer.peerId, prefixes, { signal: options.signal })
+      figures.wire('site', 'pages', wireBytes, false)
+      return held
+    } catch (err: any) {
+      options.signal?.throwIfAborted()
+      log('held query to %p failed - %e', peer.peerId, err)
+      return undefined
+    }
+  }))
+  if (answers.some(a => a == null)) return undefined
+  const lists: number[][] = peers.map(() => [])
+  const residue: number[] = []
+  for (let j = 0; j < ks.length; j++) {
+    let best = -1
+    for (let p = 0; p < peers.length; p++) {
+      if ((answers[p]![j >> 3] & (1 << (j & 7))) === 0) continue
+      if (best < 0 || lists[p].length < lists[best].length) best = p
+    }
+    if (best < 0) residue.push(ks[j])
+    else lists[best].push(ks[j])
+  }
+  return { site: peers.map((peer, p) => [peer, Uint32Array.from(lists[p])]), residue: Uint32Array.from(residue) }
 }
 
 /** Fetch pages `ks` of the index by prefix from `holder`; a holder that fails is dropped. Returns how many arrived. */
