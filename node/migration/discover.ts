@@ -32,6 +32,8 @@ export async function discover (ctx: PullContext, cids: CID[], opts: DiscoverOpt
   }
   const keys = cids.map(keyOf)
   const site = sitePeers(ctx).filter(p => !p.peerId.equals(at.source)).map(p => toCandidate(p, at))
+  const span = opts.kind === 'pages' ? ctx.figures.timeline.begin('plan') : undefined
+  try {
 
   // presence covers pages; manifest blocks held in the site were fetched from there already
   await Promise.all((opts.kind === 'pages' ? site : []).map(async peer => {
@@ -64,6 +66,9 @@ export async function discover (ctx: PullContext, cids: CID[], opts: DiscoverOpt
     } catch (err: any) {
       log('provider lookup failed - %e', err)
     }
+  }
+  } finally {
+    span?.end()
   }
   sortCandidates(candidates)
   return candidates

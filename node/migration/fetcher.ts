@@ -70,6 +70,8 @@ async function fetchFrom (ctx: PullContext, holder: Holder, cids: CID[], opts: F
   const worker = async (): Promise<void> => {
     while (slices.length > 0 && !figures.isDropped(id)) {
       const next = slices.shift()!
+      // request payload: a digest per item asked
+      figures.timeline.add(opts.kind === 'manifest' ? 'manifest:fetch' : `fetch:${tier}`, { bytesOut: next.length * 32 })
       await drain(ctx, holder, opts.sink, async (take) => {
         const refs = crossSite && tier === 'source' && opts.refs != null && opts.refs.size > 0 ? await references(ctx, next, opts.refs) : undefined
         const result = await deps.fetch(holder.peerId, next, {
@@ -85,7 +87,7 @@ async function fetchFrom (ctx: PullContext, holder: Holder, cids: CID[], opts: F
         })
         figures.wire(tier, opts.kind, result.wireBytes, crossSite)
         figures.deltaPages(result.deltaPages ?? 0)
-      })
+      }, opts.kind)
       figures.progress('pages')
     }
   }
@@ -96,7 +98,7 @@ async function fetchFrom (ctx: PullContext, holder: Holder, cids: CID[], opts: F
  * Run `fetch` against `holder`, writing what it hands to `take` through `sink` in store
  * batches while it runs; a holder whose fetch fails is dropped (what it sent is kept).
  */
-export async function drain (ctx: PullContext, holder: Holder, sink: Sink, fetch: (take: Collect) => Promise<void>): Promise<void> {
+export async function drain (ctx: PullContext, holder: Holder, sink: Sink, fetch: (take: Collect) => Promise<void>, kind: FetchKind = 'pages'): Promise<void> {
   const tier = tierOf(holder, ctx.at)
   // pages are copied into a buffer of the batch, freed once the batch is stored: the frames
   // they arrived in then die young, where views kept them (1 MiB each) until V8's next full
@@ -111,6 +113,8 @@ export async function drain (ctx: PullContext, holder: Holder, sink: Sink, fetch
     buffer = undefined
     if (items.length > 0) writing = writing.then(async () => sink(items, tier)).finally(() => { if (held != null) release(held) })
   }
+  const span = ctx.figures.timeline.begin(kind === 'manifest' ? 'manifest:fetch' : `fetch:${tier}`)
+  span.roundTrip()
   try {
     await fetch((cid, bytes) => {
       if (bytes.byteLength <= PAGE_SIZE) {
@@ -129,6 +133,7 @@ export async function drain (ctx: PullContext, holder: Holder, sink: Sink, fetch
     log('dropping holder %s (%s) - %e', id, tier, err)
     ctx.figures.drop(id, err.message ?? String(err))
   } finally {
+    span.end()
     write()
     await writing
   }

@@ -4,16 +4,19 @@
  * of the pull that learns it; the report and the progress events read them from here.
  */
 import { TIERS } from './index.ts'
+import { Timeline } from './timeline.ts'
 import type { MigrationProgress, MigrationReport, Tier, TierFigures } from './index.ts'
 
 export type Phase = MigrationProgress['phase']
 export type FetchKind = 'pages' | 'manifest'
 
 /** The report's numbers a pull's figures give. */
-export type ReportFigures = Pick<MigrationReport, 'zeroPages' | 'tiers' | 'manifest' | 'delta' | 'wanBytes' | 'droppedHolders'>
+export type ReportFigures = Pick<MigrationReport, 'zeroPages' | 'tiers' | 'manifest' | 'delta' | 'wanBytes' | 'droppedHolders' | 'timeline'>
 
 export class MigrationFigures {
   readonly tiers: Record<Tier, TierFigures>
+  /** When each phase ran, its round trips and bytes. */
+  readonly timeline: Timeline
   private readonly manifest = { blocks: 0, fetched: 0, wireBytes: 0, rebuilt: 0 }
   private readonly delta = { pages: 0, references: 0 }
   /** Slots of the image, once its manifest is read (0 before). */
@@ -26,7 +29,8 @@ export class MigrationFigures {
   private readonly dropped = new Map<string, string>()
   private readonly onProgress?: (progress: MigrationProgress) => void
 
-  constructor (onProgress?: (progress: MigrationProgress) => void) {
+  constructor (onProgress?: (progress: MigrationProgress) => void, timeline = new Timeline()) {
+    this.timeline = timeline
     this.tiers = Object.fromEntries(TIERS.map(t => [t, { pages: 0, bytes: 0, wireBytes: 0 }])) as Record<Tier, TierFigures>
     this.onProgress = onProgress
   }
@@ -67,6 +71,7 @@ export class MigrationFigures {
   wire (tier: Tier, kind: FetchKind, wireBytes: number, crossSite: boolean): void {
     if (kind === 'manifest') this.manifest.wireBytes += wireBytes
     else this.tiers[tier].wireBytes += wireBytes
+    this.timeline.add(kind === 'manifest' ? 'manifest:fetch' : `fetch:${tier}`, { bytesIn: wireBytes })
     if (crossSite) this.wanBytes += wireBytes
   }
 
@@ -136,7 +141,8 @@ export class MigrationFigures {
       manifest: this.manifest,
       delta: this.delta,
       wanBytes: this.wanBytes,
-      droppedHolders: [...this.dropped].map(([peerId, reason]) => ({ peerId, reason }))
+      droppedHolders: [...this.dropped].map(([peerId, reason]) => ({ peerId, reason })),
+      timeline: this.timeline.toJSON()
     }
   }
 }

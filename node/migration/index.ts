@@ -15,6 +15,9 @@ import type { CID } from 'multiformats/cid'
 import type { PeerId } from '@libp2p/interface'
 import type { Page, Store } from '../../store/index.ts'
 import type { ManifestPatch, ThinManifest } from '../../protocols/pages/index.ts'
+import type { TimelinePhase } from './timeline.ts'
+export type { TimelinePhase, PhaseName } from './timeline.ts'
+export { formatTimeline } from './timeline.ts'
 
 export type Tier = 'local' | 'site' | 'remote' | 'source'
 export const TIERS: Tier[] = ['local', 'site', 'remote', 'source']
@@ -60,6 +63,11 @@ export interface MigrationReport {
   /** Holders dropped during the migration, with why. */
   droppedHolders: Array<{ peerId: string, reason: string }>
   durationMs: number
+  /**
+   * When each phase of the pull ran (ms since it started), the round trips it waited for and
+   * its wire bytes in each direction; phases overlap where they run concurrently.
+   */
+  timeline?: TimelinePhase[]
   /** Image bytes per second of wall time. */
   throughput: number
   rounds: number

@@ -43,6 +43,7 @@ export async function rebuildFromThin (ctx: PullContext, manifest: Manifest, mis
   try {
     const answer = await deps.manifestThin(source, root, { signal, maxEntries: manifest.pages })
     figures.manifestAnswer(answer.wireBytes)
+    figures.timeline.add('manifest:thin', { bytesIn: answer.wireBytes, roundTrips: 1 })
     thin = answer.thin
   } catch (err: any) {
     signal?.throwIfAborted()
@@ -61,6 +62,7 @@ export async function rebuildFromThin (ctx: PullContext, manifest: Manifest, mis
       log.error('thin manifest of %c has %d slots, the image %d', root, index.totalSlots, manifest.pages)
       return { still: missing, complete: false }
     }
+    const planning = figures.timeline.begin('plan')
     for (let from = 0; from < index.size; from += DEFAULT_RESOLVE_BATCH) {
       const to = Math.min(index.size, from + DEFAULT_RESOLVE_BATCH)
       const held = await deps.store.resolvePrefixes?.(index.prefixes(from, to), { signal }) ?? []
@@ -70,6 +72,7 @@ export async function rebuildFromThin (ctx: PullContext, manifest: Manifest, mis
         digestLog.append(from + j, digest)
       })
     }
+    planning.end()
     const site = sitePeers(ctx).filter(p => !p.peerId.equals(source))
     const count = await prefetch(ctx, { index, fetched, digestLog }, site, deps.describe(source))
     // every page found has its record in the log

@@ -32,7 +32,8 @@ export async function pullManifest (ctx: PullContext): Promise<ManifestOutcome> 
   const sourceElsewhere = (): boolean => deps.describe(options.source).site !== deps.site
   const outcome: ManifestOutcome = {}
   figures.progress('manifest')
-  if (!await store.hasBlock(root, { signal })) await fetchBlocks(ctx, [root])
+  const { timeline } = figures
+  if (!await store.hasBlock(root, { signal })) await timeline.time('manifest:fetch', async () => fetchBlocks(ctx, [root]))
   let manifest: Manifest
   try {
     manifest = await store.readManifest(root, { signal })
@@ -42,18 +43,23 @@ export async function pullManifest (ctx: PullContext): Promise<ManifestOutcome> 
   let missing = await absentBlocks(ctx, manifest.chunks)
   figures.manifestBlocks(manifest.chunks.length + 1)
   if (missing.length > 0 && sourceElsewhere()) {
-    const patched = await rebuildFromPatch(ctx, manifest, missing)
+    const patched = await timeline.time('manifest:patch', async (span) => { span.roundTrip(); return rebuildFromPatch(ctx, manifest, missing) })
     missing = patched.still
     outcome.basis = patched.basis
   }
   if (missing.length > 0) {
-    await blocksFromSite(ctx, missing)
+    const asked = missing
+    await timeline.time('manifest:site', async () => blocksFromSite(ctx, asked))
     missing = await absentBlocks(ctx, missing)
   }
   if (missing.length > 0 && outcome.basis == null && sourceElsewhere()) {
-    outcome.thin = await rebuildFromThin(ctx, manifest, missing)
+    const asked = missing
+    outcome.thin = await timeline.time('manifest:thin', async () => rebuildFromThin(ctx, manifest, asked))
     missing = outcome.thin.still
   }
-  if (missing.length > 0) await fetchBlocks(ctx, missing)
+  if (missing.length > 0) {
+    const asked = missing
+    await timeline.time('manifest:fetch', async () => fetchBlocks(ctx, asked))
+  }
   return outcome
 }

@@ -30,12 +30,15 @@ export async function pullImage (deps: PullDeps, options: PullOptions): Promise<
   if (thin?.complete === true) await countSlots(ctx, thin.settled)
   else await new PageWalk(ctx, { basis, settled: thin?.settled }).run()
 
-  await store.pin(root, { name: options.name, signal })
-  // windows dedupe only within themselves: the store knows the image's exact distinct pages
-  const distinctPages = (await store.inspect(root, { signal })).distinctPages
+  const distinctPages = await figures.timeline.time('pin', async () => {
+    await store.pin(root, { name: options.name, signal })
+    // windows dedupe only within themselves: the store knows the image's exact distinct pages
+    return (await store.inspect(root, { signal })).distinctPages
+  })
   if (options.out != null) {
     figures.progress('export')
-    await store.exportImage(root, options.out, { signal })
+    const out = options.out
+    await figures.timeline.time('output', async () => store.exportImage(root, out, { signal }))
   }
   figures.progress('done')
 
@@ -54,6 +57,7 @@ export async function pullImage (deps: PullDeps, options: PullOptions): Promise<
     delta: counted.delta,
     wanBytes: counted.wanBytes,
     droppedHolders: counted.droppedHolders,
+    timeline: counted.timeline,
     durationMs,
     throughput: manifest.size / Math.max(durationMs / 1000, 1e-3),
     rounds: 1

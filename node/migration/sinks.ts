@@ -19,10 +19,10 @@ function announces (tier: Tier): boolean {
   return tier !== 'site'
 }
 
-export function pageSink ({ deps, options }: PullContext): Sink {
+export function pageSink ({ deps, options, figures }: PullContext): Sink {
   return async (items, tier) => {
     // the page client verified every page against its CID on arrival
-    await deps.store.putMany(items as Page[], { verified: true, announce: announces(tier), signal: options.signal })
+    await figures.timeline.time('store', async () => deps.store.putMany(items as Page[], { verified: true, announce: announces(tier), signal: options.signal }))
   }
 }
 

@@ -13,6 +13,7 @@ import { tierOf } from './planner.ts'
 import type { PrefixIndex } from './prefix-index.ts'
 import { pageSink } from './sinks.ts'
 import type { Sink } from './sinks.ts'
+import { PREFIX_BYTES } from '../../protocols/pages/index.ts'
 
 const log = logger('memfabric:migration')
 
@@ -83,8 +84,11 @@ async function splitBySite (ctx: PullContext, index: PrefixIndex, ks: Uint32Arra
   const peers = site.filter(p => !figures.isDropped(p.peerId.toString()))
   if (heldByPrefix == null) return peers.length === 0 ? { site: [], residue: ks } : undefined
   const prefixes = index.pack(ks)
+  const span = figures.timeline.begin('plan')
   const answers = await Promise.all(peers.map(async peer => {
     try {
+      span.roundTrip()
+      span.bytes(0, prefixes.byteLength)
       const { held, wireBytes } = await heldByPrefix(peer.peerId, prefixes, { signal: options.signal })
       figures.wire('site', 'pages', wireBytes, false)
       return held
@@ -94,6 +98,7 @@ async function splitBySite (ctx: PullContext, index: PrefixIndex, ks: Uint32Arra
       return undefined
     }
   }))
+  span.end()
   if (answers.some(a => a == null)) return undefined
   const lists: number[][] = peers.map(() => [])
   const residue: number[] = []
@@ -119,6 +124,7 @@ async function fetchFrom (ctx: PullContext, holder: Holder, pages: ThinPages, ks
   // reported once stored: a caller that stops the pull on progress keeps what it saw
   const store: Sink = async (items, from) => { await sink(items, from); figures.progress('pages') }
   let count = 0
+  figures.timeline.add(`fetch:${tier}`, { bytesOut: ks.length * PREFIX_BYTES })
   await drain(ctx, holder, store, async (take) => {
     const result = await deps.fetchByPrefix(holder.peerId, index.pack(ks), {
       compress: crossSite,
