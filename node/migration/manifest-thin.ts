@@ -21,6 +21,9 @@ import { PrefixIndex } from './prefix-index.ts'
 import { sitePeers } from './site.ts'
 import { SlotSet } from './slot-set.ts'
 import { prefetch } from './thin-fetch.ts'
+import { OutputWriter } from './output.ts'
+import { SlotMap } from './slot-map.ts'
+import { digestToCid } from '../../store/page.ts'
 
 const log = logger('memfabric:migration')
 
@@ -31,6 +34,8 @@ export interface ThinOutcome {
   complete: boolean
   /** Slots of the pages this pass fetched: their figures are recorded, the page stage must not count them again. */
   settled?: SlotSet
+  /** The memory file, every non-zero slot written (only when `complete`): commit it instead of exporting. */
+  output?: { writer: OutputWriter, slots: number }
 }
 
 /** Rebuild the chunks among `missing` of `manifest` from its thin manifest; see the file's comment for when. */
@@ -57,29 +62,56 @@ export async function rebuildFromThin (ctx: PullContext, manifest: Manifest, mis
   const fetched = new Uint8Array(index.size)
   let replayed: Replayed = { cut: false }
   let digests: Uint8Array | undefined
+  let writer: OutputWriter | undefined
+  let slotMap: SlotMap | undefined
+  let outputOk = false
+  let complete = false
   try {
     if (index.totalSlots !== manifest.pages) {
       log.error('thin manifest of %c has %d slots, the image %d', root, index.totalSlots, manifest.pages)
       return { still: missing, complete: false }
     }
     const planning = figures.timeline.begin('plan')
+    // pages go to the memory file as they are found or arrive, not in an export afterwards
+    if (options.out != null && OutputWriter.fits(manifest)) {
+      slotMap = new SlotMap(thin, index)
+      writer = await OutputWriter.create(options.out, manifest)
+    }
+    const out = writer == null || slotMap == null ? undefined : writeTo(writer, slotMap, index)
+    let writingHeld: Promise<void> = Promise.resolve()
     for (let from = 0; from < index.size; from += DEFAULT_RESOLVE_BATCH) {
       const to = Math.min(index.size, from + DEFAULT_RESOLVE_BATCH)
       const held = await deps.store.resolvePrefixes?.(index.prefixes(from, to), { signal }) ?? []
+      const cids: CID[] = []
       held.forEach((digest, j) => {
         if (digest == null) return
         index.setFound(from + j)
         digestLog.append(from + j, digest)
+        if (out != null) cids.push(digestToCid(digest))
       })
+      // the pages this store holds are copied to the file while the others are fetched
+      if (out != null && cids.length > 0) writingHeld = writingHeld.then(async () => figures.timeline.time('output', async () => copyHeld(ctx, cids, out)))
     }
+    // surfaced after the fetch; never left running behind our back
+    const heldCopied = writingHeld.then(() => true, (err: any) => { log.error('copying held pages of %c to %s failed - %e', root, options.out, err); return false })
     planning.end()
     const site = sitePeers(ctx).filter(p => !p.peerId.equals(source))
-    const count = await prefetch(ctx, { index, fetched, digestLog }, site, deps.describe(source))
+    let count: number
+    try {
+      count = await prefetch(ctx, { index, fetched, digestLog, output: out }, site, deps.describe(source))
+    } finally {
+      outputOk = await heldCopied
+    }
     // every page found has its record in the log
     const all = digests = new Uint8Array(index.size * 32)
     await digestLog.replay((k, digest) => { all.set(digest, k * 32) })
     replayed = await replay(thin, index, { fetched: count > 0 ? fetched : undefined, digests: all }, new ChunkCutter(deps.store, missing, signal))
+    complete = replayed.cut && (await absentBlocks(ctx, missing)).length === 0
   } finally {
+    if (writer != null && !(complete && outputOk)) {
+      await writer.abort()
+      writer = undefined
+    }
     // tens of MB for a large image: free them before the pages and the export
     index.dispose()
     release(thin.entries)
@@ -91,7 +123,34 @@ export async function rebuildFromThin (ctx: PullContext, manifest: Manifest, mis
   figures.rebuilt(missing.length - still.length)
   log('rebuilt %d of %d manifest chunks of %c from its thin manifest (%s)', missing.length - still.length, missing.length, root, replayed.cut ? 'all slots' : 'up to a page not found')
   // every chunk cut from digests of stored pages and matched by the root: every page is here
-  return { still, complete: replayed.cut && still.length === 0, settled: replayed.settled }
+  return {
+    still,
+    complete: replayed.cut && still.length === 0,
+    settled: replayed.settled,
+    output: writer != null && slotMap != null ? { writer, slots: slotMap.nonZero } : undefined
+  }
+}
+
+/** Writes a batch of pages to their slots, each page's distinct index found by its digest. */
+function writeTo (writer: OutputWriter, slotMap: SlotMap, index: PrefixIndex): (items: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void> {
+  return async (items) => writer.write(items, i => slotMap.slotsOf(index.indexOf(items[i].cid.multihash.digest)))
+}
+
+/** Pages copied from the store to the memory file per write. */
+const COPY_BATCH = 1024
+
+/** Copy the pages `cids` this store holds to the memory file. */
+async function copyHeld ({ deps, options }: PullContext, cids: CID[], out: (items: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>): Promise<void> {
+  let items: Array<{ cid: CID, bytes: Uint8Array }> = []
+  for await (const { cid, bytes } of deps.store.getMany(cids, { signal: options.signal })) {
+    if (bytes == null) throw new Error(`page ${cid} resolved in the store but could not be read`)
+    items.push({ cid, bytes })
+    if (items.length >= COPY_BATCH) {
+      await out(items)
+      items = []
+    }
+  }
+  if (items.length > 0) await out(items)
 }
 
 interface Replayed {

@@ -21,24 +21,35 @@ export async function pullImage (deps: PullDeps, options: PullOptions): Promise<
   const ctx: PullContext = { deps, options, figures, at: { site: deps.site, source: options.source } }
 
   const { basis, thin } = await pullManifest(ctx)
-  const manifest = await store.readManifest(root, { signal })
-  figures.totalSlots = manifest.pages
-  // protects what has arrived from gc, and lets a re-run resume
-  await store.pin(root, { partial: true, signal })
+  let manifest
+  let distinctPages: number
+  try {
+    manifest = await store.readManifest(root, { signal })
+    figures.totalSlots = manifest.pages
+    // protects what has arrived from gc, and lets a re-run resume
+    await store.pin(root, { partial: true, signal })
 
-  // the thin manifest's pass stored every page: count the slots, no second pass of lookups
-  if (thin?.complete === true) await countSlots(ctx, thin.settled)
-  else await new PageWalk(ctx, { basis, settled: thin?.settled }).run()
+    // the thin manifest's pass stored every page: count the slots, no second pass of lookups
+    if (thin?.complete === true) await countSlots(ctx, thin.settled)
+    else await new PageWalk(ctx, { basis, settled: thin?.settled }).run()
 
-  const distinctPages = await figures.timeline.time('pin', async () => {
-    await store.pin(root, { name: options.name, signal })
-    // windows dedupe only within themselves: the store knows the image's exact distinct pages
-    return (await store.inspect(root, { signal })).distinctPages
-  })
-  if (options.out != null) {
-    figures.progress('export')
-    const out = options.out
-    await figures.timeline.time('output', async () => store.exportImage(root, out, { signal }))
+    distinctPages = await figures.timeline.time('pin', async () => {
+      await store.pin(root, { name: options.name, signal })
+      // windows dedupe only within themselves: the store knows the image's exact distinct pages
+      return (await store.inspect(root, { signal })).distinctPages
+    })
+    if (thin?.output != null) {
+      // every page went to the file as it was found or arrived
+      const { writer, slots } = thin.output
+      await figures.timeline.time('output', async () => writer.commit(slots))
+    } else if (options.out != null) {
+      figures.progress('export')
+      const out = options.out
+      await figures.timeline.time('output', async () => store.exportImage(root, out, { signal }))
+    }
+  } finally {
+    // a pull that failed after the manifest leaves no temporary behind (commit made it the file)
+    await thin?.output?.writer.abort()
   }
   figures.progress('done')
 

@@ -24,6 +24,8 @@ export interface ThinPages {
   fetched: Uint8Array
   /** Receives the full digest of each page found. */
   digestLog: DigestLog
+  /** Writes fetched pages to the memory file as they arrive (with the store batch that holds them). */
+  output?: (items: Array<{ cid: CID, bytes: Uint8Array }>) => Promise<void>
 }
 
 /**
@@ -122,7 +124,12 @@ async function fetchFrom (ctx: PullContext, holder: Holder, pages: ThinPages, ks
   const crossSite = holder.site !== deps.site
   const sink = pageSink(ctx)
   // reported once stored: a caller that stops the pull on progress keeps what it saw
-  const store: Sink = async (items, from) => { await sink(items, from); figures.progress('pages') }
+  const { output } = pages
+  const store: Sink = async (items, from) => {
+    // the batch's buffer is freed once both are done
+    await Promise.all([sink(items, from), output?.(items)])
+    figures.progress('pages')
+  }
   let count = 0
   figures.timeline.add(`fetch:${tier}`, { bytesOut: ks.length * PREFIX_BYTES })
   await drain(ctx, holder, store, async (take) => {
