@@ -313,6 +313,7 @@ export class MemfabricNode {
         const result = await pages.fetchByPrefix(peer, prefixes, { signal: options.signal, compress: options.compress ? 'zstd' : undefined, onPage: options.onPage })
         return { wireBytes: result.wireBytes, received: result.received.length }
       },
+      heldByPrefix: async (peer, prefixes, options) => pages.heldByPrefix(peer, prefixes, options),
       fetch: async (peer, cids, options) => {
         if (cids.length > 0 && cids[0].code !== raw.code) {
           const result = await blocks.fetch(peer, cids, { signal: options.signal, onBlock: options.onBlock, compress: options.compress })

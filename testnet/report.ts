@@ -3,7 +3,7 @@
  * Pure functions; the CLI decides where the text goes.
  */
 import { formatBytes, formatCount, formatPercent, formatRate, formatRatio, formatTable } from '../cli/output.ts'
-import { TIERS } from '../node/migration/index.ts'
+import { TIERS, formatTimeline } from '../node/migration/index.ts'
 import type { ScenarioResult } from './scenarios.ts'
 import type { WanLinkStats } from './wan/index.ts'
 
@@ -49,7 +49,8 @@ export function shortPeerId (id: string): string {
 }
 
 /** The report of one scenario run. */
-export function formatScenarioReport (r: ScenarioResult): string {
+/** The scenario's report as text; with `wanMbit`, the link time of its WAN bytes beside its wall time. */
+export function formatScenarioReport (r: ScenarioResult, wanMbit?: number): string {
   const lines: string[] = []
   lines.push(`scenario ${r.scenario}: ${r.description}`)
   lines.push(`${r.from} → ${r.to}  root ${r.root}`)
@@ -77,7 +78,16 @@ export function formatScenarioReport (r: ScenarioResult): string {
     [`floor: ${formatCount(r.floor.pages)} pages B lacks, zstd + manifest`, formatBytes(r.floor.totalBytes), formatPercent(r.floor.totalBytes, r.imageBytes), '1.00x']
   ]))
   lines.push('')
-  lines.push(`time ${(r.durationMs / 1000).toFixed(2)} s, ${formatRate(r.throughput)} of image`)
+  // the link time of what crossed the WAN, both ways, at the emulated bandwidth: the time the bytes need
+  const linkMs = wanMbit != null && wanMbit > 0 ? emulated * 8 / (wanMbit * 1e3) : undefined
+  lines.push(`time ${(r.durationMs / 1000).toFixed(2)} s, ${formatRate(r.throughput)} of image` +
+    (linkMs != null ? `; link time of its WAN bytes ${(linkMs / 1000).toFixed(2)} s (${(r.durationMs / linkMs).toFixed(1)}x)` : ''))
+  const timeline = r.report?.timeline
+  if (timeline != null && timeline.length > 0) {
+    lines.push('')
+    lines.push('timeline of the pull at the destination (ms since it started):')
+    lines.push(formatTimeline(timeline))
+  }
   lines.push(r.identical
     ? `destination file is byte-identical (sha256 ${r.destSha256.slice(0, 16)}…)`
     : `DESTINATION FILE DIFFERS: source sha256 ${r.sourceSha256}, destination ${r.destSha256 === '' ? 'missing' : r.destSha256}`)

@@ -123,7 +123,7 @@ export const testnetCommand = defineCommand({
           const { report, ...rest } = result
           ctx.printJson({ ...rest, sites: params.sites, hosts: params.hosts, wanRttMs: params.wanRttMs, wanMbit: params.wanMbit, lanMbit: params.lanMbit, report })
         } else {
-          ctx.print(formatScenarioReport(result))
+          ctx.print(formatScenarioReport(result, params.wanMbit))
         }
         return result.identical ? 0 : EXIT_ERROR
       }

@@ -15,6 +15,9 @@ import type { CID } from 'multiformats/cid'
 import type { PeerId } from '@libp2p/interface'
 import type { Page, Store } from '../../store/index.ts'
 import type { ManifestPatch, ThinManifest } from '../../protocols/pages/index.ts'
+import type { TimelinePhase } from './timeline.ts'
+export type { TimelinePhase, PhaseName } from './timeline.ts'
+export { formatTimeline } from './timeline.ts'
 
 export type Tier = 'local' | 'site' | 'remote' | 'source'
 export const TIERS: Tier[] = ['local', 'site', 'remote', 'source']
@@ -60,6 +63,11 @@ export interface MigrationReport {
   /** Holders dropped during the migration, with why. */
   droppedHolders: Array<{ peerId: string, reason: string }>
   durationMs: number
+  /**
+   * When each phase of the pull ran (ms since it started), the round trips it waited for and
+   * its wire bytes in each direction; phases overlap where they run concurrently.
+   */
+  timeline?: TimelinePhase[]
   /** Image bytes per second of wall time. */
   throughput: number
   rounds: number
@@ -101,6 +109,8 @@ export interface PullDeps {
   manifestThin(peer: PeerId, root: CID, options: { signal?: AbortSignal, maxEntries: number }): Promise<{ thin?: ThinManifest, wireBytes: number }>
   /** Fetch pages by digest prefix (PREFIX_BYTES each); each page is hashed and handed to `onPage` with its CID. */
   fetchByPrefix(peer: PeerId, prefixes: Uint8Array, options: { compress: boolean, signal?: AbortSignal, onPage(cid: CID, bytes: Uint8Array): void }): Promise<{ wireBytes: number, received: number }>
+  /** Which of `prefixes` `peer` holds a page for (bit i, LSB first, for prefix i); no pages travel. */
+  heldByPrefix?(peer: PeerId, prefixes: Uint8Array, options: { signal?: AbortSignal }): Promise<{ held: Uint8Array, wireBytes: number }>
 }
 
 export interface PullOptions {

@@ -19,8 +19,9 @@ import { peerKey } from '../shared/peer-key.ts'
 import type { RequestIds } from '../shared/request-ids.ts'
 import { wireLength } from '../shared/varint-length.ts'
 import { DEFAULT_SINK_BATCH, DEFAULT_STREAMS, PREFIX_BYTES } from './constants.ts'
-import { decodeResponse, encodePrefixRequest, encodeRequest, PAGE_DELTA, PAGE_MISSING } from './codec.ts'
+import { decodeHeldResponse, decodeResponse, encodePrefixRequest, encodeRequest, isHeldFrame, PAGE_DELTA, PAGE_MISSING } from './codec.ts'
 import type { Compression, PageEntry } from './codec.ts'
+import type { Uint8ArrayList } from 'uint8arraylist'
 import type { Count } from './counters.ts'
 import { InvalidPageCidError, NotStartedError } from './errors.ts'
 import type { FetchOptions, FetchResult, PageExchangeComponents } from './index.ts'
@@ -52,6 +53,8 @@ interface Batch {
   cids: CID[]
   refs?: Array<Page | undefined>
   prefixes?: Uint8Array
+  /** Ask only which prefixes are held; the answer's bits go to the fetch's `held` from `offset`. */
+  held?: { offset: number }
 }
 
 /** A batch asked for, and how many of its entries came back. */
@@ -70,6 +73,8 @@ interface FetchState {
   sinkBuffer: Page[]
   options: FetchOptions
   signal: AbortSignal
+  /** For a held query: bit i set = prefix i of the call held. */
+  held?: Uint8Array
 }
 
 function isLengthError (err: any): boolean {
@@ -140,7 +145,29 @@ export class PageClient {
     return this.fetchBatches(peer, batches, emptyResult(), options)
   }
 
-  private async fetchBatches (peer: PeerId | Multiaddr, batches: Batch[], result: FetchResult, options: FetchOptions): Promise<FetchResult> {
+  /**
+   * See `PageExchange.heldByPrefix`: which of `prefixes` (PREFIX_BYTES each) `peer` holds a
+   * page for, bit i (LSB first in byte i / 8) for prefix i; no pages travel.
+   */
+  async heldByPrefix (peer: PeerId | Multiaddr, prefixes: Uint8Array, options: Pick<FetchOptions, 'signal' | 'idleTimeout'> = {}): Promise<{ held: Uint8Array, wireBytes: number }> {
+    if (!this.init.isStarted()) {
+      throw new NotStartedError()
+    }
+    if (prefixes.byteLength % PREFIX_BYTES !== 0) {
+      throw new TypeError(`prefixes must be ${PREFIX_BYTES} bytes each`)
+    }
+    const count = prefixes.byteLength / PREFIX_BYTES
+    const batches: Batch[] = []
+    const step = this.init.maxCids * PREFIX_BYTES
+    for (let at = 0; at < prefixes.byteLength; at += step) {
+      batches.push({ cids: [], prefixes: prefixes.subarray(at, at + step), held: { offset: at / PREFIX_BYTES } })
+    }
+    const held = new Uint8Array(Math.ceil(count / 8))
+    const result = await this.fetchBatches(peer, batches, emptyResult(), options, held)
+    return { held, wireBytes: result.wireBytes }
+  }
+
+  private async fetchBatches (peer: PeerId | Multiaddr, batches: Batch[], result: FetchResult, options: FetchOptions, held?: Uint8Array): Promise<FetchResult> {
     if (batches.length === 0) {
       return result
     }
@@ -149,7 +176,7 @@ export class PageClient {
     const controller = new AbortController()
     const shutdown = this.init.shutdown()
     const signal = AbortSignal.any(options.signal == null ? [controller.signal, shutdown] : [options.signal, controller.signal, shutdown])
-    const state: FetchState = { peer: peerKey(peer), batches, next: 0, result, sinkBuffer: [], options, signal }
+    const state: FetchState = { peer: peerKey(peer), batches, next: 0, result, sinkBuffer: [], options, signal, held }
     const streams = Math.max(1, Math.min(options.streams ?? DEFAULT_STREAMS, batches.length))
 
     const workers: Array<Promise<void>> = []
@@ -206,7 +233,8 @@ export class PageClient {
         const id = ids.take()
         inflight.set(id, { ...batch, pos: 0 })
         const { cids, refs, prefixes } = batch
-        if (prefixes != null) frames.push(encodePrefixRequest(compress == null ? { id, prefixes } : { id, prefixes, compress }))
+        if (prefixes != null && batch.held != null) frames.push(encodePrefixRequest({ id, prefixes, held: true }))
+        else if (prefixes != null) frames.push(encodePrefixRequest(compress == null ? { id, prefixes } : { id, prefixes, compress }))
         else frames.push(encodeRequest(compress == null ? { id, cids } : refs == null ? { id, cids, compress } : { id, cids, compress, refs: refs.map(r => r?.cid ?? null) }))
       }
       if (frames.length > 0) {
@@ -231,6 +259,11 @@ export class PageClient {
         result.wireBytes += wire
         count(remote, 'wireBytesFetched', wire)
 
+        if (isHeldFrame(frame)) {
+          this.receiveHeld(frame, inflight, state, misbehaved)
+          await sendMore()
+          continue
+        }
         let res
         try {
           res = decodeResponse(frame, maxCids)
@@ -238,8 +271,8 @@ export class PageClient {
           throw misbehaved(`undecodable frame: ${err.message}`, err)
         }
         const req = inflight.get(res.id)
-        if (req == null) {
-          throw misbehaved(`response for unknown request id ${res.id}`)
+        if (req == null || req.held != null) {
+          throw misbehaved(`page response for unknown request id ${res.id}`)
         }
         const size = batchSize(req)
         if (res.start !== req.pos || res.entries.length === 0 || req.pos + res.entries.length > size) {
@@ -264,6 +297,28 @@ export class PageClient {
     } finally {
       this.init.streams.delete(stream)
     }
+  }
+
+  /** Record a held frame's bits for its request, which it answers whole. */
+  private receiveHeld (frame: Uint8Array | Uint8ArrayList, inflight: Map<number, Inflight>, state: FetchState, misbehaved: Misbehaved): void {
+    let res
+    try {
+      res = decodeHeldResponse(frame, this.init.maxCids)
+    } catch (err: any) {
+      throw misbehaved(`undecodable held frame: ${err.message}`, err)
+    }
+    const req = inflight.get(res.id)
+    if (req?.held == null || state.held == null) {
+      throw misbehaved(`held frame for request id ${res.id}, which asked no held query`)
+    }
+    if (res.count !== batchSize(req)) {
+      throw misbehaved(`held frame for ${res.count} prefixes, request ${res.id} asked ${batchSize(req)}`)
+    }
+    const { offset } = req.held
+    for (let i = 0; i < res.count; i++) {
+      if ((res.bits[i >> 3] & (1 << (i & 7))) !== 0) state.held[(offset + i) >> 3] |= 1 << ((offset + i) & 7)
+    }
+    inflight.delete(res.id)
   }
 
   /**

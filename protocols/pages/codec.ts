@@ -8,6 +8,7 @@
  * | pages (type 0x01), optionally zstd | server → client | fixed binary | codec/page-frames.ts |
  * | manifest patch (type 0x02) | server → client | fixed binary | codec/patch-frames.ts |
  * | thin manifest (type 0x03) | server → client | fixed binary | codec/thin-frames.ts |
+ * | held prefixes (type 0x04) | server → client | fixed binary | codec/held-frames.ts |
  *
  * Every answer frame opens with a type byte, a flags byte (bit 0: the last frame of its
  * request) and the u32 id of its request (codec/frame.ts); integers are big-endian.
@@ -17,3 +18,4 @@ export * from './codec/requests.ts'
 export * from './codec/page-frames.ts'
 export * from './codec/patch-frames.ts'
 export * from './codec/thin-frames.ts'
+export * from './codec/held-frames.ts'

@@ -152,6 +152,15 @@ export class PageExchange implements Startable {
     return this.client.fetchByPrefix(peer, prefixes, options)
   }
 
+  /**
+   * Ask `peer` which of `prefixes` (PREFIX_BYTES bytes each, concatenated) it holds a page for:
+   * bit i (LSB first in byte i / 8) set for prefix i. Only a bitmap travels, so a puller learns
+   * in one LAN round trip what its site lacks, before any page moves.
+   */
+  async heldByPrefix (peer: PeerId | Multiaddr, prefixes: Uint8Array, options: Pick<FetchOptions, 'signal' | 'idleTimeout'> = {}): Promise<{ held: Uint8Array, wireBytes: number }> {
+    return this.client.heldByPrefix(peer, prefixes, options)
+  }
+
   private onStream (stream: Stream, connection: Connection): void {
     const peer = connection.remotePeer.toString()
     if (this.allowPeer != null && !this.allowPeer(connection.remotePeer)) {

@@ -1,20 +1,13 @@
 import test from 'ava'
-import { readFile, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { evolveImage, writeImage } from '../../testnet/synthetic.ts'
 import { startFabric } from '../fixtures/fabric.ts'
+import { MiB, tempDir } from './migration-helpers.ts'
 
-const MiB = 1024 * 1024
-
-async function tempDir (t: any): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'memfabric-delta-'))
-  t.teardown(async () => rm(dir, { recursive: true, force: true }))
-  return dir
-}
 
 test('a VM returning to a site that holds its older snapshot: pages travel as deltas, the manifest is rebuilt', async t => {
-  const dir = await tempDir(t)
+  const dir = await tempDir(t, 'delta')
   const [a1, b1, b2] = await startFabric(t, { sites: { a: 1, b: 2 } })
   const older = join(dir, 't1.ram')
   const newer = join(dir, 't2.ram')
@@ -41,7 +34,7 @@ test('a VM returning to a site that holds its older snapshot: pages travel as de
 })
 
 test('without an older image at the source, a pull sends no deltas and still completes', async t => {
-  const dir = await tempDir(t)
+  const dir = await tempDir(t, 'delta')
   const [a1, b1] = await startFabric(t, { sites: { a: 1, b: 1 } })
   const image = join(dir, 'vm.ram')
   await writeImage(image, { sizeBytes: 8 * MiB, seed: 21 })

@@ -1,25 +1,18 @@
 import test from 'ava'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { writeImage } from '../../testnet/synthetic.ts'
 import { startFabric } from '../fixtures/fabric.ts'
 import { waitFor } from '../fixtures/wait.ts'
+import { MiB, tempDir } from './migration-helpers.ts'
 
-const MiB = 1024 * 1024
 const LIAR = fileURLToPath(new URL('../fixtures/liar-peer.ts', import.meta.url))
 
-async function tempDir (t: any): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'memfabric-faults-'))
-  t.teardown(async () => rm(dir, { recursive: true, force: true }))
-  return dir
-}
-
 test('a lying holder in the destination\'s site is detected and routed around', async t => {
-  const dir = await tempDir(t)
+  const dir = await tempDir(t, 'faults')
   const [a1, b1, b2] = await startFabric(t, { sites: { a: 1, b: 2 } })
   const vm = join(dir, 'vm.ram')
   const sibling = join(dir, 'sibling.ram')
@@ -60,7 +53,7 @@ test('a lying holder in the destination\'s site is detected and routed around', 
 })
 
 test('an interrupted pull resumes fetching only what is missing', async t => {
-  const dir = await tempDir(t)
+  const dir = await tempDir(t, 'faults')
   const [a1, b1] = await startFabric(t, { sites: { a: 1, b: 1 } })
   const vm = join(dir, 'vm.ram')
   await writeImage(vm, { sizeBytes: 16 * MiB, seed: 5, zeroFraction: 0.1, duplicateFraction: 0 })

@@ -1,20 +1,13 @@
 import test from 'ava'
-import { readFile, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeImage } from '../../testnet/synthetic.ts'
 import { startFabric } from '../fixtures/fabric.ts'
+import { MiB, tempDir } from './migration-helpers.ts'
 
-const MiB = 1024 * 1024
-
-async function tempDir (t: any): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'memfabric-migration-'))
-  t.teardown(async () => rm(dir, { recursive: true, force: true }))
-  return dir
-}
 
 test('a destination whose site holds a sibling image fetches most pages in its site', async t => {
-  const dir = await tempDir(t)
+  const dir = await tempDir(t, 'migration')
   const [a1, b1, b2] = await startFabric(t, { sites: { a: 1, b: 2 } })
   const family = { seed: 7, pages: 2048, fraction: 1 }
   const vm = join(dir, 'vm.ram')
@@ -39,7 +32,7 @@ test('a destination whose site holds a sibling image fetches most pages in its s
 })
 
 test('with a third site that holds a sibling, its pages come from there (remote tier) rather than from the source', async t => {
-  const dir = await tempDir(t)
+  const dir = await tempDir(t, 'migration')
   const [a1, b1, c1] = await startFabric(t, { sites: { a: 1, b: 1, c: 1 } })
   const family = { seed: 9, pages: 1024, fraction: 1 }
   const vm = join(dir, 'vm.ram')

@@ -10,7 +10,7 @@ import { zstdCompressSync } from 'node:zlib'
 import type { CID } from 'multiformats/cid'
 import { pageCid } from '../../store/page.ts'
 import { PeerMisbehavedError, PREFIX_BYTES } from '../../protocols/pages/index.ts'
-import { decodeAnyRequest, encodePrefixRequest, encodeThinRequest } from '../../protocols/pages/codec.ts'
+import { decodeAnyRequest, decodeHeldResponse, encodeHeldResponse, encodePrefixRequest, encodeThinRequest, isHeldFrame } from '../../protocols/pages/codec.ts'
 import { decodeThinFrame, encodeThinAbsent, encodeThinFrames, THIN_ENTRY_BYTES, THIN_FRAME_ENTRIES, THIN_PAGE, zeroRunLength } from '../../protocols/pages/codec.ts'
 import type { ThinManifest } from '../../protocols/pages/codec.ts'
 import { PrefixIndex } from '../../node/migration/prefix-index.ts'
@@ -104,6 +104,42 @@ test('pages fetched by prefix from a real store are hashed and named; prefixes i
   t.is(result.received.length, held.length)
   for (const p of held) t.true(Buffer.from(got.get(p.cid.toString())!).equals(p.bytes))
   for (const p of absent) t.false(got.has(p.cid.toString()))
+})
+
+test('a held query tells which prefixes a real store holds, as bits, without moving pages', async t => {
+  const server = await repoNode(t)
+  const held = randomPages(600)
+  await server.repo.store.putMany(held)
+  const absent = randomPages(40)
+  const client = await pageNode(t)
+  await connect(client.node, server.addr)
+  // interleaved, across several requests (256 prefixes each), and a count not a multiple of 8
+  const ask = [...held.slice(0, 300), ...absent.slice(0, 20), ...held.slice(300), ...absent.slice(20, 37)]
+  const prefixes = new Uint8Array(ask.length * PREFIX_BYTES)
+  ask.forEach((p, i) => { prefixes.set(p.cid.multihash.digest.subarray(0, PREFIX_BYTES), i * PREFIX_BYTES) })
+  const { held: bits, wireBytes } = await client.node.services.pages.heldByPrefix(server.node.peerId, prefixes)
+  const heldSet = new Set(held.map(p => p.cid.toString()))
+  ask.forEach((p, i) => { t.is((bits[i >> 3] >> (i & 7)) & 1, heldSet.has(p.cid.toString()) ? 1 : 0, `prefix ${i}`) })
+  // a bitmap, not pages: far less than one page per held prefix
+  t.true(wireBytes < ask.length, `${wireBytes} wire bytes`)
+})
+
+test('held frames: round trip, and garbage or bits past the count are typed errors', t => {
+  const bits = new Uint8Array([0b10100101, 0b00000011])
+  const frame = encodeHeldResponse({ id: 7, count: 10, bits })
+  t.true(isHeldFrame(frame))
+  const back = decodeHeldResponse(frame)
+  t.is(back.id, 7)
+  t.is(back.count, 10)
+  t.deepEqual([...back.bits], [...bits])
+  const extra = Uint8Array.from(frame)
+  extra[extra.length - 1] |= 0x80
+  t.throws(() => decodeHeldResponse(extra), { code: 'ERR_INVALID_MESSAGE' })
+  t.throws(() => decodeHeldResponse(frame.subarray(0, frame.length - 1)), { code: 'ERR_INVALID_MESSAGE' })
+  t.throws(() => decodeHeldResponse(encodeHeldResponse({ id: 1, count: 300, bits: new Uint8Array(38) }), 256), { code: 'ERR_INVALID_MESSAGE' })
+  const req = decodeAnyRequest(encodePrefixRequest({ id: 3, prefixes: new Uint8Array(16), held: true }))
+  t.deepEqual(req, { id: 3, prefixes: new Uint8Array(16), held: true })
+  t.throws(() => decodeAnyRequest(cborEncode({ id: 3, prefixes: new Uint8Array(16), held: 1 })), { code: 'ERR_INVALID_MESSAGE' })
 })
 
 test('a server answering a prefix with another page is caught as misbehaving', async t => {

@@ -8,6 +8,7 @@ import type { Uint8ArrayList } from 'uint8arraylist'
 export const FRAME_PAGES = 0x01
 export const FRAME_PATCH = 0x02
 export const FRAME_THIN = 0x03
+export const FRAME_HELD = 0x04
 
 /** Flag bits of a response frame (its second byte). */
 export const FLAG_LAST = 0x01

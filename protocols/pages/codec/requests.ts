@@ -14,10 +14,12 @@
  * differs, slot by slot, from the older image the server would use as its basis, so a client
  * that holds that basis's manifest can rebuild the image's manifest instead of fetching it.
  *
- * Prefix request: `{ id: uint32, prefixes: bytes, compress?: 'zstd' }` asks for pages by the
- * first PREFIX_BYTES bytes of their digest (1…maxCids of them); the answer is the same page
- * frames, an entry per prefix, missing where the server holds no page with that prefix. The
- * client hashes each page and keeps it only if its digest starts with the prefix asked.
+ * Prefix request: `{ id: uint32, prefixes: bytes, compress?: 'zstd', held?: true }` asks for
+ * pages by the first PREFIX_BYTES bytes of their digest (1…maxCids of them); the answer is the
+ * same page frames, an entry per prefix, missing where the server holds no page with that
+ * prefix. The client hashes each page and keeps it only if its digest starts with the prefix
+ * asked. With `held: true` the answer is one held frame instead (held-frames.ts): which
+ * prefixes the server holds a page for, no pages.
  *
  * Thin-manifest request: `{ id: uint32, thin: CID link }` asks for image `thin`'s slots as
  * zero runs and digest prefixes (see thin-frames.ts): a few bytes a slot instead of the manifest's
@@ -52,6 +54,8 @@ export interface PrefixRequest {
   id: number
   prefixes: Uint8Array
   compress?: Compression
+  /** Ask only which prefixes are held (a held frame), not for the pages. */
+  held?: true
 }
 
 export interface ThinRequest {
@@ -101,7 +105,10 @@ export function encodePatchRequest (req: PatchRequest): Uint8Array {
 }
 
 export function encodePrefixRequest (req: PrefixRequest): Uint8Array {
-  return cborEncode(req.compress == null ? { id: req.id, prefixes: req.prefixes } : { id: req.id, prefixes: req.prefixes, compress: req.compress })
+  const msg: Record<string, unknown> = { id: req.id, prefixes: req.prefixes }
+  if (req.compress != null) msg.compress = req.compress
+  if (req.held === true) msg.held = true
+  return cborEncode(msg)
 }
 
 export function encodeThinRequest (req: ThinRequest): Uint8Array {
@@ -154,7 +161,12 @@ export function decodeAnyRequest (data: Uint8Array | Uint8ArrayList, maxCids = D
     if (!(prefixes instanceof Uint8Array) || prefixes.byteLength === 0 || prefixes.byteLength % PREFIX_BYTES !== 0 || prefixes.byteLength / PREFIX_BYTES > maxCids) {
       throw new InvalidMessageError(`request prefixes must be 1…${maxCids} prefixes of ${PREFIX_BYTES} bytes`)
     }
-    return m.compress === 'zstd' ? { id: m.id, prefixes, compress: 'zstd' } : { id: m.id, prefixes }
+    if (m.held !== undefined && m.held !== true) {
+      throw new InvalidMessageError('request held must be true or absent')
+    }
+    const req: PrefixRequest = m.compress === 'zstd' ? { id: m.id, prefixes, compress: 'zstd' } : { id: m.id, prefixes }
+    if (m.held === true) req.held = true
+    return req
   }
   const cids = unpackDigests(m.pages, 'pages')
   if (cids.length === 0 || cids.length > maxCids) {
@@ -180,7 +192,7 @@ const REQUEST_FIELDS = {
   pages: ['id', 'pages', 'compress', 'refMask', 'refs'],
   patch: ['id', 'patch'],
   thin: ['id', 'thin'],
-  prefixes: ['id', 'prefixes', 'compress']
+  prefixes: ['id', 'prefixes', 'compress', 'held']
 }
 
 export function isPatchRequest (req: AnyRequest): req is PatchRequest {

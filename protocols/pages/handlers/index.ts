@@ -47,7 +47,7 @@ export type AnswerRequest = (lp: FrameWriter, req: AnyRequest, peer: string, sig
 
 export function requestHandlers (init: RequestHandlersInit): AnswerRequest {
   const pages = new PagesHandler(init)
-  const prefix = new PrefixHandler({ store: init.store, pages })
+  const prefix = new PrefixHandler({ store: init.store, idleTimeout: init.idleTimeout, pages })
   const patch = new PatchHandler(init)
   const thin = new ThinHandler(init)
   return async (lp, req, peer, signal) => {
