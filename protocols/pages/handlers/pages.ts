@@ -12,10 +12,14 @@ import { DELTA_MAX_BYTES, RESPONSE_ENTRY_HEADER, RESPONSE_FRAME_HEADER, ZSTD_MIN
 import { deflateResponse, encodeResponseList, PAGE_DELTA, PAGE_MISSING, PAGE_RAW } from '../codec.ts'
 import type { PageEntry, PageRequest } from '../codec.ts'
 import type { Count } from '../counters.ts'
+import { AdaptiveLevel } from '../adaptive-level.ts'
 import { isZeroCid } from '../zero-page.ts'
 import type { FrameWriter, RequestHandler } from './index.ts'
 
 const MISSING_ENTRY: PageEntry = { kind: PAGE_MISSING, bytes: new Uint8Array(0) }
+
+/** Peers whose compression level is remembered. */
+const MAX_LEVEL_PEERS = 256
 
 export interface PagesHandlerInit {
   store: PageStore
@@ -33,6 +37,21 @@ export class PagesHandler implements RequestHandler<PageRequest> {
   private readonly zstdLevel: number
   private readonly idleTimeout: number
   private readonly count: Count
+
+  /** The zstd level of each peer's frames, chosen by its link (most recently served peers). */
+  private readonly levels = new Map<string, AdaptiveLevel>()
+
+  private levelFor (peer: string): AdaptiveLevel {
+    let level = this.levels.get(peer)
+    if (level == null) {
+      level = new AdaptiveLevel(this.zstdLevel)
+      if (this.levels.size >= MAX_LEVEL_PEERS) this.levels.delete(this.levels.keys().next().value!)
+    } else {
+      this.levels.delete(peer)
+    }
+    this.levels.set(peer, level)
+    return level
+  }
 
   constructor (init: PagesHandlerInit) {
     this.store = init.store
@@ -57,10 +76,14 @@ export class PagesHandler implements RequestHandler<PageRequest> {
     let bytesServed = 0
     let missing = 0
 
+    const level = this.levelFor(peer)
     const flush = async (last: boolean): Promise<void> => {
       let frame: Uint8Array | Uint8ArrayList = encodeResponseList({ id: req.id, start, last, entries })
+      let compressMs = -1
       if (req.compress === 'zstd') {
-        frame = await deflateResponse(frame.subarray(), this.zstdLevel, ZSTD_MIN_SAVING) ?? frame
+        const t = performance.now()
+        frame = await deflateResponse(frame.subarray(), level.current, ZSTD_MIN_SAVING) ?? frame
+        compressMs = performance.now() - t
       }
       start += entries.length
       entries = []
@@ -70,7 +93,9 @@ export class PagesHandler implements RequestHandler<PageRequest> {
       this.count(peer, 'missingServed', missing)
       this.count(peer, 'wireBytesServed', wireLength(frame.byteLength))
       pages = bytesServed = missing = 0
+      const t = performance.now()
       await lp.write(frame, { signal: frameSignal(this.idleTimeout, signal) })
+      if (compressMs >= 0) level.observe(compressMs, performance.now() - t)
     }
 
     const refs = req.refs != null ? await this.referencePages(req.refs, signal) : undefined
