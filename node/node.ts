@@ -112,6 +112,8 @@ export class MemfabricNode {
   private readonly records: ClassicLevel<Uint8Array, Uint8Array>
   private readonly publisher?: Publisher
   private readonly controller = new AbortController()
+  /** Bases of the images this node serves (manifest patches), shared with the page exchange. */
+  private bases?: BasisIndex
 
   private constructor (repo: Repo, libp2p: Libp2p<NodeServices>, records: ClassicLevel<Uint8Array, Uint8Array>, site: string, publish: boolean) {
     this.repo = repo
@@ -163,6 +165,7 @@ export class MemfabricNode {
       throw err
     })
     node = new MemfabricNode(repo, libp2p as Libp2p<NodeServices>, records, site, init.publish ?? true)
+    node.bases = bases
     log('node %p started in site %s on %s', libp2p.peerId, site, libp2p.getMultiaddrs().map(String).join(', '))
     return node
   }
@@ -255,6 +258,10 @@ export class MemfabricNode {
   /** Source side: offer an image to a destination and wait for its report. */
   async offer (to: string | PeerId | Multiaddr, offer: Offer, options: { signal?: AbortSignal, onProgress?(p: MigrationProgress): void } = {}): Promise<MigrationReport> {
     const peer = await this.connect(to, { signal: options.signal })
+    // a destination in another site asks for the image's manifest patch first: find the basis
+    // while the offer and the root travel (a few hundred ms of comparing older manifests,
+    // otherwise spent while the destination waits); the answer is cached for its request
+    if (this.describe(peer).site !== this.site) this.bases?.patch(offer.root, { signal: options.signal }).catch(() => {})
     const tracked = this.migrations.track({ direction: 'out', peer: peer.toString(), root: offer.root.toString(), name: offer.name }, options.onProgress)
     return await this.tracked(tracked, this.libp2p.services.migrate.offer(peer, offer, { ...options, onProgress: tracked.onProgress }) as Promise<MigrationReport>)
   }

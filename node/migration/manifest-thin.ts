@@ -18,7 +18,7 @@ import type { PullContext } from './context.ts'
 import { DigestLog } from './digest-log.ts'
 import { absentBlocks } from './manifest-fetch.ts'
 import { PrefixIndex } from './prefix-index.ts'
-import { sitePeers } from './site.ts'
+import { sitePeers, thirdSiteKnown } from './site.ts'
 import { SlotSet } from './slot-set.ts'
 import { prefetch } from './thin-fetch.ts'
 import { OutputWriter } from './output.ts'
@@ -42,8 +42,7 @@ export interface ThinOutcome {
 export async function rebuildFromThin (ctx: PullContext, manifest: Manifest, missing: CID[]): Promise<ThinOutcome> {
   const { deps, options, figures } = ctx
   const { root, source, signal } = options
-  const sourceSite = deps.describe(source).site
-  if (deps.peers().some(p => p.site !== deps.site && p.site !== sourceSite)) return { still: missing, complete: false }
+  if (thirdSiteKnown(ctx)) return { still: missing, complete: false }
   let thin: ThinManifest | undefined
   try {
     const answer = await deps.manifestThin(source, root, { signal, maxEntries: manifest.pages })

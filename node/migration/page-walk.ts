@@ -9,11 +9,15 @@ import type { CID } from 'multiformats/cid'
 import { keyOf } from './cid-key.ts'
 import { DEFAULT_WINDOW_PAGES, DEFAULT_WINDOWS_IN_FLIGHT } from './constants.ts'
 import type { PullContext } from './context.ts'
+import { thirdSiteKnown } from './site.ts'
 import { fetchAll } from './fetcher.ts'
 import { pageSink } from './sinks.ts'
 import type { SlotSet } from './slot-set.ts'
 
 const log = logger('memfabric:migration')
+
+/** Distinct pages of a page walk's first window; windows double from there. */
+const FIRST_WINDOW_PAGES = 512
 
 export interface PageWalkInit {
   /** An older image of the VM: the page in the same slot is the reference of a delta. */
@@ -73,6 +77,10 @@ export class PageWalk {
     const { store } = deps
     const { root, signal } = options
     const windowPages = options.windowPages ?? DEFAULT_WINDOW_PAGES
+    // the first window is small, so pages start moving after one short presence round, and
+    // each next one doubles up to windowPages (planning 8192 pages took ~0.7 s on a loaded
+    // host before the first page was asked for)
+    let size = Math.min(FIRST_WINDOW_PAGES, windowPages)
     const inFlight = new Set<Promise<void>>()
     let window = new Map<string, WindowEntry>()
     // walked in step with the image: same slot, older content
@@ -93,6 +101,7 @@ export class PageWalk {
     const flush = async (): Promise<void> => {
       const entries = [...window.values()]
       window = new Map()
+      size = Math.min(size * 2, windowPages)
       const task = this.pullWindow(entries)
       inFlight.add(task)
       task.finally(() => inFlight.delete(task)).catch(() => {})
@@ -117,7 +126,7 @@ export class PageWalk {
         } else {
           const ref = old != null && !old.equals(slot.cid) ? old : undefined
           window.set(key, { cid: slot.cid, length: slot.length, slots: 1, settled, ref })
-          if (window.size >= windowPages) await flush()
+          if (window.size >= size) await flush()
         }
       }
       if (window.size > 0) await flush()
@@ -156,7 +165,7 @@ export class PageWalk {
     })
     figures.progress('pages')
     if (missing.length > 0) {
-      const task = fetchAll(this.ctx, missing, { useDht: true, sink: pageSink(this.ctx), kind: 'pages', refs })
+      const task = fetchAll(this.ctx, missing, { useDht: thirdSiteKnown(this.ctx), sink: pageSink(this.ctx), kind: 'pages', refs })
       for (const key of fetching) this.fetching.set(key, task)
       try {
         await task

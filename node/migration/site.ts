@@ -8,6 +8,17 @@ import type { Take } from './sinks.ts'
 
 const log = logger('memfabric:migration')
 
+/**
+ * Whether some known peer is neither in this site nor in the source's: only then can a
+ * provider lookup find a holder nearer than the source for what this site lacks (a holder in
+ * the source's own site is no nearer), so without one the lookup's round trips across the WAN
+ * are skipped.
+ */
+export function thirdSiteKnown ({ deps, options }: PullContext): boolean {
+  const sourceSite = deps.describe(options.source).site
+  return deps.peers().some(p => p.site !== deps.site && p.site !== sourceSite)
+}
+
 /** Same-site peers a migration may ask (not itself, not dropped). */
 export function sitePeers ({ deps, figures }: PullContext): Holder[] {
   return deps.peers().filter(p => p.site === deps.site && !p.peerId.equals(deps.self) && !figures.isDropped(p.peerId.toString()))
