@@ -12,3 +12,9 @@ export const DEFAULT_DIAL_TIMEOUT = 30_000
 export const DEFAULT_LIVE_MIN_DIRTY_PAGES = 256
 /** Live migration: most pre-copy rounds before the final one. */
 export const DEFAULT_LIVE_MAX_ROUNDS = 8
+/**
+ * Bytes of partial (still arriving or abandoned) images one fabric member may have on this
+ * host at once, summed over their sizes. A migration that would pass it is refused
+ * (`ERR_PEER_QUOTA`) before its pages are fetched.
+ */
+export const DEFAULT_PEER_PARTIAL_QUOTA = 16 * 1024 ** 3

@@ -1,4 +1,4 @@
-import { join, resolve, relative, isAbsolute } from 'node:path'
+import { join, resolve, relative, isAbsolute, sep } from 'node:path'
 import { mkdir } from 'node:fs/promises'
 import { ClassicLevel } from 'classic-level'
 import { logger } from '@libp2p/logger'
@@ -12,6 +12,7 @@ import { loadPrivateKey } from '../store/repo.ts'
 import type { Repo } from '../store/repo.ts'
 import type { PageStore, Store } from '../store/index.ts'
 import { InvalidRefError } from '../store/errors.ts'
+import { validateName } from '../store/refs.ts'
 import { NotStartedError, OutPathError, PeerUnreachableError } from './errors.ts'
 import { createHost } from './libp2p.ts'
 import type { CreateHostOptions, HostServices } from './libp2p.ts'
@@ -34,6 +35,8 @@ import { Publisher } from './publisher.ts'
 import { BasisIndex } from './migration/basis.ts'
 import { MigrationRegistry } from './migrations.ts'
 import { readRepoFabricKey } from './fabric-key.ts'
+import { OfferPolicy } from './offer-policy.ts'
+import type { AcceptFrom } from './offer-policy.ts'
 import { DEFAULT_DIAL_TIMEOUT, DEFAULT_MIGRATION_OUT_DIR } from './constants.ts'
 
 /**
@@ -82,6 +85,10 @@ export interface MemfabricNodeInit {
   libp2pMetrics?: CreateHostOptions['metrics']
   /** Peer ids that may fetch pages and manifest blocks (default: empty = every fabric member). */
   allowPeers?: string[]
+  /** Who may offer migrations to this node: 'all' (the default: every fabric member), 'none', or these peer ids. */
+  acceptFrom?: AcceptFrom
+  /** Bytes of partial images one offering peer may have here at once (default DEFAULT_PEER_PARTIAL_QUOTA). */
+  partialQuota?: number
 }
 
 export { PeerUnreachableError, OutPathError }
@@ -114,12 +121,14 @@ export class MemfabricNode {
   private readonly controller = new AbortController()
   /** Bases of the images this node serves (manifest patches), shared with the page exchange. */
   private bases?: BasisIndex
+  private readonly offers: OfferPolicy
 
-  private constructor (repo: Repo, libp2p: Libp2p<NodeServices>, records: ClassicLevel<Uint8Array, Uint8Array>, site: string, publish: boolean) {
+  private constructor (repo: Repo, libp2p: Libp2p<NodeServices>, records: ClassicLevel<Uint8Array, Uint8Array>, site: string, publish: boolean, offers: OfferPolicy) {
     this.repo = repo
     this.libp2p = libp2p
     this.records = records
     this.site = site
+    this.offers = offers
     if (publish) {
       this.publisher = new Publisher(repo.store, libp2p.services.providers)
       this.publisher.start()
@@ -131,6 +140,7 @@ export class MemfabricNode {
     const { repo } = init
     const site = init.site ?? repo.config.site
     const allowPeer = allowList(init.allowPeers)
+    const offers = new OfferPolicy({ store: repo.store, acceptFrom: init.acceptFrom, partialQuota: init.partialQuota })
     // random keys and small values: snappy saves nothing, and uncompressed blocks are read
     // from the mapped tables instead of being decompressed into the block cache
     const records = new ClassicLevel<Uint8Array, Uint8Array>(join(repo.path, 'providers'), {
@@ -164,7 +174,7 @@ export class MemfabricNode {
       await records.close()
       throw err
     })
-    node = new MemfabricNode(repo, libp2p as Libp2p<NodeServices>, records, site, init.publish ?? true)
+    node = new MemfabricNode(repo, libp2p as Libp2p<NodeServices>, records, site, init.publish ?? true, offers)
     node.bases = bases
     log('node %p started in site %s on %s', libp2p.peerId, site, libp2p.getMultiaddrs().map(String).join(', '))
     return node
@@ -285,23 +295,36 @@ export class MemfabricNode {
     if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) {
       throw new OutPathError(`a migration offered by a peer may only write inside ${dir}; got ${out}`)
     }
+    // dot names are the node's own (an out file's owner record)
+    if (rel.split(sep).some(part => part.startsWith('.'))) {
+      throw new OutPathError(`a migration offered by a peer may not write a dot file; got ${out}`)
+    }
     return path
   }
 
+  /**
+   * Destination side of a peer's offer: it only adds (see OfferPolicy), to images recorded as
+   * created by `from`; a live round releases its previous round only if `from` created it.
+   */
   private async acceptOffer (offer: Offer, from: PeerId, options: { signal?: AbortSignal, onProgress(progress: unknown): void }): Promise<MigrationReport> {
+    this.offers.admit(from)
+    if (offer.name != null) validateName(offer.name)
     let out: string | undefined
     if (offer.out != null) {
       out = this.resolveOfferedOut(offer.out)
       await mkdir(resolve(out, '..'), { recursive: true })
     }
-    const signal = AbortSignal.any([this.controller.signal, ...(options.signal != null ? [options.signal] : [])])
-    const tracked = this.migrations.track({ direction: 'in', peer: from.toString(), root: offer.root.toString(), name: offer.name }, options.onProgress)
-    const report = await this.tracked(tracked, pullImage(this.pullDeps(), { root: offer.root, source: from, name: offer.name, out, signal, onProgress: tracked.onProgress }))
-    if (offer.previous != null && !offer.previous.equals(offer.root)) {
-      // a live round supersedes the previous one
-      await this.repo.store.remove(offer.previous).catch(() => {})
+    const release = await this.offers.claim(from, offer.root, offer.name, out)
+    try {
+      const signal = AbortSignal.any([this.controller.signal, ...(options.signal != null ? [options.signal] : [])])
+      const tracked = this.migrations.track({ direction: 'in', peer: from.toString(), root: offer.root.toString(), name: offer.name }, options.onProgress)
+      const deps = { ...this.pullDeps(), store: this.offers.storeFor(from) }
+      const report = await this.tracked(tracked, pullImage(deps, { root: offer.root, source: from, name: offer.name, out, signal, onProgress: tracked.onProgress }))
+      if (offer.previous != null) await this.offers.releasePrevious(from, offer.previous, offer.root)
+      return { ...report, rounds: offer.round ?? 1 }
+    } finally {
+      release()
     }
-    return { ...report, rounds: offer.round ?? 1 }
   }
 
   private pullDeps (): PullDeps {

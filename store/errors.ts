@@ -85,3 +85,9 @@ export class CarBlockVerificationError extends MemfabricError {
   static readonly code = 'ERR_CAR_BLOCK_VERIFICATION'
   constructor (message: string) { super(message, CarBlockVerificationError.code) }
 }
+
+/** A fabric member's migration named an image that another party created (an offer only adds). */
+export class NameTakenError extends MemfabricError {
+  static readonly code = 'ERR_NAME_TAKEN'
+  constructor (message: string) { super(message, NameTakenError.code) }
+}

@@ -111,6 +111,8 @@ export interface ImageInfo {
   /** False while a migration into this repo is still fetching its pages. */
   complete: boolean
   createdAt: number
+  /** Peer id of the fabric member whose migration created it; undefined: local (see PinRecord.creator). */
+  creator?: string
 }
 
 export interface ImportResult {
@@ -141,6 +143,11 @@ export interface PinOptions extends AbortOptions {
   name?: string
   /** Pin an image whose pages are still arriving (protects them from gc). */
   partial?: boolean
+  /**
+   * Pin on behalf of this fabric member (peer id; default: the local user). Such a pin only
+   * adds: a name held by an image another party created is refused (`ERR_NAME_TAKEN`).
+   */
+  creator?: string
 }
 
 export interface StoreStats {
@@ -217,6 +224,11 @@ export interface Store extends PageStore, BlockStore, EventTarget {
    * explicit pin). For a CID: remove the pin and every name of it.
    */
   remove (ref: string | CID, options?: AbortOptions): Promise<void>
+  /**
+   * Remove `root`'s pin and names only if fabric member `creator` created it (a live round
+   * superseding its own previous round); returns whether it did.
+   */
+  release (root: CID, creator: string, options?: AbortOptions): Promise<boolean>
   list (options?: AbortOptions): Promise<ImageInfo[]>
   inspect (ref: string | CID, options?: AbortOptions): Promise<ImageInfo>
   gc (options?: AbortOptions): Promise<GcResult>

@@ -5,7 +5,7 @@
  */
 import { CID } from 'multiformats/cid'
 import type { AbortOptions } from '@libp2p/interface'
-import { BlockNotFoundError, InvalidRefError, RefNotFoundError } from './errors.ts'
+import { BlockNotFoundError, InvalidRefError, NameTakenError, RefNotFoundError } from './errors.ts'
 import type { BlockFiles } from './block-files.ts'
 import type { ManifestReader } from './manifest-reader.ts'
 import type { Mutex } from './mutex.ts'
@@ -48,7 +48,8 @@ function info (key: string, rec: PinRecord, names: string[]): ImageInfo {
     zeroPages: rec.zeroPages,
     distinctPages: rec.distinctPages,
     complete: rec.state === 'complete',
-    createdAt: rec.createdAt
+    createdAt: rec.createdAt,
+    ...(rec.creator != null ? { creator: rec.creator } : {})
   }
 }
 
@@ -111,9 +112,16 @@ export class Refs {
         record = { state: 'complete', createdAt: existing?.createdAt ?? Date.now(), size: m.size, pages: m.pages, zeroPages: counts.zeroPages, distinctPages: counts.distinctPages, format: m.format }
       }
       // a partial pin only guards pages in flight; completing it without a name pins explicitly
-      record.explicit = existing?.explicit === true || (options.name == null && options.partial !== true)
+      record = { ...record, explicit: existing?.explicit === true || (options.name == null && options.partial !== true) }
+      // a root pinned by a second party is no longer one member's alone: it counts as local
+      delete record.creator
+      const creator = existing == null || existing.creator === options.creator ? options.creator : undefined
+      if (creator != null) record.creator = creator
       const ops = [this.components.index.putPin(key, record)]
-      if (options.name != null) ops.push(...await this.nameOps(options.name, key))
+      if (options.name != null) {
+        if (options.creator != null) await this.checkNameFree(options.name, key, options.creator)
+        ops.push(...await this.nameOps(options.name, key))
+      }
       // the blocks the pin refers to are durable before it is
       await this.components.blockFiles.sync()
       await this.components.index.write(ops, true)
@@ -142,6 +150,35 @@ export class Refs {
       }
       await this.components.index.write(ops, true)
     })
+  }
+
+  /**
+   * Remove `root`'s pin and every name of it if fabric member `creator` created it; returns
+   * whether it did (see `Store.release`). Every name of such a root came from that member:
+   * a pin by anyone else makes the root local (see `pin`).
+   */
+  async release (root: CID, creator: string, options: AbortOptions = {}): Promise<boolean> {
+    options.signal?.throwIfAborted()
+    return this.components.lock.run(async () => {
+      const key = root.toString()
+      const rec = await this.components.index.pins.get(key)
+      if (rec?.creator !== creator) return false
+      const ops: IndexOp[] = [this.components.index.delPin(key)]
+      for await (const [n, r] of this.components.index.names.iterator()) if (r === key) ops.push(this.components.index.delName(n))
+      await this.components.index.write(ops, true)
+      return true
+    })
+  }
+
+  /**
+   * Throw NameTakenError when `name` points at a root other than `rootKey` that `creator` did
+   * not create: a member's migration may move only its own names. Call with the lock held.
+   */
+  private async checkNameFree (name: string, rootKey: string, creator: string): Promise<void> {
+    const old = await this.components.index.names.get(name)
+    if (old == null || old === rootKey) return
+    const rec = await this.components.index.pins.get(old)
+    if (rec?.creator !== creator) throw new NameTakenError(`the name "${name}" belongs to an image this peer did not create`)
   }
 
   /**

@@ -36,6 +36,12 @@ export interface PinRecord {
    * name is removed or moved. Absent in records written before this field existed: false.
    */
   explicit?: boolean
+  /**
+   * Peer id of the fabric member whose migration created the image; absent: the local user
+   * (the CLI, an import), and every record written before this field existed. A root pinned
+   * by two parties counts as local: only the operator removes it then.
+   */
+  creator?: string
   createdAt: number
   size: number
   pages: number

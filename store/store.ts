@@ -334,6 +334,11 @@ export class LevelPackStore extends EventTarget implements Store {
     await this.refs.remove(ref, options)
   }
 
+  async release (root: CID, creator: string, options: AbortOptions = {}): Promise<boolean> {
+    this.checkOpen()
+    return this.refs.release(root, creator, options)
+  }
+
   async list (options: AbortOptions = {}): Promise<ImageInfo[]> {
     this.checkOpen()
     return this.refs.list(options)

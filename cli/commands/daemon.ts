@@ -4,6 +4,8 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { DialMap } from '../../node/transport/dial-map.ts'
+import type { AcceptFrom } from '../../node/offer-policy.ts'
+import { DEFAULT_PEER_PARTIAL_QUOTA } from '../../node/constants.ts'
 import { defineCommand, globalParams, listOption, nonEmptyOption, takePositionals, UsageError } from '../command.ts'
 import type { GlobalParams } from '../command.ts'
 import { formatFields } from '../output.ts'
@@ -21,6 +23,25 @@ export interface DaemonParams extends GlobalParams {
   publish: boolean
   metrics: boolean
   allowPeers?: string[]
+  acceptFrom?: AcceptFrom
+  partialQuota?: number
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }
+
+/** `--peer-quota`: bytes, with an optional K/M/G/T (binary) suffix. */
+function parseSize (value: string): number {
+  const m = /^(\d+)\s*([kmgt]?)(i?b)?$/i.exec(value)
+  if (m == null) throw new UsageError(`invalid --peer-quota '${value}': give bytes, e.g. 4G or 512MiB`)
+  return Number(m[1]) * SIZE_UNITS[m[2].toLowerCase()]
+}
+
+/** `--accept-from all|none|ID[,ID…]` (repeatable, already split at commas); the node checks the ids. */
+function parseAcceptFrom (ids: string[] | undefined): AcceptFrom | undefined {
+  if (ids == null) return undefined
+  if (ids.length === 1 && (ids[0] === 'all' || ids[0] === 'none')) return ids[0]
+  if (ids.length === 0 || ids.includes('all') || ids.includes('none')) throw new UsageError('--accept-from takes all, none, or peer ids')
+  return ids
 }
 
 export const daemonCommand = defineCommand({
@@ -40,7 +61,9 @@ export const daemonCommand = defineCommand({
     'dial-map': { type: 'string', valueName: 'FILE', description: 'JSON {"ip:port": "ip:port"} of outgoing dial rewrites (test network WAN emulation)' },
     'no-publish': { type: 'boolean', description: 'do not announce held pages in the DHT' },
     metrics: { type: 'boolean', description: 'serve Prometheus metrics at <api>/metrics (libp2p\'s and memfabric\'s)' },
-    'allow-peer': { type: 'string', multiple: true, valueName: 'ID', description: 'only this peer (repeat for more) may fetch pages and manifest blocks from this host', defaultText: 'every fabric member' }
+    'allow-peer': { type: 'string', multiple: true, valueName: 'ID', description: 'only this peer (repeat for more) may fetch pages and manifest blocks from this host', defaultText: 'every fabric member' },
+    'accept-from': { type: 'string', multiple: true, valueName: 'PEER[,PEER…]', description: 'accept migrations offered by these peers only (or all, none)', defaultText: 'all: every fabric member' },
+    'peer-quota': { type: 'string', valueName: 'SIZE', description: 'bytes of partial images one offering peer may have here (e.g. 4G)', defaultText: `${DEFAULT_PEER_PARTIAL_QUOTA / 1024 ** 3}G` }
   },
   examples: [
     { command: 'memfabric daemon --site paris --listen /ip4/0.0.0.0/tcp/4001' },
@@ -58,6 +81,7 @@ export const daemonCommand = defineCommand({
       api = `/ip4/127.0.0.1/tcp/${port}`
     }
     if (args.values.mdns === true && args.values['no-mdns'] === true) throw new UsageError('give --mdns or --no-mdns, not both')
+    const quota = nonEmptyOption(args, 'peer-quota')
     return {
       ...globalParams(args, env),
       mdns: args.values.mdns === true ? true : args.values['no-mdns'] === true ? false : undefined,
@@ -69,7 +93,9 @@ export const daemonCommand = defineCommand({
       dialMap: nonEmptyOption(args, 'dial-map'),
       publish: args.values['no-publish'] !== true,
       metrics: args.values.metrics === true,
-      allowPeers: listOption(args, 'allow-peer')
+      allowPeers: listOption(args, 'allow-peer'),
+      acceptFrom: parseAcceptFrom(listOption(args, 'accept-from')),
+      partialQuota: quota === undefined ? undefined : parseSize(quota)
     }
   },
   async handler (params, ctx) {
@@ -94,7 +120,9 @@ export const daemonCommand = defineCommand({
       dialMap,
       publish: params.publish,
       metrics: params.metrics,
-      allowPeers: params.allowPeers
+      allowPeers: params.allowPeers,
+      acceptFrom: params.acceptFrom,
+      partialQuota: params.partialQuota
     })
     const addresses = daemon.node.libp2p.getMultiaddrs().map(String)
     if (params.json) {
