@@ -33,6 +33,8 @@ import { createZstdCompress, constants as zlibConstants } from 'node:zlib'
 import { WanEmulator } from '../testnet/wan/index.ts'
 import { SCENARIO_NAMES, Testnet, prepareScenario, runScenario, wanCount } from '../testnet/index.ts'
 import type { ScenarioName, ScenarioPlan, ScenarioResult } from '../testnet/index.ts'
+import { formatTimeline } from '../node/migration/index.ts'
+import type { TimelinePhase } from '../node/migration/index.ts'
 import { GUEST_SCENARIO_NAMES, guestImagesMissing, prepareGuestScenario } from './guest-images.ts'
 import type { GuestImagesInfo, GuestScenarioName } from './guest-images.ts'
 
@@ -64,7 +66,7 @@ interface ScenarioBench {
   closest?: string
   methods: MethodResult[]
   floor: { pages: number, zstdBytes: number, manifestBytes: number, totalBytes: number }
-  memfabric?: Omit<ScenarioResult, 'report'>
+  memfabric?: Omit<ScenarioResult, 'report'> & { timeline?: TimelinePhase[] }
 }
 
 const { values: argv } = parseArgs({
@@ -330,6 +332,37 @@ function markdown (runs: ScenarioBench[], meta: Record<string, string>, skipped:
     lines.push(`| ${run.scenario} | ${run.images === 'guest' ? 'real guest RAM' : 'synthetic'} | ${zero} | ${mib(run.floor.totalBytes)} | **${m(mf)}** | ${(mf / run.floor.totalBytes).toFixed(2)} | ${m(qemu)} | ${ratio(qemu / mf)} | ${m(wanOf(run, 'rsync -z against closest'))} | ${m(wanOf(run, `rsync -z -B ${PAGE} against closest`))} | ${m(wanOf(run, 'zstd --patch-from closest'))} |`)
   }
   lines.push('')
+  lines.push('## Time beside bytes', '')
+  lines.push(`Wall time of each method, and the link time of its own WAN bytes (both directions, emulator counters) at ${wanMbit} Mbit/s; "× link" is wall ÷ link time. For memfabric, the target of issue 15 is 1.2 × the larger of (a) that link time and (b) the time the destination's site needs to hand over its share, + 3 RTT; (b) below is the span of the pull's \`fetch:site\` phase in its own timeline — the site's delivery in this run, not an independent measurement of the site's verified page-fetch speed.`, '')
+  lines.push('| scenario | method | wall s | link s | × link |')
+  lines.push('|---|---|---:|---:|---:|')
+  for (const run of runs) {
+    for (const m of run.methods) {
+      if (m.skipped != null) continue
+      const link = (m.aToB + m.bToA) * 8 / (wanMbit * 1e6)
+      lines.push(`| ${run.scenario} | ${m.method === 'memfabric migrate' ? '**memfabric migrate**' : m.method} | ${(m.ms / 1000).toFixed(2)} | ${link.toFixed(2)} | ${(m.ms / 1000 / link).toFixed(1)} |`)
+    }
+  }
+  lines.push('')
+  lines.push('| scenario | memfabric wall s | (a) link s | (b) site phase s | target s | binds | met | fastest other method |')
+  lines.push('|---|---:|---:|---:|---:|---|---|---|')
+  for (const run of runs) {
+    const mf = run.methods.find(m => m.method === 'memfabric migrate' && m.skipped == null)
+    if (mf == null) continue
+    const a = (mf.aToB + mf.bToA) * 8 / (wanMbit * 1e6)
+    const site = run.memfabric?.timeline?.find(p => p.name === 'fetch:site')
+    const b = site != null ? (site.endMs - site.startMs) / 1000 : 0
+    const target = 1.2 * Math.max(a, b) + 3 * wanRttMs / 1000
+    const others = run.methods.filter(m => m !== mf && m.skipped == null).sort((x, y) => x.ms - y.ms)
+    const best = others[0]
+    lines.push(`| ${run.scenario} | ${(mf.ms / 1000).toFixed(2)} | ${a.toFixed(2)} | ${site != null ? b.toFixed(2) : '–'} | ${target.toFixed(2)} | ${b > a ? '(b)' : '(a)'} | ${mf.ms / 1000 <= target ? 'yes' : 'no'} | ${best != null ? `${best.method} ${(best.ms / 1000).toFixed(2)} s (memfabric ${(mf.ms / best.ms).toFixed(1)}×)` : '–'} |`)
+  }
+  lines.push('')
+  for (const run of runs) {
+    const timeline = run.memfabric?.timeline
+    if (timeline == null || timeline.length === 0) continue
+    lines.push(`Timeline of memfabric's pull in \`${run.scenario}\` (ms since the destination started it):`, '', '```', formatTimeline(timeline), '```', '')
+  }
   for (const run of runs) {
     const mf = run.methods.find(m => m.method === 'memfabric migrate')
     const raw = run.methods.find(m => m.method === 'raw copy')
@@ -473,7 +506,7 @@ try {
       closest: plan.closest?.name,
       methods,
       floor: { pages: result.floor.pages, zstdBytes: result.floor.zstdBytes, manifestBytes: result.floor.manifestBytes, totalBytes: result.floor.totalBytes },
-      memfabric: summary
+      memfabric: { ...summary, timeline: _report.timeline }
     })
   }
   const cpu = cpus()
