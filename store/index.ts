@@ -89,6 +89,12 @@ export interface Manifest {
   pages: number
   /** Chunk blocks listing page CIDs in order, across extents. */
   chunks: CID[]
+  /**
+   * How the chunks were cut, when not by the format's defaults (DEFAULT_CHUNK_* in
+   * store/options.ts). Recorded in the root only then, so default roots are unchanged; a
+   * rebuild of the manifest (from a basis or a thin manifest) cuts with these.
+   */
+  chunking?: { modulus: number, min: number, max: number }
 }
 
 /** One page slot of an image: `cid` is `null` for an all-zero page. */

@@ -11,6 +11,7 @@ import * as Digest from 'multiformats/hashes/digest'
 import { ImageFormatError } from './errors.ts'
 import { SHA256_CODE, sha256Digest } from './page.ts'
 import type { Extent, Manifest } from './index.ts'
+import { DEFAULT_CHUNK_MAX, DEFAULT_CHUNK_MIN, DEFAULT_CHUNK_MODULUS } from './options.ts'
 
 export const DAG_CBOR_CODE = dagCbor.code
 
@@ -204,6 +205,19 @@ export function extentPages (extent: Extent, pageSize: number): number {
   return Math.ceil(extent.length / pageSize)
 }
 
+/** Largest chunk modulus or entry count a manifest root may name. */
+const MAX_CHUNKING = 1 << 16
+
+/** Whether `c` is the format's default chunking. */
+export function isDefaultChunking (c: ChunkerOptions): boolean {
+  return c.modulus === DEFAULT_CHUNK_MODULUS && c.min === DEFAULT_CHUNK_MIN && c.max === DEFAULT_CHUNK_MAX
+}
+
+/** How `manifest`'s chunks were cut. */
+export function chunkingOf (manifest: Pick<Manifest, 'chunking'>): ChunkerOptions {
+  return manifest.chunking ?? { modulus: DEFAULT_CHUNK_MODULUS, min: DEFAULT_CHUNK_MIN, max: DEFAULT_CHUNK_MAX }
+}
+
 export function encodeRoot (node: ManifestRootNode): Block {
   return encodeBlock({
     format: node.format,
@@ -211,7 +225,8 @@ export function encodeRoot (node: ManifestRootNode): Block {
     pageSize: node.pageSize,
     extents: node.extents.map(e => ({ offset: e.offset, length: e.length })),
     pages: node.pages,
-    chunks: node.chunks
+    chunks: node.chunks,
+    ...(node.chunking != null && !isDefaultChunking(node.chunking) ? { chunking: { modulus: node.chunking.modulus, min: node.chunking.min, max: node.chunking.max } } : {})
   })
 }
 
@@ -256,7 +271,15 @@ export function decodeRoot (root: CID, bytes: Uint8Array): Manifest {
     if (cid == null) fail(root, 'a chunk link is not a CID')
     chunks.push(cid)
   }
-  return { root, format: node.format, size: node.size, pageSize: node.pageSize, extents, pages: node.pages, chunks }
+  const manifest: Manifest = { root, format: node.format, size: node.size, pageSize: node.pageSize, extents, pages: node.pages, chunks }
+  if (node.chunking !== undefined) {
+    const c = node.chunking
+    // bounded like the store's own options: a hostile root cannot make a rebuild allocate more
+    if (c == null || !isInt(c.modulus) || c.modulus < 1 || (c.modulus & (c.modulus - 1)) !== 0 || c.modulus > MAX_CHUNKING ||
+      !isInt(c.min) || !isInt(c.max) || c.min < 1 || c.min > c.max || c.max > MAX_CHUNKING) fail(root, 'chunking is malformed')
+    manifest.chunking = { modulus: c.modulus, min: c.min, max: c.max }
+  }
+  return manifest
 }
 
 /** Decode a chunk block into its entries. */

@@ -5,21 +5,21 @@
  * never a wrong manifest.
  */
 import type { CID } from 'multiformats/cid'
-import type { Store } from '../../store/index.ts'
-import { Chunker } from '../../store/manifest.ts'
+import type { Manifest, Store } from '../../store/index.ts'
+import { Chunker, chunkingOf } from '../../store/manifest.ts'
 import type { Block } from '../../store/manifest.ts'
-import { DEFAULT_CHUNK_MAX, DEFAULT_CHUNK_MIN, DEFAULT_CHUNK_MODULUS } from '../../store/options.ts'
 import { keyOf } from './cid-key.ts'
 
 export class ChunkCutter {
   private readonly store: Pick<Store, 'putBlock'>
   private readonly wanted: Set<string>
   private readonly signal?: AbortSignal
-  private readonly chunker = new Chunker({ modulus: DEFAULT_CHUNK_MODULUS, min: DEFAULT_CHUNK_MIN, max: DEFAULT_CHUNK_MAX })
+  private readonly chunker: Chunker
 
-  /** Stores in `store` the chunks among `missing`. */
-  constructor (store: Pick<Store, 'putBlock'>, missing: CID[], signal?: AbortSignal) {
+  /** Stores in `store` the chunks among `missing` of `manifest`, cut the way its root says. */
+  constructor (store: Pick<Store, 'putBlock'>, manifest: Pick<Manifest, 'chunking'>, missing: CID[], signal?: AbortSignal) {
     this.store = store
+    this.chunker = new Chunker(chunkingOf(manifest))
     this.wanted = new Set(missing.map(keyOf))
     this.signal = signal
   }

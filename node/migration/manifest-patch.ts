@@ -49,7 +49,7 @@ export async function rebuildFromPatch (ctx: PullContext, manifest: Manifest, mi
     if (old.pages !== manifest.pages) return { still: missing }
     const absent = await absentBlocks(ctx, old.chunks)
     if (absent.length > 0) await blocksFromSite(ctx, absent)
-    const cutter = new ChunkCutter(store, missing, signal)
+    const cutter = new ChunkCutter(store, manifest, missing, signal)
     const digests = bufferOf(patch.digests)
     let next = 0
     for await (const slot of store.pageSlots(basis, { signal })) {

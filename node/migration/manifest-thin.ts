@@ -104,7 +104,7 @@ export async function rebuildFromThin (ctx: PullContext, manifest: Manifest, mis
     // every page found has its record in the log
     const all = digests = new Uint8Array(index.size * 32)
     await digestLog.replay((k, digest) => { all.set(digest, k * 32) })
-    replayed = await replay(thin, index, { fetched: count > 0 ? fetched : undefined, digests: all }, new ChunkCutter(deps.store, missing, signal))
+    replayed = await replay(thin, index, { fetched: count > 0 ? fetched : undefined, digests: all }, new ChunkCutter(deps.store, manifest, missing, signal))
     complete = replayed.cut && (await absentBlocks(ctx, missing)).length === 0
   } finally {
     if (writer != null && !(complete && outputOk)) {

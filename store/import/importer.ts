@@ -169,7 +169,7 @@ export async function importImage (store: ImportContext, path: string, options: 
       written.then(() => { store.hasher.release(r.buf) }, () => {})
     }
     addBlock(chunker.flush())
-    const root = encodeRoot({ format, size, pageSize, extents, pages, chunks: chunker.chunks })
+    const root = encodeRoot({ format, size, pageSize, extents, pages, chunks: chunker.chunks, chunking: { modulus: opts.chunkModulus, min: opts.chunkMin, max: opts.chunkMax } })
     addBlock(root)
     const rootKey = root.cid.toString()
     await store.lock.run(async () => {
