@@ -45,6 +45,12 @@ export const MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 
 /** Providers a replica returns and keeps per key (the soonest to expire is dropped first: at GET, and by the sweep). */
 export const DEFAULT_MAX_PROVIDERS_PER_KEY = 32
+/**
+ * Entries one providing peer may hold on a replica (its share of the keyspace): at ~40 bytes
+ * of level data an entry, 8 Mi entries are ~320 MiB of one replica's disk. ADD keys past it
+ * are not written (the answer's count says how many were); the sweep recounts live entries.
+ */
+export const DEFAULT_MAX_RECORDS_PER_PEER = 8 * 1024 * 1024
 /** Providers returned per key in a GET answer. */
 export const MAX_PROVIDERS_PER_KEY_RESPONSE = 20
 /** Addresses remembered / sent per provider peer. */

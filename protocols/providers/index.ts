@@ -86,6 +86,8 @@ export interface ProviderRecordsInit {
   regionCacheTtl?: number
   /** Providers returned and kept per key (default DEFAULT_MAX_PROVIDERS_PER_KEY = 32). */
   maxProvidersPerKey?: number
+  /** Entries one providing peer may hold on this replica (default DEFAULT_MAX_RECORDS_PER_PEER = 8 Mi). */
+  maxRecordsPerPeer?: number
   /** Inbound streams per connection (default DEFAULT_MAX_INBOUND_STREAMS = 32). */
   maxInboundStreams?: number
   /** Outbound streams per connection (default DEFAULT_MAX_OUTBOUND_STREAMS = 64). */

@@ -53,7 +53,7 @@ export class ProviderRecords implements Startable {
     this.components = components
     const now = init.now ?? Date.now
     const counters = this.counters
-    this.store = new RecordStore({ db: init.db, maxProvidersPerKey: init.maxProvidersPerKey, now })
+    this.store = new RecordStore({ db: init.db, maxProvidersPerKey: init.maxProvidersPerKey, maxRecordsPerPeer: init.maxRecordsPerPeer, now })
     const replication = init.replication ?? DEFAULT_REPLICATION
     const recordTtl = Math.min(init.recordTtl ?? DEFAULT_RECORD_TTL, MAX_RECORD_TTL)
     const window = init.window ?? DEFAULT_WINDOW

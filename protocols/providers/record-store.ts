@@ -16,6 +16,11 @@
  * ONE `getMany` per call, a key's entries side by side in one block. Before `load()` every
  * pair of a key and a known peer is read.
  *
+ * A providing peer holds at most `maxRecordsPerPeer` entries: an ADD writes none past it, so
+ * one member cannot fill a replica's disk. Counts per peer come from the load scan and the
+ * sweep (exact) and from ADDs in between (a key the filter holds is a refresh, not counted).
+ * (The file is over ~400 lines: the filter, the bound and the sweep share that state.)
+ *
  * A key holds at most one entry per provider; GET returns the `maxProvidersPerKey` that expire
  * last, and the sweep trims keys above it.
  *
@@ -27,7 +32,7 @@ import type { AbortOptions } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { RecordStoreError } from './errors.ts'
 import { KeyFilter } from './key-filter.ts'
-import { DEFAULT_MAX_PROVIDERS_PER_KEY, KEY_LENGTH, MAX_ADDRS_PER_PEER, MAX_PROVIDERS_PER_KEY_RESPONSE } from './constants.ts'
+import { DEFAULT_MAX_PROVIDERS_PER_KEY, DEFAULT_MAX_RECORDS_PER_PEER, KEY_LENGTH, MAX_ADDRS_PER_PEER, MAX_PROVIDERS_PER_KEY_RESPONSE } from './constants.ts'
 import { ENTRY_KEY_LENGTH, EXPIRY_LENGTH, LOAD_CHUNK, PEER_NUMBER_LENGTH, entryKeys, entryPeer, rawSublevel, readExpiry } from './record-layout.ts'
 import type { Db, Sub } from './record-layout.ts'
 import { RecordStoreUpgrade } from './record-store-upgrade.ts'
@@ -43,6 +48,8 @@ export interface RecordStoreInit {
   db: Db
   /** Providers returned and kept per key (default DEFAULT_MAX_PROVIDERS_PER_KEY). */
   maxProvidersPerKey?: number
+  /** Entries kept per providing peer; ADD keys past it are not written (default DEFAULT_MAX_RECORDS_PER_PEER). */
+  maxRecordsPerPeer?: number
   /** Clock in ms, for tests (default Date.now). */
   now?: () => number
 }
@@ -73,10 +80,15 @@ async function * chunks (sub: Sub, options?: AbortOptions): AsyncGenerator<Array
   }
 }
 
-/** Filters over (key, peer number) pairs and the numbers of the peers with entries. */
+/** Filters over (key, peer number) pairs, the numbers of the peers with entries, and their entry counts. */
 interface Held {
   filter: KeyFilter
   peers: Set<number>
+  counts: Map<number, number>
+}
+
+function bump (counts: Map<number, number> | undefined, peer: number, n: number): void {
+  if (counts != null && n > 0) counts.set(peer, (counts.get(peer) ?? 0) + n)
 }
 
 export class RecordStore {
@@ -97,6 +109,9 @@ export class RecordStore {
   private readonly root: Db
   private readonly entryPrefix: Buffer
   private readonly maxProvidersPerKey: number
+  private readonly maxRecordsPerPeer: number
+  /** Entries per peer written before the filter is loaded (every key counted as new). */
+  private readonly unloadedCounts = new Map<number, number>()
   private readonly now: () => number
   /** A sweep's re-read and delete must not interleave with an ADD refreshing the same entry. */
   private writeLock: Promise<unknown> = Promise.resolve()
@@ -105,8 +120,8 @@ export class RecordStore {
   /** What a scan is filling; ADDs go into it too, so it misses nothing. */
   private building?: Held
   private loading?: Promise<void>
-  /** Peers a sweep in progress found with live entries. */
-  private sweeping?: Set<number>
+  /** Peers a sweep in progress found with live entries, and how many. */
+  private sweeping?: Map<number, number>
 
   constructor (init: RecordStoreInit) {
     this.entries = rawSublevel(init.db, 'e')
@@ -116,6 +131,7 @@ export class RecordStore {
     this.entryPrefix = Buffer.from(this.entries.prefix, 'utf8')
     this.upgrade = new RecordStoreUpgrade({ db: init.db, entries: this.entries, locked: async fn => this.locked(fn) })
     this.maxProvidersPerKey = init.maxProvidersPerKey ?? DEFAULT_MAX_PROVIDERS_PER_KEY
+    this.maxRecordsPerPeer = init.maxRecordsPerPeer ?? DEFAULT_MAX_RECORDS_PER_PEER
     this.now = init.now ?? Date.now
   }
 
@@ -133,7 +149,7 @@ export class RecordStore {
     await this.upgrade.run(options)
     while (true) {
       // set before the iterator takes its snapshot: an entry committed later is added by its ADD
-      const held: Held = { filter: new KeyFilter(capacity), peers: new Set() }
+      const held: Held = { filter: new KeyFilter(capacity), peers: new Set(), counts: new Map() }
       this.building = held
       const it = this.entries.keys()
       try {
@@ -150,6 +166,7 @@ export class RecordStore {
             const peer = entryPeer(key)
             held.filter.add(key, 0, peer)
             held.peers.add(peer)
+            bump(held.counts, peer, 1)
           }
           // no ADD writes a key of another width, so these deletes race nothing
           if (stale != null) await this.entries.batch(stale.map(key => ({ type: 'del' as const, key })))
@@ -195,18 +212,25 @@ export class RecordStore {
 
   /**
    * Record `provider` for every 16-byte record key until `expires`, and remember its addresses.
-   * One atomic batch for the whole call, no read. Returns the number of keys written.
+   * One atomic batch for the whole call, no read. Keys that would take the provider past
+   * `maxRecordsPerPeer` entries are not written (a key the filter says it holds is a refresh
+   * and always is). Returns the number of keys written.
    */
-  async add (provider: Uint8Array, keys: Uint8Array[], expires: number, addrs?: Uint8Array[], options?: AbortOptions): Promise<number> {
-    if (keys.length === 0) return 0
-    checkWidth(keys)
+  async add (provider: Uint8Array, offered: Uint8Array[], expires: number, addrs?: Uint8Array[], options?: AbortOptions): Promise<number> {
+    if (offered.length === 0) return 0
+    checkWidth(offered)
     return this.locked(async () => {
       options?.signal?.throwIfAborted()
       await this.readNumbers()
       const peerId = asBuffer(provider)
-      const batch = this.root.batch()
       const known = this.peerNumbers.get(peerId.toString('latin1'))
       const peer = known ?? this.peerIds.length
+      const { keys, fresh } = this.withinBound(peer, offered)
+      if (keys.length === 0) {
+        log('provider %s holds %d entries here, its bound: refusing %d more', peerId.toString('hex').slice(-8), this.countOf(peer), offered.length)
+        return 0
+      }
+      const batch = this.root.batch()
       const numbered = known == null
       if (numbered) {
         const key = Buffer.allocUnsafe(PEER_NUMBER_LENGTH)
@@ -235,14 +259,46 @@ export class RecordStore {
       for (const h of [this.held, this.building]) {
         if (h == null) continue
         h.peers.add(peer)
+        bump(h.counts, peer, fresh)
         for (const key of keys) h.filter.add(key, 0, peer)
       }
-      this.sweeping?.add(peer)
+      if (this.held == null) bump(this.unloadedCounts, peer, fresh)
+      if (this.sweeping != null) this.sweeping.set(peer, (this.sweeping.get(peer) ?? 0) + fresh)
       if (this.held?.filter.full === true && this.loading == null) {
         this.load().catch(err => { log.error('reloading the provider key filter failed - %e', err) })
       }
       return keys.length
     })
+  }
+
+  /** Entries `peer` holds as far as the store knows (exact after a load or a sweep; refreshes never count). */
+  private countOf (peer: number): number {
+    return (this.held?.counts ?? this.unloadedCounts).get(peer) ?? 0
+  }
+
+  /**
+   * The keys of an ADD that may be written: every key the filter says `peer` holds (a refresh,
+   * or a false positive: ~1%), and new keys up to its bound. `fresh`: how many are new.
+   */
+  private withinBound (peer: number, keys: Uint8Array[]): { keys: Uint8Array[], fresh: number } {
+    const held = this.held
+    let room = this.maxRecordsPerPeer - this.countOf(peer)
+    if (room >= keys.length) {
+      const fresh = held == null ? keys.length : keys.reduce((n, key) => n + (held.filter.has(key, 0, peer) ? 0 : 1), 0)
+      return { keys, fresh }
+    }
+    const out: Uint8Array[] = []
+    let fresh = 0
+    for (const key of keys) {
+      if (held?.filter.has(key, 0, peer) === true) {
+        out.push(key)
+      } else if (room > 0) {
+        out.push(key)
+        room--
+        fresh++
+      }
+    }
+    return { keys: out, fresh }
   }
 
   /**
@@ -331,8 +387,8 @@ export class RecordStore {
   async sweep (options?: AbortOptions): Promise<number> {
     const now = this.now()
     let deleted = 0
-    // peers with a live entry left, plus those an ADD records meanwhile (see add)
-    const seen = new Set<number>()
+    // peers with a live entry left and how many, plus what an ADD records meanwhile (see add)
+    const seen = new Map<number, number>()
     this.sweeping = seen
     /** Delete `doomed` (key, expiry seen) unless an ADD has refreshed it since. */
     const drop = async (doomed: Array<[Buffer, number]>): Promise<void> => {
@@ -356,7 +412,7 @@ export class RecordStore {
           live.sort((a, b) => b[1] - a[1])
           doomed.push(...live.splice(this.maxProvidersPerKey))
         }
-        for (const [key] of live) seen.add(entryPeer(key))
+        for (const [key] of live) bump(seen, entryPeer(key), 1)
         group = []
       }
       for await (const chunk of chunks(this.entries, options)) {
@@ -378,7 +434,10 @@ export class RecordStore {
     } finally {
       this.sweeping = undefined
     }
-    if (this.held != null) this.held.peers = seen
+    if (this.held != null) {
+      this.held.peers = new Set(seen.keys())
+      this.held.counts = seen
+    }
     if (deleted > 0) log('swept %d provider entries', deleted)
     // deleted pairs stay in the filter (a read each, never a wrong answer) until it is rebuilt
     if (this.held != null && deleted > this.held.filter.count / 4) await this.load(options)
