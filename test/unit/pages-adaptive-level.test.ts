@@ -15,15 +15,20 @@ test('a link that never waits while compression takes time walks the level down 
   t.is(level.current, 8)
 })
 
-test('the level never exceeds the configured one, and changes at most every other frame', t => {
-  const level = new AdaptiveLevel(3)
-  t.is(level.current, 3)
+test('the level never exceeds the configured one, changes at most every other frame, and a configured level below the floor is kept', t => {
+  const level = new AdaptiveLevel(8)
+  t.is(level.current, 8)
   level.observe(40, 0)
-  t.is(level.current, 3)
+  t.is(level.current, 8)
   level.observe(40, 0)
-  t.is(level.current, 2)
+  t.is(level.current, 7)
   level.observe(40, 0)
-  t.is(level.current, 2)
+  t.is(level.current, 7)
+  const low = new AdaptiveLevel(3)
+  for (let i = 0; i < 20; i++) low.observe(40, 0)
+  t.is(low.current, 3)
+  for (let i = 0; i < 20; i++) low.observe(5, 20)
+  t.is(low.current, 3)
 })
 
 test('cheap frames (under 2 ms to compress) do not lower the level', t => {
