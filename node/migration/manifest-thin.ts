@@ -65,6 +65,7 @@ export async function rebuildFromThin (ctx: PullContext, manifest: Manifest, mis
   let slotMap: SlotMap | undefined
   let outputOk = false
   let complete = false
+  let still = missing
   try {
     if (index.totalSlots !== manifest.pages) {
       log.error('thin manifest of %c has %d slots, the image %d', root, index.totalSlots, manifest.pages)
@@ -105,7 +106,8 @@ export async function rebuildFromThin (ctx: PullContext, manifest: Manifest, mis
     const all = digests = new Uint8Array(index.size * 32)
     await digestLog.replay((k, digest) => { all.set(digest, k * 32) })
     replayed = await replay(thin, index, { fetched: count > 0 ? fetched : undefined, digests: all }, new ChunkCutter(deps.store, manifest, missing, signal))
-    complete = replayed.cut && (await absentBlocks(ctx, missing)).length === 0
+    still = await absentBlocks(ctx, missing)
+    complete = replayed.cut && still.length === 0
   } finally {
     if (writer != null && !(complete && outputOk)) {
       await writer.abort()
@@ -118,13 +120,12 @@ export async function rebuildFromThin (ctx: PullContext, manifest: Manifest, mis
     if (digests != null) release(digests)
     await digestLog.close()
   }
-  const still = await absentBlocks(ctx, missing)
   figures.rebuilt(missing.length - still.length)
   log('rebuilt %d of %d manifest chunks of %c from its thin manifest (%s)', missing.length - still.length, missing.length, root, replayed.cut ? 'all slots' : 'up to a page not found')
   // every chunk cut from digests of stored pages and matched by the root: every page is here
   return {
     still,
-    complete: replayed.cut && still.length === 0,
+    complete,
     settled: replayed.settled,
     output: writer != null && slotMap != null ? { writer, slots: slotMap.nonZero } : undefined
   }

@@ -114,11 +114,6 @@ export class OutputWriter {
     }
   }
 
-  /** Slots written so far. */
-  get slotsWritten (): number {
-    return this.written
-  }
-
   /** Make the file durable under its name; `expected` non-zero slots must have been written. */
   async commit (expected: number): Promise<void> {
     if (this.written !== expected) {

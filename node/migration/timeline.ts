@@ -45,7 +45,7 @@ export interface Span {
 
 export class Timeline {
   private readonly origin: number
-  private readonly phases = new Map<PhaseName, TimelinePhase & { open: number }>()
+  private readonly phases = new Map<PhaseName, TimelinePhase>()
 
   constructor (origin = performance.now()) {
     this.origin = origin
@@ -56,15 +56,19 @@ export class Timeline {
     return performance.now() - this.origin
   }
 
-  begin (name: PhaseName): Span {
-    const at = this.now()
+  /** Phase `name`, created zero-length at now if it has not run yet. */
+  private phase (name: PhaseName): TimelinePhase {
     let phase = this.phases.get(name)
     if (phase == null) {
-      phase = { name, startMs: at, endMs: at, roundTrips: 0, bytesIn: 0, bytesOut: 0, open: 0 }
+      const at = this.now()
+      phase = { name, startMs: at, endMs: at, roundTrips: 0, bytesIn: 0, bytesOut: 0 }
       this.phases.set(name, phase)
     }
-    phase.open++
-    const entry = phase
+    return phase
+  }
+
+  begin (name: PhaseName): Span {
+    const entry = this.phase(name)
     let ended = false
     return {
       roundTrip: (count = 1) => { entry.roundTrips += count },
@@ -75,7 +79,6 @@ export class Timeline {
       end: () => {
         if (ended) return
         ended = true
-        entry.open--
         entry.endMs = Math.max(entry.endMs, this.now())
       }
     }
@@ -83,12 +86,7 @@ export class Timeline {
 
   /** Add counters to phase `name` (created, zero-length at now, if it has not run yet). */
   add (name: PhaseName, counts: { bytesIn?: number, bytesOut?: number, roundTrips?: number }): void {
-    let phase = this.phases.get(name)
-    if (phase == null) {
-      const at = this.now()
-      phase = { name, startMs: at, endMs: at, roundTrips: 0, bytesIn: 0, bytesOut: 0, open: 0 }
-      this.phases.set(name, phase)
-    }
+    const phase = this.phase(name)
     phase.bytesIn += counts.bytesIn ?? 0
     phase.bytesOut += counts.bytesOut ?? 0
     phase.roundTrips += counts.roundTrips ?? 0
@@ -108,7 +106,7 @@ export class Timeline {
   toJSON (): TimelinePhase[] {
     return [...this.phases.values()]
       .sort((a, b) => a.startMs - b.startMs)
-      .map(({ open, ...p }) => ({ ...p, startMs: round(p.startMs), endMs: round(p.endMs) }))
+      .map(p => ({ ...p, startMs: round(p.startMs), endMs: round(p.endMs) }))
   }
 }
 

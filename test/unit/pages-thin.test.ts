@@ -1,4 +1,5 @@
 import test from 'ava'
+import type { ExecutionContext } from 'ava'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -30,6 +31,24 @@ async function thinOf (cids: Array<CID | undefined>): Promise<{ frames: Uint8Arr
   let at = 0
   for (const p of parts) { entries.set(p.entries, at); at += p.entries.byteLength }
   return { frames, thin: { entries, count } }
+}
+
+/** The digest prefixes of `pages`, concatenated, as a prefix request carries them. */
+function prefixesOf (pages: Array<{ cid: CID }>): Uint8Array {
+  const prefixes = new Uint8Array(pages.length * PREFIX_BYTES)
+  pages.forEach((p, i) => { prefixes.set(p.cid.multihash.digest.subarray(0, PREFIX_BYTES), i * PREFIX_BYTES) })
+  return prefixes
+}
+
+/** A real repository serving 600 random pages, a client connected to it, and 40 pages it lacks. */
+async function heldAndAbsent (t: ExecutionContext): Promise<{ server: Awaited<ReturnType<typeof repoNode>>, client: Awaited<ReturnType<typeof pageNode>>, held: ReturnType<typeof randomPages>, absent: ReturnType<typeof randomPages> }> {
+  const server = await repoNode(t)
+  const held = randomPages(600)
+  await server.repo.store.putMany(held)
+  const absent = randomPages(40)
+  const client = await pageNode(t)
+  await connect(client.node, server.addr)
+  return { server, client, held, absent }
 }
 
 test('prefix and thin-manifest requests round-trip; bad shapes are refused', t => {
@@ -87,15 +106,9 @@ test('thin-manifest decoder: garbage, bombs and bad entries are typed errors', t
 })
 
 test('pages fetched by prefix from a real store are hashed and named; prefixes it lacks are skipped', async t => {
-  const server = await repoNode(t)
-  const held = randomPages(600)
-  await server.repo.store.putMany(held)
-  const absent = randomPages(40)
-  const client = await pageNode(t)
-  await connect(client.node, server.addr)
+  const { server, client, held, absent } = await heldAndAbsent(t)
   const ask = [...held, ...absent]
-  const prefixes = new Uint8Array(ask.length * PREFIX_BYTES)
-  ask.forEach((p, i) => { prefixes.set(p.cid.multihash.digest.subarray(0, PREFIX_BYTES), i * PREFIX_BYTES) })
+  const prefixes = prefixesOf(ask)
   const got = new Map<string, Uint8Array>()
   const result = await client.node.services.pages.fetchByPrefix(server.node.peerId, prefixes, {
     compress: 'zstd',
@@ -107,16 +120,10 @@ test('pages fetched by prefix from a real store are hashed and named; prefixes i
 })
 
 test('a held query tells which prefixes a real store holds, as bits, without moving pages', async t => {
-  const server = await repoNode(t)
-  const held = randomPages(600)
-  await server.repo.store.putMany(held)
-  const absent = randomPages(40)
-  const client = await pageNode(t)
-  await connect(client.node, server.addr)
+  const { server, client, held, absent } = await heldAndAbsent(t)
   // interleaved, across several requests (256 prefixes each), and a count not a multiple of 8
   const ask = [...held.slice(0, 300), ...absent.slice(0, 20), ...held.slice(300), ...absent.slice(20, 37)]
-  const prefixes = new Uint8Array(ask.length * PREFIX_BYTES)
-  ask.forEach((p, i) => { prefixes.set(p.cid.multihash.digest.subarray(0, PREFIX_BYTES), i * PREFIX_BYTES) })
+  const prefixes = prefixesOf(ask)
   const { held: bits, wireBytes } = await client.node.services.pages.heldByPrefix(server.node.peerId, prefixes)
   const heldSet = new Set(held.map(p => p.cid.toString()))
   ask.forEach((p, i) => { t.is((bits[i >> 3] >> (i & 7)) & 1, heldSet.has(p.cid.toString()) ? 1 : 0, `prefix ${i}`) })
@@ -152,8 +159,7 @@ test('a server answering a prefix with another page is caught as misbehaving', a
   const server = await pageNode(t, { store: liar })
   const client = await pageNode(t)
   await connect(client.node, server.addr)
-  const prefixes = new Uint8Array(pages.length * PREFIX_BYTES)
-  pages.forEach((p, i) => { prefixes.set(p.cid.multihash.digest.subarray(0, PREFIX_BYTES), i * PREFIX_BYTES) })
+  const prefixes = prefixesOf(pages)
   const err = await t.throwsAsync(client.node.services.pages.fetchByPrefix(server.node.peerId, prefixes))
   t.true(err instanceof PeerMisbehavedError, String(err))
   t.regex(err!.message, /another digest/)
